@@ -1,0 +1,326 @@
+//! Entitlement computation: a pure function of an organization's
+//! subscriptions, the catalog and the current time.
+
+use std::collections::BTreeSet;
+
+use crate::catalog::{Catalog, Features, merge};
+
+/// The state of one subscription as the service last applied it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionState {
+    /// Stripe's subscription id.
+    pub id: String,
+    /// Stripe's status; `None` until the first subscription event arrives.
+    pub status: Option<String>,
+    /// End of the paid period (unix seconds).
+    pub current_period_end: Option<i64>,
+    /// Canceled by the customer, effective at the period end.
+    pub cancel_at_period_end: bool,
+    /// When the subscription was first seen past due (unix seconds).
+    pub past_due_since: Option<i64>,
+    /// What the subscription buys.
+    pub items: Vec<Item>,
+}
+
+/// One subscription item: a price and a quantity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// Stripe price id.
+    pub price_id: String,
+    /// Units bought (seats).
+    pub quantity: i64,
+}
+
+/// Rules that are configuration rather than catalog.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// How long a `past_due` subscription keeps granting (seconds).
+    pub past_due_grace_secs: i64,
+}
+
+/// What an organization is entitled to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entitlement {
+    /// The plan of the primary granting subscription, or the default plan.
+    pub plan: String,
+    /// That subscription's status, or `none` for the default plan.
+    pub status: String,
+    /// Every catalog feature with the value granted.
+    pub features: Features,
+    /// The primary granting subscription.
+    pub subscription_id: Option<String>,
+    /// Its period end.
+    pub current_period_end: Option<i64>,
+    /// Whether it ends at its period end.
+    pub cancel_at_period_end: bool,
+    /// While past due: when the grace period ends.
+    pub grace_until: Option<i64>,
+    /// When this answer lapses if no event arrives.
+    pub valid_until: Option<i64>,
+}
+
+/// The result of a computation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Computed {
+    /// The organization's entitlement.
+    pub entitlement: Entitlement,
+    /// Prices of granting subscriptions that no plan lists.
+    pub unknown_prices: Vec<String>,
+}
+
+/// Statuses that no event ever leaves: an update that says otherwise is older.
+pub const TERMINAL_STATUSES: [&str; 2] = ["canceled", "incomplete_expired"];
+
+/// Whether a subscription grants access now, and until when.
+fn grant_window(sub: &SubscriptionState, now: i64, policy: Policy) -> Option<Window> {
+    match sub.status.as_deref()? {
+        "active" | "trialing" => {
+            if sub.cancel_at_period_end && sub.current_period_end.is_some_and(|end| end <= now) {
+                return None;
+            }
+            Some(Window {
+                until: sub.current_period_end,
+                grace_until: None,
+            })
+        }
+        "past_due" => {
+            let since = sub.past_due_since.or(sub.current_period_end)?;
+            let grace_until = since.saturating_add(policy.past_due_grace_secs);
+            (now < grace_until).then_some(Window {
+                until: Some(grace_until),
+                grace_until: Some(grace_until),
+            })
+        }
+        _ => None,
+    }
+}
+
+struct Window {
+    until: Option<i64>,
+    grace_until: Option<i64>,
+}
+
+/// Computes an organization's entitlement from its subscriptions: the merge
+/// of the granting ones (flags OR-ed, numbers maxed), else the default plan.
+pub fn compute(
+    catalog: &Catalog,
+    subs: &[SubscriptionState],
+    now: i64,
+    policy: Policy,
+) -> Computed {
+    let mut features = catalog.zero_features().clone();
+    let mut unknown_prices = BTreeSet::new();
+    let mut primary: Option<(&SubscriptionState, &str, Window)> = None;
+    let mut valid_until: Option<i64> = None;
+
+    for sub in subs {
+        let Some(window) = grant_window(sub, now, policy) else {
+            continue;
+        };
+        let mut plan_name = None;
+        for item in &sub.items {
+            match catalog.plan_for_price(&item.price_id) {
+                Some(plan) => {
+                    merge(&mut features, plan.features_for(item.quantity));
+                    plan_name.get_or_insert(plan.name.as_str());
+                }
+                None => {
+                    unknown_prices.insert(item.price_id.clone());
+                }
+            }
+        }
+        let Some(plan_name) = plan_name else { continue };
+        if let Some(until) = window.until {
+            valid_until = Some(valid_until.map_or(until, |v| v.min(until)));
+        }
+        // The primary subscription is the one paid furthest ahead.
+        let better = match &primary {
+            None => true,
+            Some((current, _, _)) => {
+                (sub.current_period_end, &sub.id) > (current.current_period_end, &current.id)
+            }
+        };
+        if better {
+            primary = Some((sub, plan_name, window));
+        }
+    }
+
+    let entitlement = match primary {
+        Some((sub, plan, window)) => Entitlement {
+            plan: plan.to_owned(),
+            status: sub.status.clone().unwrap_or_default(),
+            features,
+            subscription_id: Some(sub.id.clone()),
+            current_period_end: sub.current_period_end,
+            cancel_at_period_end: sub.cancel_at_period_end,
+            grace_until: window.grace_until,
+            valid_until,
+        },
+        None => default_entitlement(catalog),
+    };
+    Computed {
+        entitlement,
+        unknown_prices: unknown_prices.into_iter().collect(),
+    }
+}
+
+/// Status of an organization that nothing grants.
+pub const NO_SUBSCRIPTION: &str = "none";
+
+/// The answer for an organization that nothing grants: the default plan, or
+/// plan `none` with every feature off when the catalog has no default.
+pub fn default_entitlement(catalog: &Catalog) -> Entitlement {
+    let mut features = catalog.zero_features().clone();
+    let plan = match catalog.default_plan() {
+        Some(plan) => {
+            merge(&mut features, plan.features_for(1));
+            plan.name.clone()
+        }
+        None => NO_SUBSCRIPTION.to_owned(),
+    };
+    Entitlement {
+        plan,
+        status: NO_SUBSCRIPTION.to_owned(),
+        features,
+        subscription_id: None,
+        current_period_end: None,
+        cancel_at_period_end: false,
+        grace_until: None,
+        valid_until: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{FeatureValue, PlanConfig};
+    use serde_json::json;
+
+    const NOW: i64 = 1_800_000_000;
+    const DAY: i64 = 86_400;
+    const POLICY: Policy = Policy {
+        past_due_grace_secs: 7 * DAY,
+    };
+
+    fn catalog() -> Catalog {
+        let plans = [
+            (
+                "free",
+                json!({"default": true, "features": {"seats": 1, "sso": false, "projects": 3}}),
+            ),
+            (
+                "pro",
+                json!({"prices": ["price_pro"], "features": {"seats": {"per_unit": 1}, "sso": true, "projects": 100}}),
+            ),
+            (
+                "team",
+                json!({"prices": ["price_team"], "features": {"seats": 25, "projects": 50}}),
+            ),
+        ];
+        let plans = plans
+            .into_iter()
+            .map(|(name, value)| {
+                (
+                    name.to_string(),
+                    serde_json::from_value::<PlanConfig>(value).unwrap(),
+                )
+            })
+            .collect();
+        Catalog::new(&plans).unwrap()
+    }
+
+    fn sub(id: &str, status: &str, price: &str, quantity: i64) -> SubscriptionState {
+        SubscriptionState {
+            id: id.into(),
+            status: Some(status.into()),
+            current_period_end: Some(NOW + 30 * DAY),
+            cancel_at_period_end: false,
+            past_due_since: None,
+            items: vec![Item {
+                price_id: price.into(),
+                quantity,
+            }],
+        }
+    }
+
+    fn entitlement(subs: &[SubscriptionState]) -> Entitlement {
+        compute(&catalog(), subs, NOW, POLICY).entitlement
+    }
+
+    #[test]
+    fn no_subscription_gets_the_default_plan() {
+        let e = entitlement(&[]);
+        assert_eq!((e.plan.as_str(), e.status.as_str()), ("free", "none"));
+        assert_eq!(e.features["projects"], FeatureValue::Limit(3));
+        assert_eq!(e.valid_until, None);
+    }
+
+    #[test]
+    fn active_and_trialing_grant_with_seats_scaled_by_quantity() {
+        for status in ["active", "trialing"] {
+            let e = entitlement(&[sub("sub_1", status, "price_pro", 10)]);
+            assert_eq!(e.plan, "pro");
+            assert_eq!(e.status, status);
+            assert_eq!(e.features["seats"], FeatureValue::Limit(10));
+            assert_eq!(e.features["sso"], FeatureValue::Flag(true));
+            assert_eq!(e.valid_until, Some(NOW + 30 * DAY));
+        }
+    }
+
+    #[test]
+    fn statuses_that_do_not_grant_fall_back_to_the_default_plan() {
+        for status in [
+            "incomplete",
+            "incomplete_expired",
+            "unpaid",
+            "canceled",
+            "paused",
+        ] {
+            let e = entitlement(&[sub("sub_1", status, "price_pro", 1)]);
+            assert_eq!(e.plan, "free", "{status}");
+        }
+    }
+
+    #[test]
+    fn past_due_grants_only_during_the_grace_period() {
+        let mut s = sub("sub_1", "past_due", "price_pro", 1);
+        s.past_due_since = Some(NOW - 2 * DAY);
+        let e = entitlement(std::slice::from_ref(&s));
+        assert_eq!(e.plan, "pro");
+        assert_eq!(e.grace_until, Some(NOW + 5 * DAY));
+        s.past_due_since = Some(NOW - 8 * DAY);
+        assert_eq!(entitlement(&[s]).plan, "free");
+    }
+
+    #[test]
+    fn cancel_at_period_end_grants_until_the_period_ends() {
+        let mut s = sub("sub_1", "active", "price_pro", 1);
+        s.cancel_at_period_end = true;
+        assert_eq!(entitlement(std::slice::from_ref(&s)).plan, "pro");
+        s.current_period_end = Some(NOW - 1);
+        assert_eq!(entitlement(&[s]).plan, "free");
+    }
+
+    #[test]
+    fn several_granting_subscriptions_merge() {
+        let e = entitlement(&[
+            sub("sub_a", "active", "price_pro", 5),
+            sub("sub_b", "active", "price_team", 1),
+        ]);
+        assert_eq!(e.features["seats"], FeatureValue::Limit(25));
+        assert_eq!(e.features["projects"], FeatureValue::Limit(100));
+        assert_eq!(e.features["sso"], FeatureValue::Flag(true));
+    }
+
+    #[test]
+    fn unknown_prices_grant_nothing_and_are_reported() {
+        let computed = compute(
+            &catalog(),
+            &[sub("sub_1", "active", "price_nope", 1)],
+            NOW,
+            POLICY,
+        );
+        assert_eq!(computed.entitlement.plan, "free");
+        assert_eq!(computed.unknown_prices, vec!["price_nope".to_string()]);
+    }
+}

@@ -1,0 +1,302 @@
+//! Connection pools for PostgreSQL and SQLite behind one type.
+//!
+//! diesel-async has no multi-backend connection, so [`Conn`] is an enum over
+//! the two connection types and the crate's `run!` macro expands one query
+//! body once per backend. Every query in the crate is written once.
+
+mod migrate;
+pub(crate) mod schema;
+
+use std::path::Path;
+use std::time::Duration;
+
+use diesel::SqliteConnection;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection, TransactionManager};
+use futures_util::FutureExt;
+
+use crate::Error;
+
+/// SQLite connection driven from async code on the blocking thread pool.
+pub(crate) type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+/// Which database engine a [`Database`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL, for several replicas.
+    Postgres,
+    /// An embedded SQLite file, for a single instance.
+    Sqlite,
+}
+
+/// How to reach the database and how large a pool to keep.
+#[derive(Debug, Clone)]
+pub struct DatabaseOptions {
+    /// `postgres://...`, `sqlite://path/to/file.db` or `sqlite::memory:`.
+    pub url: String,
+    /// Most connections held open at once.
+    pub max_connections: usize,
+    /// How long a caller waits for a connection before the database counts
+    /// as unavailable.
+    pub acquire_timeout: Duration,
+}
+
+/// A pool of connections to either backend.
+#[derive(Clone)]
+pub struct Database {
+    pool: PoolKind,
+    url: String,
+}
+
+#[derive(Clone)]
+enum PoolKind {
+    Postgres(Pool<AsyncPgConnection>),
+    Sqlite(Pool<SqliteConn>),
+}
+
+/// A connection borrowed from the pool.
+pub(crate) enum Pooled {
+    Postgres(Object<AsyncPgConnection>),
+    Sqlite(Object<SqliteConn>),
+}
+
+/// A connection of either backend, as query functions take it.
+pub(crate) enum Conn<'a> {
+    Postgres(&'a mut AsyncPgConnection),
+    Sqlite(&'a mut SqliteConn),
+}
+
+/// Builds a deadpool pool for either connection type with the same limits.
+macro_rules! build_pool {
+    ($manager:expr, $size:expr, $options:expr) => {
+        Pool::builder($manager)
+            .max_size($size)
+            .runtime(deadpool::Runtime::Tokio1)
+            .wait_timeout(Some($options.acquire_timeout))
+            .create_timeout(Some($options.acquire_timeout))
+            .build()
+            .map_err(|e| Error::Unavailable(e.to_string()))?
+    };
+}
+
+/// Runs the same diesel-async query body against whichever connection `conn`
+/// holds; `$c` names the concrete connection inside the body.
+macro_rules! run {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::Conn::Postgres($c) => {
+                let $c = &mut **$c;
+                $body
+            }
+            $crate::db::Conn::Sqlite($c) => {
+                let $c = &mut **$c;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use run;
+
+impl Database {
+    /// Opens a pool for the backend the URL's scheme names. Nothing is
+    /// connected yet; SQLite's file and folder are created on first use.
+    pub fn connect(options: &DatabaseOptions) -> Result<Self, Error> {
+        let url = options.url.trim();
+        let pool = match parse_url(url)? {
+            (Backend::Postgres, target) => {
+                let mut config = ManagerConfig::default();
+                config.recycling_method = RecyclingMethod::Fast;
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+                    target, config,
+                );
+                PoolKind::Postgres(build_pool!(manager, options.max_connections, options))
+            }
+            (Backend::Sqlite, target) => {
+                let in_memory = target == ":memory:";
+                if !in_memory {
+                    create_parent_dir(&target)?;
+                }
+                let mut config = ManagerConfig::<SqliteConn>::default();
+                config.recycling_method = RecyclingMethod::Fast;
+                config.custom_setup = Box::new(|target| setup_sqlite(target.to_owned()).boxed());
+                let manager =
+                    AsyncDieselConnectionManager::<SqliteConn>::new_with_config(target, config);
+                // Each `:memory:` connection is a database of its own.
+                let size = if in_memory {
+                    1
+                } else {
+                    options.max_connections
+                };
+                PoolKind::Sqlite(build_pool!(manager, size, options))
+            }
+        };
+        Ok(Self {
+            pool,
+            url: url.to_owned(),
+        })
+    }
+
+    /// The engine behind this pool.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            PoolKind::Postgres(_) => Backend::Postgres,
+            PoolKind::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Checks that a connection can be had and answers a trivial query.
+    pub async fn ping(&self) -> Result<(), Error> {
+        let mut pooled = self.get().await?;
+        run!(&mut pooled.conn(), |c| c.batch_execute("SELECT 1").await)?;
+        Ok(())
+    }
+
+    pub(crate) async fn get(&self) -> Result<Pooled, Error> {
+        Ok(match &self.pool {
+            PoolKind::Postgres(pool) => Pooled::Postgres(pool.get().await?),
+            PoolKind::Sqlite(pool) => Pooled::Sqlite(pool.get().await?),
+        })
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Pooled {
+    pub(crate) fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Pooled::Postgres(c) => Conn::Postgres(c),
+            Pooled::Sqlite(c) => Conn::Sqlite(c),
+        }
+    }
+}
+
+impl Conn<'_> {
+    /// Starts a transaction that writes. SQLite takes its write lock at once
+    /// (`BEGIN IMMEDIATE`), so two writers never deadlock on a lock upgrade.
+    pub(crate) async fn begin_write(&mut self) -> Result<(), Error> {
+        match self {
+            Conn::Postgres(c) => {
+                diesel_async::AnsiTransactionManager::begin_transaction_sql(&mut **c, "BEGIN")
+                    .await?
+            }
+            Conn::Sqlite(c) => {
+                c.spawn_blocking(|c| {
+                    diesel::connection::AnsiTransactionManager::begin_transaction_sql(
+                        c,
+                        "BEGIN IMMEDIATE",
+                    )
+                })
+                .await?
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits on `Ok`, rolls back on `Err`, and passes the result on.
+    pub(crate) async fn finish<T>(&mut self, result: Result<T, Error>) -> Result<T, Error> {
+        match result {
+            Ok(value) => {
+                run!(self, |c| commit(c).await)?;
+                Ok(value)
+            }
+            Err(error) => {
+                // The rollback's own failure matters less than the cause; a
+                // connection left in a transaction is discarded by the pool.
+                if let Err(rollback) = run!(self, |c| rollback(c).await) {
+                    tracing::warn!(error = %rollback, "rollback failed");
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+async fn commit<C: AsyncConnection>(conn: &mut C) -> diesel::QueryResult<()> {
+    C::TransactionManager::commit_transaction(conn).await
+}
+
+async fn rollback<C: AsyncConnection>(conn: &mut C) -> diesel::QueryResult<()> {
+    C::TransactionManager::rollback_transaction(conn).await
+}
+
+/// Splits a database URL into its backend and the address the driver takes.
+fn parse_url(url: &str) -> Result<(Backend, String), Error> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok((Backend::Postgres, url.to_owned()));
+    }
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        if !path.is_empty() {
+            return Ok((Backend::Sqlite, path.to_owned()));
+        }
+    }
+    Err(Error::UnsupportedUrl(redact_url(url)))
+}
+
+/// Hides a password in a URL so it can go into an error message.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***{}", &url[..scheme_end], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn create_parent_dir(path: &str) -> Result<(), Error> {
+    match Path::new(path).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Unavailable(format!("cannot create {}: {e}", dir.display()))),
+        _ => Ok(()),
+    }
+}
+
+async fn setup_sqlite(path: String) -> diesel::ConnectionResult<SqliteConn> {
+    let mut conn = SqliteConn::establish(&path).await?;
+    conn.batch_execute(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+    )
+    .await
+    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_select_the_backend_by_scheme() {
+        assert_eq!(
+            parse_url("postgres://u@h/db").ok(),
+            Some((Backend::Postgres, "postgres://u@h/db".into()))
+        );
+        assert_eq!(
+            parse_url("sqlite://data/billing.db").ok(),
+            Some((Backend::Sqlite, "data/billing.db".into()))
+        );
+        assert_eq!(
+            parse_url("sqlite::memory:").ok(),
+            Some((Backend::Sqlite, ":memory:".into()))
+        );
+        assert!(parse_url("mysql://h/db").is_err());
+        assert!(parse_url("sqlite://").is_err());
+    }
+
+    #[test]
+    fn passwords_never_reach_error_messages() {
+        let message = parse_url("mysql://user:hunter2@host/db")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(message.contains("host/db"), "{message}");
+    }
+}

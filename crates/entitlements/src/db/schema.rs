@@ -1,0 +1,88 @@
+//! Table definitions shared by both backends (see `migrations/`).
+
+diesel::table! {
+    organizations (id) {
+        id -> Text,
+        stripe_customer_id -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    subscriptions (id) {
+        id -> Text,
+        org_id -> Nullable<Text>,
+        customer_id -> Nullable<Text>,
+        status -> Nullable<Text>,
+        current_period_end -> Nullable<BigInt>,
+        cancel_at_period_end -> Bool,
+        past_due_since -> Nullable<BigInt>,
+        last_event_created -> Nullable<BigInt>,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    subscription_items (id) {
+        id -> Text,
+        subscription_id -> Text,
+        price_id -> Text,
+        quantity -> BigInt,
+    }
+}
+
+diesel::table! {
+    entitlements (org_id) {
+        org_id -> Text,
+        plan -> Text,
+        status -> Text,
+        features -> Text,
+        subscription_id -> Nullable<Text>,
+        current_period_end -> Nullable<BigInt>,
+        cancel_at_period_end -> Bool,
+        grace_until -> Nullable<BigInt>,
+        valid_until -> Nullable<BigInt>,
+        version -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    webhook_events (id) {
+        id -> Text,
+        event_type -> Text,
+        created -> BigInt,
+        livemode -> Bool,
+        org_id -> Nullable<Text>,
+        subscription_id -> Nullable<Text>,
+        outcome -> Text,
+        detail -> Nullable<Text>,
+        payload -> Text,
+        received_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    entitlement_changes (id) {
+        id -> BigInt,
+        org_id -> Text,
+        version -> BigInt,
+        event_id -> Nullable<Text>,
+        plan -> Text,
+        status -> Text,
+        features -> Text,
+        changed_at -> BigInt,
+    }
+}
+
+diesel::joinable!(subscription_items -> subscriptions (subscription_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    organizations,
+    subscriptions,
+    subscription_items,
+    entitlements,
+    webhook_events,
+    entitlement_changes,
+);

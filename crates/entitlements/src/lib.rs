@@ -1,0 +1,20 @@
+//! The domain of the billing service: the plan catalog, subscription state,
+//! the event state machine, entitlement computation and their persistence
+//! on PostgreSQL or SQLite.
+
+pub mod catalog;
+pub mod compute;
+pub mod db;
+mod engine;
+mod error;
+pub mod event;
+mod store;
+mod view;
+
+pub use catalog::{Catalog, FeatureValue, Features, PlanConfig};
+pub use compute::Policy;
+pub use db::{Backend, Database, DatabaseOptions};
+pub use engine::{CHECKOUT_COMPLETED, Delivery, Engine, Outcome, Receipt, SUBSCRIPTION_EVENTS};
+pub use error::Error;
+pub use event::Event;
+pub use view::EntitlementView;

@@ -1,0 +1,63 @@
+//! The record of received webhook events.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use crate::Error;
+use crate::db::schema::webhook_events as events;
+use crate::db::{Conn, run};
+use crate::engine::Receipt;
+use crate::event::Event;
+
+#[derive(Insertable)]
+#[diesel(table_name = events)]
+struct NewEvent<'a> {
+    id: &'a str,
+    event_type: &'a str,
+    created: i64,
+    livemode: bool,
+    outcome: &'a str,
+    payload: &'a str,
+    received_at: i64,
+}
+
+/// Records the event unless it is already recorded; returns whether it was
+/// new. A concurrent delivery of the same event waits on the primary key and
+/// then sees it as recorded.
+pub(crate) async fn insert_new(
+    conn: &mut Conn<'_>,
+    event: &Event,
+    payload: &str,
+    now: i64,
+) -> Result<bool, Error> {
+    let row = NewEvent {
+        id: &event.id,
+        event_type: &event.kind,
+        created: event.created,
+        livemode: event.livemode,
+        outcome: "received",
+        payload,
+        received_at: now,
+    };
+    let query = diesel::insert_into(events::table)
+        .values(&row)
+        .on_conflict(events::id)
+        .do_nothing();
+    Ok(run!(conn, |c| query.execute(c).await)? == 1)
+}
+
+/// Stores what applying the event did.
+pub(crate) async fn record_outcome(
+    conn: &mut Conn<'_>,
+    id: &str,
+    receipt: &Receipt,
+) -> Result<(), Error> {
+    let query = diesel::update(events::table.find(id)).set((
+        events::outcome.eq(receipt.outcome.as_str()),
+        events::detail.eq(receipt.detail.as_deref()),
+        events::org_id.eq(receipt.org_id.as_deref()),
+        events::subscription_id.eq(receipt.subscription_id.as_deref()),
+    ));
+    run!(conn, |c| query.execute(c).await)?;
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! The materialized entitlements of each organization and their history.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use crate::Error;
+use crate::catalog::Features;
+use crate::compute::Entitlement;
+use crate::db::schema::{entitlement_changes as changes, entitlements as ents};
+use crate::db::{Conn, run};
+
+/// An `entitlements` row.
+#[derive(Debug, Clone, Queryable, Insertable, AsChangeset)]
+#[diesel(table_name = ents, treat_none_as_null = true)]
+pub(crate) struct EntitlementRow {
+    pub org_id: String,
+    pub plan: String,
+    pub status: String,
+    pub features: String,
+    pub subscription_id: Option<String>,
+    pub current_period_end: Option<i64>,
+    pub cancel_at_period_end: bool,
+    pub grace_until: Option<i64>,
+    pub valid_until: Option<i64>,
+    pub version: i64,
+    pub updated_at: i64,
+}
+
+impl EntitlementRow {
+    pub(crate) fn new(
+        org_id: &str,
+        e: &Entitlement,
+        version: i64,
+        now: i64,
+    ) -> Result<Self, Error> {
+        Ok(Self {
+            org_id: org_id.to_owned(),
+            plan: e.plan.clone(),
+            status: e.status.clone(),
+            features: serde_json::to_string(&e.features)?,
+            subscription_id: e.subscription_id.clone(),
+            current_period_end: e.current_period_end,
+            cancel_at_period_end: e.cancel_at_period_end,
+            grace_until: e.grace_until,
+            valid_until: e.valid_until,
+            version,
+            updated_at: now,
+        })
+    }
+
+    pub(crate) fn entitlement(&self) -> Result<Entitlement, Error> {
+        let features: Features = serde_json::from_str(&self.features)?;
+        Ok(Entitlement {
+            plan: self.plan.clone(),
+            status: self.status.clone(),
+            features,
+            subscription_id: self.subscription_id.clone(),
+            current_period_end: self.current_period_end,
+            cancel_at_period_end: self.cancel_at_period_end,
+            grace_until: self.grace_until,
+            valid_until: self.valid_until,
+        })
+    }
+}
+
+/// The organization's materialized entitlements, if any event set them.
+pub(crate) async fn get(
+    conn: &mut Conn<'_>,
+    org_id: &str,
+) -> Result<Option<EntitlementRow>, Error> {
+    let query = ents::table.find(org_id).select(ents::all_columns);
+    Ok(run!(conn, |c| query.first(c).await.optional())?)
+}
+
+/// Stores the row and a history entry naming the event that caused it.
+pub(crate) async fn save_change(
+    conn: &mut Conn<'_>,
+    row: &EntitlementRow,
+    event_id: Option<&str>,
+) -> Result<(), Error> {
+    let upsert = diesel::insert_into(ents::table)
+        .values(row)
+        .on_conflict(ents::org_id)
+        .do_update()
+        .set(row);
+    run!(conn, |c| upsert.execute(c).await)?;
+    let history = diesel::insert_into(changes::table).values((
+        changes::org_id.eq(&row.org_id),
+        changes::version.eq(row.version),
+        changes::event_id.eq(event_id),
+        changes::plan.eq(&row.plan),
+        changes::status.eq(&row.status),
+        changes::features.eq(&row.features),
+        changes::changed_at.eq(row.updated_at),
+    ));
+    run!(conn, |c| history.execute(c).await)?;
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! Query functions, one module per table group. Each takes a [`Conn`] so
+//! that callers compose them inside one transaction.
+//!
+//! [`Conn`]: crate::db::Conn
+
+pub(crate) mod events;
+pub(crate) mod materialized;
+pub(crate) mod organizations;
+pub(crate) mod subscriptions;

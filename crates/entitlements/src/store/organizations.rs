@@ -1,0 +1,66 @@
+//! Organizations and their Stripe customer.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use crate::Error;
+use crate::db::schema::organizations as orgs;
+use crate::db::{Conn, run};
+
+/// Creates the organization if it is new and holds its row lock until the
+/// transaction ends, so events of one organization apply one at a time.
+pub(crate) async fn lock(conn: &mut Conn<'_>, org_id: &str, now: i64) -> Result<(), Error> {
+    let query = diesel::insert_into(orgs::table)
+        .values((
+            orgs::id.eq(org_id),
+            orgs::created_at.eq(now),
+            orgs::updated_at.eq(now),
+        ))
+        .on_conflict(orgs::id)
+        .do_update()
+        .set(orgs::updated_at.eq(now));
+    run!(conn, |c| query.execute(c).await)?;
+    Ok(())
+}
+
+/// The Stripe customer stored for an organization.
+pub(crate) async fn customer_of(
+    conn: &mut Conn<'_>,
+    org_id: &str,
+) -> Result<Option<String>, Error> {
+    let query = orgs::table.find(org_id).select(orgs::stripe_customer_id);
+    let found: Option<Option<String>> = run!(conn, |c| query.first(c).await.optional())?;
+    Ok(found.flatten())
+}
+
+/// The organization a Stripe customer belongs to.
+pub(crate) async fn org_of_customer(
+    conn: &mut Conn<'_>,
+    customer: &str,
+) -> Result<Option<String>, Error> {
+    let query = orgs::table
+        .filter(orgs::stripe_customer_id.eq(customer))
+        .select(orgs::id);
+    Ok(run!(conn, |c| query.first(c).await.optional())?)
+}
+
+/// Stores `customer` for the organization unless it already has one, and
+/// returns the customer the organization has afterwards.
+pub(crate) async fn set_customer_if_unset(
+    conn: &mut Conn<'_>,
+    org_id: &str,
+    customer: &str,
+    now: i64,
+) -> Result<String, Error> {
+    lock(conn, org_id, now).await?;
+    let query = diesel::update(
+        orgs::table
+            .find(org_id)
+            .filter(orgs::stripe_customer_id.is_null()),
+    )
+    .set(orgs::stripe_customer_id.eq(customer));
+    run!(conn, |c| query.execute(c).await)?;
+    Ok(customer_of(conn, org_id)
+        .await?
+        .unwrap_or_else(|| customer.to_owned()))
+}
