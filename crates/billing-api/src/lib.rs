@@ -1,1 +1,13 @@
-//! x
+//! The billing service: HTTP API, Stripe client, webhook verification,
+//! configuration and command line around the `entitlements` domain.
+
+pub mod auth;
+pub mod cli;
+pub mod error;
+pub mod routes;
+pub mod settings;
+pub mod signature;
+pub mod startup;
+pub mod stripe_api;
+pub mod telemetry;
+pub mod trigger;

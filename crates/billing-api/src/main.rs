@@ -1,1 +1,11 @@
-fn main() {}
+//! `billing-api`: see `billing-api --help`.
+
+use std::process::ExitCode;
+
+use billing_api::cli::Cli;
+use clap::Parser;
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    Cli::parse().run().await
+}

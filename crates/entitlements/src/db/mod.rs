@@ -59,6 +59,10 @@ enum PoolKind {
 }
 
 /// A connection borrowed from the pool.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "short-lived on the stack; boxing would allocate per query"
+)]
 pub(crate) enum Pooled {
     Postgres(Object<AsyncPgConnection>),
     Sqlite(Object<SqliteConn>),

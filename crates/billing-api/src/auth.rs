@@ -1,0 +1,116 @@
+//! Bearer tokens with scopes, checked by an extractor.
+
+use std::future::{Ready, ready};
+use std::marker::PhantomData;
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+use crate::settings::TokenSettings;
+use crate::startup::AppState;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Scope {
+    /// Create Checkout and portal sessions.
+    #[serde(rename = "checkout")]
+    Checkout,
+    /// Read entitlements.
+    #[serde(rename = "entitlements:read")]
+    EntitlementsRead,
+    /// Operate the service (history, replays).
+    #[serde(rename = "admin")]
+    Admin,
+}
+
+impl Scope {
+    fn name(self) -> &'static str {
+        match self {
+            Scope::Checkout => "checkout",
+            Scope::EntitlementsRead => "entitlements:read",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+/// The configured tokens, kept as SHA-256 digests so that comparing them
+/// takes the same time whatever the presented token.
+pub struct Tokens {
+    entries: Vec<([u8; 32], Vec<Scope>)>,
+}
+
+impl Tokens {
+    /// Digests the configured tokens.
+    pub fn new(tokens: &[TokenSettings]) -> Self {
+        let entries = tokens
+            .iter()
+            .map(|t| (digest(t.token.expose_secret()), t.scopes.clone()))
+            .collect();
+        Self { entries }
+    }
+
+    /// Checks a presented token against every configured one, in constant
+    /// time, and then for the scope.
+    fn authorize(&self, presented: Option<&str>, scope: Scope) -> Result<(), ApiError> {
+        let presented = digest(presented.ok_or(ApiError::Unauthorized)?);
+        let mut scopes: Option<&[Scope]> = None;
+        for (expected, granted) in &self.entries {
+            if bool::from(expected.ct_eq(&presented)) {
+                scopes = Some(granted);
+            }
+        }
+        match scopes {
+            None => Err(ApiError::Unauthorized),
+            Some(granted) if granted.contains(&scope) => Ok(()),
+            Some(_) => Err(ApiError::Forbidden(scope.name())),
+        }
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A scope a route requires, as a type.
+pub trait RequiredScope {
+    /// The scope.
+    const SCOPE: Scope;
+}
+
+/// Marker for routes that need [`Scope::Checkout`].
+pub struct CheckoutScope;
+impl RequiredScope for CheckoutScope {
+    const SCOPE: Scope = Scope::Checkout;
+}
+
+/// Marker for routes that need [`Scope::EntitlementsRead`].
+pub struct ReadScope;
+impl RequiredScope for ReadScope {
+    const SCOPE: Scope = Scope::EntitlementsRead;
+}
+
+/// Extracting this proves the request carries a token with scope `S`.
+pub struct Authorized<S>(PhantomData<S>);
+
+impl<S: RequiredScope> FromRequest for Authorized<S> {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let presented = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let result = match req.app_data::<web::Data<AppState>>() {
+            Some(state) => state.tokens.authorize(presented, S::SCOPE),
+            None => Err(ApiError::Unauthorized),
+        };
+        ready(result.map(|()| Authorized(PhantomData)))
+    }
+}

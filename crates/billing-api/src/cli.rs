@@ -1,0 +1,132 @@
+//! The command line: `serve` (default), `migrate`, `check-config`, `trigger`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::settings::{Settings, Sources};
+use crate::startup::{Application, engine};
+use crate::telemetry;
+use crate::trigger::{TRIGGER_TYPES, TriggerSpec, build_event, deliver};
+
+/// Turns Stripe subscriptions into per-organization entitlements.
+#[derive(Debug, Parser)]
+#[command(name = "billing-api", version)]
+pub struct Cli {
+    /// A TOML file layered over the built-in and environment files
+    /// (also BILLING_CONFIG).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve HTTP (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Validate the configuration and exit.
+    CheckConfig,
+    /// Sign a realistic Stripe event and post it to a running instance.
+    Trigger(TriggerArgs),
+}
+
+#[derive(Debug, Args)]
+struct TriggerArgs {
+    /// The event type, for example customer.subscription.created.
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(TRIGGER_TYPES))]
+    event_type: String,
+    /// The organization.
+    #[arg(long)]
+    org: String,
+    /// The plan bought.
+    #[arg(long, default_value = "pro")]
+    plan: String,
+    /// Seats.
+    #[arg(long, default_value_t = 1)]
+    quantity: u64,
+    /// The subscription status (default: what the event type implies).
+    #[arg(long)]
+    status: Option<String>,
+    /// Mark the subscription as ending at its period end.
+    #[arg(long)]
+    cancel_at_period_end: bool,
+    /// The webhook URL (default: the configured server's).
+    #[arg(long)]
+    url: Option<String>,
+}
+
+impl Cli {
+    /// Runs the chosen command and returns the process exit code.
+    pub async fn run(self) -> ExitCode {
+        let settings = match Settings::load(&Sources::from_process(self.config)) {
+            Ok(settings) => settings,
+            Err(error) => {
+                eprintln!("{error}");
+                return ExitCode::from(2);
+            }
+        };
+        let result = match self.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(settings).await,
+            Command::Migrate => migrate(settings).await,
+            Command::CheckConfig => {
+                println!("configuration is valid");
+                Ok(())
+            }
+            Command::Trigger(args) => trigger(settings, args).await,
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+type CommandResult = Result<(), Box<dyn std::error::Error>>;
+
+async fn serve(settings: Settings) -> CommandResult {
+    telemetry::init(&settings.log);
+    let app = Application::build(settings).await?;
+    tracing::info!(port = app.port(), "listening");
+    app.run_until_stopped().await?;
+    Ok(())
+}
+
+async fn migrate(settings: Settings) -> CommandResult {
+    let applied = engine(&settings).await?.database().migrate().await?;
+    println!("{applied} migration(s) applied");
+    Ok(())
+}
+
+async fn trigger(settings: Settings, args: TriggerArgs) -> CommandResult {
+    let spec = TriggerSpec {
+        event_type: args.event_type,
+        org_id: args.org,
+        plan: args.plan,
+        quantity: args.quantity,
+        status: args.status,
+        cancel_at_period_end: args.cancel_at_period_end,
+        now: chrono::Utc::now().timestamp(),
+    };
+    let event = build_event(&settings, &spec)?;
+    let url = args.url.unwrap_or_else(|| {
+        let host = match settings.server.host.as_str() {
+            "0.0.0.0" | "::" => "127.0.0.1",
+            host => host,
+        };
+        format!("http://{host}:{}/webhooks/stripe", settings.server.port)
+    });
+    let answer = deliver(&settings, &url, &event).await?;
+    println!(
+        "{} {} -> {answer}",
+        spec.event_type,
+        event["id"].as_str().unwrap_or_default()
+    );
+    Ok(())
+}

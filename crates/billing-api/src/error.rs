@@ -1,0 +1,124 @@
+//! The API's one error type and its one mapping to HTTP.
+//!
+//! Every error answers `{"error": "<code>", "message": "<sentence>"}`.
+//! Server-side failures say nothing internal in the body; their cause chain
+//! goes to the log. A database that cannot be reached answers 503 so that
+//! Stripe and other callers retry.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::signature::SignatureError;
+use crate::stripe_api::StripeFailure;
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A field is missing or wrong; the message names it.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The webhook signature does not check out.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    /// The webhook body is not a Stripe event.
+    #[error("{0}")]
+    MalformedEvent(String),
+    /// The body is larger than the route accepts.
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// No bearer token, or one that is not configured.
+    #[error("a valid bearer token is required")]
+    Unauthorized,
+    /// The token lacks the scope the route needs.
+    #[error("this token lacks the {0} scope")]
+    Forbidden(&'static str),
+    /// A named thing does not exist; `code` says which kind.
+    #[error("{message}")]
+    NotFound {
+        /// `unknown_plan`, `unknown_price`, `unknown_feature`, ...
+        code: &'static str,
+        /// What was not found.
+        message: String,
+    },
+    /// The organization already holds a granting subscription.
+    #[error("organization {0} already has an active subscription")]
+    AlreadySubscribed(String),
+    /// Stripe refused or failed.
+    #[error(transparent)]
+    Stripe(#[from] StripeFailure),
+    /// No Stripe key is configured.
+    #[error("Stripe is not configured on this service (stripe.secret_key)")]
+    StripeNotConfigured,
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] entitlements::Error),
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    message: String,
+}
+
+impl ApiError {
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::Signature(e) => e.code(),
+            ApiError::MalformedEvent(_) => "malformed_event",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound { code, .. } => code,
+            ApiError::AlreadySubscribed(_) => "already_subscribed",
+            ApiError::Stripe(_) => "stripe_error",
+            ApiError::StripeNotConfigured => "stripe_not_configured",
+            ApiError::Storage(e) if e.is_transient() => "storage_unavailable",
+            ApiError::Storage(_) => "internal_error",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest(_) | ApiError::Signature(_) | ApiError::MalformedEvent(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::AlreadySubscribed(_) => StatusCode::CONFLICT,
+            ApiError::Stripe(_) => StatusCode::BAD_GATEWAY,
+            ApiError::StripeNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Storage(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let message = match self {
+            ApiError::Storage(e) if e.is_transient() => {
+                "storage is unavailable; nothing was changed, retry later".to_owned()
+            }
+            ApiError::Storage(_) => "internal error; nothing was changed".to_owned(),
+            other => other.to_string(),
+        };
+        if status.is_server_error() {
+            tracing::error!(error = ?self, code = self.code(), "request failed");
+        } else {
+            tracing::info!(code = self.code(), %message, "request refused");
+        }
+        let mut response = HttpResponse::build(status);
+        if status == StatusCode::UNAUTHORIZED {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        response.json(Body {
+            error: self.code(),
+            message,
+        })
+    }
+}

@@ -1,0 +1,181 @@
+//! `POST /v1/checkout/sessions`: a Stripe Checkout URL for an organization.
+
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use super::check_org_id;
+use crate::auth::{Authorized, CheckoutScope};
+use crate::error::ApiError;
+use crate::startup::AppState;
+use crate::stripe_api::SessionRequest;
+
+/// Mounts the route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/checkout/sessions", web::post().to(create));
+}
+
+const MAX_QUANTITY: u64 = 10_000;
+const MAX_TRIAL_DAYS: u32 = 730;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckoutRequest {
+    org_id: String,
+    plan: Option<String>,
+    price_id: Option<String>,
+    quantity: Option<u64>,
+    customer_email: Option<String>,
+    success_url: Option<String>,
+    cancel_url: Option<String>,
+    trial_days: Option<u32>,
+    allow_promotion_codes: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+struct CheckoutResponse {
+    id: String,
+    url: String,
+    expires_at: i64,
+}
+
+#[tracing::instrument(skip_all, fields(org_id = %body.org_id))]
+async fn create(
+    _: Authorized<CheckoutScope>,
+    state: web::Data<AppState>,
+    body: web::Json<CheckoutRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let req = body.into_inner();
+    check_org_id(&req.org_id)?;
+    let (plan, price_id) = resolve_price(&state, &req)?;
+    let quantity = req.quantity.unwrap_or(1);
+    if !(1..=MAX_QUANTITY).contains(&quantity) {
+        return Err(ApiError::InvalidRequest(format!(
+            "quantity: must be between 1 and {MAX_QUANTITY}"
+        )));
+    }
+    if req
+        .trial_days
+        .is_some_and(|d| !(1..=MAX_TRIAL_DAYS).contains(&d))
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "trial_days: must be between 1 and {MAX_TRIAL_DAYS}"
+        )));
+    }
+    if req
+        .customer_email
+        .as_deref()
+        .is_some_and(|e| !e.contains('@') || e.len() > 512)
+    {
+        return Err(ApiError::InvalidRequest(
+            "customer_email: not an email address".into(),
+        ));
+    }
+    let checkout = &state.settings.checkout;
+    let success_url = redirect(
+        &state,
+        "success_url",
+        req.success_url.as_deref(),
+        &checkout.success_url,
+    )?;
+    let cancel_url = redirect(
+        &state,
+        "cancel_url",
+        req.cancel_url.as_deref(),
+        &checkout.cancel_url,
+    )?;
+    let stripe = state.stripe.as_ref().ok_or(ApiError::StripeNotConfigured)?;
+
+    if state
+        .engine
+        .entitlements(&req.org_id)
+        .await?
+        .is_subscribed()
+    {
+        return Err(ApiError::AlreadySubscribed(req.org_id));
+    }
+    let customer = match state.engine.customer_of(&req.org_id).await? {
+        Some(customer) => customer,
+        None => {
+            let created = stripe
+                .create_customer(&req.org_id, req.customer_email.as_deref())
+                .await?;
+            state
+                .engine
+                .remember_customer(&req.org_id, &created)
+                .await?
+        }
+    };
+    let session = stripe
+        .create_checkout_session(&SessionRequest {
+            org_id: &req.org_id,
+            plan: &plan,
+            price_id: &price_id,
+            quantity,
+            customer: &customer,
+            success_url,
+            cancel_url,
+            trial_days: req.trial_days,
+            allow_promotion_codes: req.allow_promotion_codes,
+        })
+        .await?;
+    tracing::info!(session_id = %session.id, plan = %plan, "checkout session created");
+    Ok(HttpResponse::Created().json(CheckoutResponse {
+        id: session.id,
+        url: session.url,
+        expires_at: session.expires_at,
+    }))
+}
+
+/// The plan and price to buy: `plan` (its first price) or `price_id`
+/// (which must belong to a plan, and to `plan` when both are given).
+fn resolve_price(state: &AppState, req: &CheckoutRequest) -> Result<(String, String), ApiError> {
+    let catalog = state.engine.catalog();
+    match (&req.plan, &req.price_id) {
+        (None, None) => Err(ApiError::InvalidRequest(
+            "plan: either plan or price_id is required".into(),
+        )),
+        (plan, Some(price)) => {
+            let owner = catalog
+                .plan_for_price(price)
+                .ok_or_else(|| ApiError::NotFound {
+                    code: "unknown_price",
+                    message: format!("price_id: {price:?} belongs to no plan"),
+                })?;
+            match plan {
+                Some(plan) if *plan != owner.name => Err(ApiError::InvalidRequest(format!(
+                    "price_id: {price:?} belongs to plan {:?}, not {plan:?}",
+                    owner.name
+                ))),
+                _ => Ok((owner.name.clone(), price.clone())),
+            }
+        }
+        (Some(plan), None) => {
+            let found = catalog.plan(plan).ok_or_else(|| ApiError::NotFound {
+                code: "unknown_plan",
+                message: format!("plan: no plan is named {plan:?}"),
+            })?;
+            let price = found.prices.first().ok_or_else(|| {
+                ApiError::InvalidRequest(format!(
+                    "plan: {plan:?} has no price and cannot be bought"
+                ))
+            })?;
+            Ok((found.name.clone(), price.clone()))
+        }
+    }
+}
+
+fn redirect<'a>(
+    state: &AppState,
+    field: &str,
+    given: Option<&'a str>,
+    default: &'a str,
+) -> Result<&'a str, ApiError> {
+    let url = given.unwrap_or(default);
+    if state.settings.redirect_allowed(url) {
+        Ok(url)
+    } else {
+        Err(ApiError::InvalidRequest(format!(
+            "{field}: must be an absolute URL on an origin in checkout.allowed_redirect_origins"
+        )))
+    }
+}

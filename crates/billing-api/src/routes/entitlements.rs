@@ -1,0 +1,109 @@
+//! `GET /v1/entitlements/{org_id}` (also `/entitlements/{org_id}`) and
+//! `GET /v1/entitlements/{org_id}/features/{feature}`.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use entitlements::{EntitlementView, FeatureValue};
+use serde::Serialize;
+
+use super::check_org_id;
+use crate::auth::{Authorized, ReadScope};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Mounts the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/entitlements/{org_id}", web::get().to(get))
+        .route("/entitlements/{org_id}", web::get().to(get))
+        .route(
+            "/v1/entitlements/{org_id}/features/{feature}",
+            web::get().to(feature),
+        );
+}
+
+#[tracing::instrument(skip_all, fields(org_id = %path))]
+async fn get(
+    _: Authorized<ReadScope>,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let view = current(&state, &path).await?;
+    let etag = format!(
+        "\"{}-{:x}\"",
+        view.version,
+        state.engine.catalog().fingerprint()
+    );
+    if matches_etag(&req, &etag) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .finish());
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .json(view))
+}
+
+#[derive(Serialize)]
+struct FeatureAnswer<'a> {
+    org_id: &'a str,
+    feature: &'a str,
+    value: FeatureValue,
+}
+
+#[tracing::instrument(skip_all, fields(org_id = %path.0, feature = %path.1))]
+async fn feature(
+    _: Authorized<ReadScope>,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (org_id, feature) = path.into_inner();
+    if !state
+        .engine
+        .catalog()
+        .zero_features()
+        .contains_key(&feature)
+    {
+        return Err(ApiError::NotFound {
+            code: "unknown_feature",
+            message: format!("no plan defines a feature named {feature:?}"),
+        });
+    }
+    let view = current(&state, &org_id).await?;
+    let value = view
+        .features
+        .get(&feature)
+        .copied()
+        .unwrap_or(FeatureValue::Flag(false));
+    Ok(HttpResponse::Ok().json(FeatureAnswer {
+        org_id: &org_id,
+        feature: &feature,
+        value,
+    }))
+}
+
+/// The organization's entitlements, or 404 when nothing grants and the
+/// catalog has no default plan.
+async fn current(state: &AppState, org_id: &str) -> Result<EntitlementView, ApiError> {
+    check_org_id(org_id)?;
+    let view = state.engine.entitlements(org_id).await?;
+    if !view.is_subscribed() && state.engine.catalog().default_plan().is_none() {
+        return Err(ApiError::NotFound {
+            code: "no_entitlements",
+            message: format!(
+                "organization {org_id:?} has no subscription and there is no default plan"
+            ),
+        });
+    }
+    Ok(view)
+}
+
+fn matches_etag(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v: &HeaderValue| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+        .any(|tag| tag == "*" || tag == etag)
+}

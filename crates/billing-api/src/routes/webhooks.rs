@@ -1,0 +1,67 @@
+//! `POST /webhooks/stripe`: verified, recorded once, applied in one
+//! transaction. The signature is the authentication.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use entitlements::{Delivery, Event};
+use futures_util::StreamExt;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Stripe's events are far smaller; anything larger is refused unread.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// Mounts the route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/webhooks/stripe", web::post().to(receive));
+}
+
+async fn receive(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_limited(&req, payload).await?;
+    let signature = req.headers().get("Stripe-Signature").map(|v| v.as_bytes());
+    state
+        .verifier
+        .verify(signature, &body, chrono::Utc::now().timestamp())?;
+    let event = Event::parse(&body).map_err(|e| ApiError::MalformedEvent(e.to_string()))?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::MalformedEvent("body is not UTF-8".into()))?;
+    let answer = match state.engine.receive(&event, text).await? {
+        Delivery::Duplicate => json!({"received": true, "duplicate": true}),
+        Delivery::Recorded(receipt) => {
+            json!({"received": true, "outcome": receipt.outcome.as_str()})
+        }
+    };
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+/// Reads the raw body, refusing more than [`MAX_BODY`] bytes (by the
+/// declared length when there is one, so large bodies are not read).
+async fn read_limited(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<web::BytesMut, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        return Err(ApiError::PayloadTooLarge(MAX_BODY));
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(8 * 1024));
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::InvalidRequest(format!("could not read the body: {e}")))?;
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(ApiError::PayloadTooLarge(MAX_BODY));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

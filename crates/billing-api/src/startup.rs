@@ -1,0 +1,135 @@
+//! Builds the application from settings: pool, migrations, routes, listener.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use entitlements::{Database, Engine};
+use secrecy::ExposeSecret;
+use tracing_actix_web::TracingLogger;
+
+use crate::auth::Tokens;
+use crate::routes;
+use crate::settings::Settings;
+use crate::signature::Verifier;
+use crate::stripe_api::StripeApi;
+
+/// What every handler shares.
+pub struct AppState {
+    /// The domain service.
+    pub engine: Engine,
+    /// `None` when no Stripe key is configured.
+    pub stripe: Option<StripeApi>,
+    /// Webhook signature checks.
+    pub verifier: Verifier,
+    /// Bearer tokens.
+    pub tokens: Tokens,
+    /// The settings the service started with.
+    pub settings: Settings,
+}
+
+/// A bound, ready-to-run service.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Configuration is invalid.
+    #[error(transparent)]
+    Settings(#[from] crate::settings::SettingsError),
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Database(#[from] entitlements::Error),
+    /// The Stripe client could not be built.
+    #[error(transparent)]
+    Stripe(#[from] crate::stripe_api::StripeFailure),
+    /// The address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// `host:port`.
+        address: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl Application {
+    /// Opens the database, applies migrations and binds the listener.
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let engine = engine(&settings).await?;
+        let applied = engine.database().migrate().await?;
+        if applied > 0 {
+            tracing::info!(applied, "migrations applied");
+        }
+        let stripe = match settings.stripe.secret_key.expose_secret() {
+            "" => None,
+            key => Some(StripeApi::new(key, &settings.stripe.api_base)?),
+        };
+        let address = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener =
+            TcpListener::bind(&address).map_err(|source| StartError::Bind { address, source })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                address: "?".into(),
+                source,
+            })?
+            .port();
+        let workers = settings.server.workers;
+        let state = web::Data::new(AppState {
+            engine,
+            stripe,
+            verifier: Verifier::new(
+                settings.stripe.webhook_secrets.clone(),
+                settings.stripe.tolerance_secs,
+            ),
+            tokens: Tokens::new(&settings.auth.tokens),
+            settings,
+        });
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(TracingLogger::default())
+                .app_data(state.clone())
+                .app_data(web::JsonConfig::default().error_handler(routes::json_error))
+                .configure(routes::configure)
+        })
+        .listen(listener)
+        .map_err(|source| StartError::Bind {
+            address: format!("port {port}"),
+            source,
+        })?;
+        if let Some(workers) = workers {
+            server = server.workers(workers);
+        }
+        Ok(Self {
+            port,
+            server: server.run(),
+        })
+    }
+
+    /// The port the service listens on (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until the process is asked to stop.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Opens the database and builds the domain service from settings.
+pub async fn engine(settings: &Settings) -> Result<Engine, StartError> {
+    let db = Database::connect(&settings.database_options())?;
+    let catalog = Arc::new(settings.catalog()?);
+    Ok(Engine::new(
+        db,
+        catalog,
+        settings.policy(),
+        settings.livemode(),
+    ))
+}

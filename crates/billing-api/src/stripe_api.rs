@@ -1,0 +1,209 @@
+//! The calls the service makes to Stripe's API, through async-stripe.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
+use stripe_checkout::checkout_session::{
+    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
+};
+use stripe_core::customer::CreateCustomer;
+use stripe_shared::CheckoutSessionMode;
+
+/// Attempts per creating call; retries reuse one idempotency key.
+const ATTEMPTS: u32 = 3;
+
+/// A client for the Stripe API.
+#[derive(Clone)]
+pub struct StripeApi {
+    client: Client,
+}
+
+/// Stripe refused the request or could not be reached.
+#[derive(Debug, thiserror::Error)]
+#[error("Stripe {what}: {message}{}", request_id.as_ref().map(|id| format!(" (request {id})")).unwrap_or_default())]
+pub struct StripeFailure {
+    what: &'static str,
+    message: String,
+    request_id: Option<String>,
+}
+
+/// What the caller needs of a new Checkout Session.
+#[derive(Debug, Clone)]
+pub struct SessionRequest<'a> {
+    /// The organization buying.
+    pub org_id: &'a str,
+    /// The plan bought, for metadata.
+    pub plan: &'a str,
+    /// The Stripe price.
+    pub price_id: &'a str,
+    /// Units (seats).
+    pub quantity: u64,
+    /// The organization's Stripe customer.
+    pub customer: &'a str,
+    /// Where to send the browser after payment.
+    pub success_url: &'a str,
+    /// Where to send it on cancel.
+    pub cancel_url: &'a str,
+    /// Free trial length.
+    pub trial_days: Option<u32>,
+    /// Whether the page accepts promotion codes.
+    pub allow_promotion_codes: Option<bool>,
+}
+
+/// A created Checkout Session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// `cs_...`.
+    pub id: String,
+    /// The hosted page to redirect the browser to.
+    pub url: String,
+    /// When the session expires (unix seconds).
+    pub expires_at: i64,
+}
+
+impl StripeApi {
+    /// A client for `secret_key` against `api_base` (Stripe, stripe-mock or
+    /// a test server).
+    pub fn new(secret_key: &str, api_base: &str) -> Result<Self, StripeFailure> {
+        let base = if api_base.ends_with('/') {
+            api_base.to_owned()
+        } else {
+            format!("{api_base}/")
+        };
+        let client = ClientBuilder::new(secret_key)
+            .url(base)
+            .timeout(Duration::from_secs(20))
+            .build()
+            .map_err(|e| failure("configuration", e))?;
+        Ok(Self { client })
+    }
+
+    /// Creates the organization's customer. The idempotency key is derived
+    /// from the organization, so concurrent first checkouts of one
+    /// organization get one customer.
+    pub async fn create_customer(
+        &self,
+        org_id: &str,
+        email: Option<&str>,
+    ) -> Result<String, StripeFailure> {
+        let mut request = CreateCustomer::new()
+            .metadata(HashMap::from([("org_id".to_owned(), org_id.to_owned())]));
+        if let Some(email) = email {
+            request = request.email(email);
+        }
+        let key = format!("customer-{org_id}-{}", email.unwrap_or_default());
+        let customer = request
+            .customize()
+            .request_strategy(idempotent(&key)?)
+            .send(&self.client)
+            .await
+            .map_err(|e| failure("refused to create the customer", e))?;
+        Ok(customer.id.to_string())
+    }
+
+    /// Creates a subscription-mode Checkout Session tagged with the
+    /// organization and plan, on the session and on the subscription.
+    pub async fn create_checkout_session(
+        &self,
+        req: &SessionRequest<'_>,
+    ) -> Result<Session, StripeFailure> {
+        let metadata = HashMap::from([
+            ("org_id".to_owned(), req.org_id.to_owned()),
+            ("plan".to_owned(), req.plan.to_owned()),
+        ]);
+        let mut item = CreateCheckoutSessionLineItems::new();
+        item.price = Some(req.price_id.to_owned());
+        item.quantity = Some(req.quantity);
+        let mut subscription = CreateCheckoutSessionSubscriptionData::new();
+        subscription.metadata = Some(metadata.clone());
+        subscription.trial_period_days = req.trial_days;
+        let mut request = CreateCheckoutSession::new()
+            .mode(CheckoutSessionMode::Subscription)
+            .customer(req.customer)
+            .client_reference_id(req.org_id)
+            .line_items(vec![item])
+            .metadata(metadata)
+            .subscription_data(subscription)
+            .success_url(req.success_url)
+            .cancel_url(req.cancel_url);
+        if let Some(allow) = req.allow_promotion_codes {
+            request = request.allow_promotion_codes(allow);
+        }
+        let session = request
+            .customize()
+            .request_strategy(RequestStrategy::ExponentialBackoff(ATTEMPTS))
+            .send(&self.client)
+            .await
+            .map_err(|e| failure("refused to create the checkout session", e))?;
+        let url = session.url.ok_or_else(|| StripeFailure {
+            what: "returned a checkout session",
+            message: "without a url".into(),
+            request_id: None,
+        })?;
+        Ok(Session {
+            id: session.id.to_string(),
+            url,
+            expires_at: session.expires_at,
+        })
+    }
+}
+
+fn idempotent(key: &str) -> Result<RequestStrategy, StripeFailure> {
+    // Stripe keys are at most 255 characters; long org ids are hashed.
+    let key = if key.len() <= 255 {
+        key.to_owned()
+    } else {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(key.as_bytes()))
+    };
+    IdempotencyKey::new(key)
+        .map(RequestStrategy::Idempotent)
+        .map_err(|e| StripeFailure {
+            what: "idempotency key",
+            message: e.to_string(),
+            request_id: None,
+        })
+}
+
+fn failure(what: &'static str, error: StripeError) -> StripeFailure {
+    match error {
+        StripeError::Stripe(api, status) => StripeFailure {
+            what,
+            message: format!(
+                "{} (HTTP {status})",
+                api.message
+                    .clone()
+                    .unwrap_or_else(|| api.type_.as_str().to_owned())
+            ),
+            request_id: api.request_log_url.as_deref().and_then(request_id_of),
+        },
+        other => StripeFailure {
+            what,
+            message: other.to_string(),
+            request_id: None,
+        },
+    }
+}
+
+/// Stripe's request log URL ends in the request id (`req_...`).
+fn request_id_of(log_url: &str) -> Option<String> {
+    log_url
+        .rsplit(['/', '?', '='])
+        .find(|part| part.starts_with("req_"))
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_id_is_read_from_the_log_url() {
+        assert_eq!(
+            request_id_of("https://dashboard.stripe.com/test/logs/req_abc123?t=1"),
+            Some("req_abc123".into())
+        );
+        assert_eq!(request_id_of("https://dashboard.stripe.com/logs"), None);
+    }
+}

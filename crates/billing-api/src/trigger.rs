@@ -1,0 +1,202 @@
+//! `billing-api trigger`: builds a realistic Stripe event from Stripe's own
+//! example objects, signs it with the configured secret and posts it to a
+//! running instance, so the whole flow can be tried without Stripe.
+
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use crate::settings::Settings;
+use crate::signature::sign;
+
+const EVENT: &str = include_str!("../fixtures/stripe/event.json");
+const SUBSCRIPTION: &str = include_str!("../fixtures/stripe/subscription.json");
+const CHECKOUT_SESSION: &str = include_str!("../fixtures/stripe/checkout_session.json");
+
+/// Event types `trigger` can build.
+pub const TRIGGER_TYPES: [&str; 6] = [
+    "checkout.session.completed",
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
+];
+
+/// What to put in the event.
+#[derive(Debug, Clone)]
+pub struct TriggerSpec {
+    /// One of [`TRIGGER_TYPES`].
+    pub event_type: String,
+    /// The organization.
+    pub org_id: String,
+    /// The plan bought; its first price goes into the subscription.
+    pub plan: String,
+    /// Seats.
+    pub quantity: u64,
+    /// Overrides the status the event type implies.
+    pub status: Option<String>,
+    /// Sets `cancel_at_period_end`.
+    pub cancel_at_period_end: bool,
+    /// The event's `created` and the period start (unix seconds).
+    pub now: i64,
+}
+
+/// Why an event could not be built or delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    /// The event type or plan is not one `trigger` knows.
+    #[error("{0}")]
+    Invalid(String),
+    /// The service could not be reached.
+    #[error("could not post to {url}: {source}")]
+    Unreachable {
+        /// Where it posted.
+        url: String,
+        /// Why.
+        source: reqwest::Error,
+    },
+    /// The service refused the event.
+    #[error("the service answered {status}: {body}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The body.
+        body: String,
+    },
+}
+
+/// Builds the event body for `spec`.
+pub fn build_event(settings: &Settings, spec: &TriggerSpec) -> Result<Value, TriggerError> {
+    let catalog = settings
+        .catalog()
+        .map_err(|e| TriggerError::Invalid(e.to_string()))?;
+    let plan = catalog.plan(&spec.plan).ok_or_else(|| {
+        TriggerError::Invalid(format!("--plan: no plan is named {:?}", spec.plan))
+    })?;
+    let price = plan
+        .prices
+        .first()
+        .ok_or_else(|| TriggerError::Invalid(format!("--plan: {:?} has no price", spec.plan)))?;
+    let org = &spec.org_id;
+    let ids = Ids {
+        subscription: format!("sub_trigger_{org}"),
+        customer: format!("cus_trigger_{org}"),
+    };
+    let object = match spec.event_type.as_str() {
+        "checkout.session.completed" => checkout_session(spec, &ids)?,
+        kind if TRIGGER_TYPES.contains(&kind) => subscription(spec, &ids, price)?,
+        other => {
+            return Err(TriggerError::Invalid(format!(
+                "unknown event type {other:?}; one of: {}",
+                TRIGGER_TYPES.join(", ")
+            )));
+        }
+    };
+    let mut event = parse(EVENT)?;
+    event["id"] = json!(format!("evt_trigger_{}", uuid::Uuid::new_v4().simple()));
+    event["type"] = json!(spec.event_type);
+    event["created"] = json!(spec.now);
+    event["livemode"] = json!(settings.livemode());
+    event["data"] = json!({ "object": object });
+    Ok(event)
+}
+
+/// Signs `event` with the first configured secret and posts it to `url`;
+/// returns the service's answer.
+pub async fn deliver(
+    settings: &Settings,
+    url: &str,
+    event: &Value,
+) -> Result<String, TriggerError> {
+    let secret = settings.stripe.webhook_secrets.first().ok_or_else(|| {
+        TriggerError::Invalid("stripe.webhook_secrets is empty: nothing to sign with".into())
+    })?;
+    let body = event.to_string();
+    let now = chrono::Utc::now().timestamp();
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header(
+            "Stripe-Signature",
+            sign(secret.expose_secret(), now, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .map_err(|source| TriggerError::Unreachable {
+            url: url.to_owned(),
+            source,
+        })?;
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    if (200..300).contains(&status) {
+        Ok(text)
+    } else {
+        Err(TriggerError::Refused { status, body: text })
+    }
+}
+
+struct Ids {
+    subscription: String,
+    customer: String,
+}
+
+fn checkout_session(spec: &TriggerSpec, ids: &Ids) -> Result<Value, TriggerError> {
+    let mut session = parse(CHECKOUT_SESSION)?;
+    session["id"] = json!(format!("cs_test_trigger_{}", uuid::Uuid::new_v4().simple()));
+    session["mode"] = json!("subscription");
+    session["status"] = json!("complete");
+    session["payment_status"] = json!("paid");
+    session["payment_intent"] = Value::Null;
+    session["url"] = Value::Null;
+    session["client_reference_id"] = json!(spec.org_id);
+    session["customer"] = json!(ids.customer);
+    session["subscription"] = json!(ids.subscription);
+    session["metadata"] = json!({ "org_id": spec.org_id, "plan": spec.plan });
+    session["created"] = json!(spec.now);
+    Ok(session)
+}
+
+fn subscription(spec: &TriggerSpec, ids: &Ids, price: &str) -> Result<Value, TriggerError> {
+    let implied = match spec.event_type.as_str() {
+        "customer.subscription.deleted" => "canceled",
+        "customer.subscription.paused" => "paused",
+        _ => "active",
+    };
+    let period_end = spec.now + 30 * 86_400;
+    let mut sub = parse(SUBSCRIPTION)?;
+    sub["id"] = json!(ids.subscription);
+    sub["customer"] = json!(ids.customer);
+    sub["status"] = json!(spec.status.as_deref().unwrap_or(implied));
+    sub["cancel_at_period_end"] = json!(spec.cancel_at_period_end);
+    sub["metadata"] = json!({ "org_id": spec.org_id, "plan": spec.plan });
+    sub["created"] = json!(spec.now);
+    sub["start_date"] = json!(spec.now);
+    sub["livemode"] = json!(false);
+    for field in [
+        "cancel_at",
+        "canceled_at",
+        "ended_at",
+        "trial_start",
+        "trial_end",
+    ] {
+        sub[field] = Value::Null;
+    }
+    let item = &mut sub["items"]["data"][0];
+    item["id"] = json!(format!("si_trigger_{}", spec.org_id));
+    item["subscription"] = json!(ids.subscription);
+    item["price"]["id"] = json!(price);
+    item["plan"]["id"] = json!(price);
+    item["quantity"] = json!(spec.quantity);
+    item["current_period_start"] = json!(spec.now);
+    item["current_period_end"] = json!(period_end);
+    sub["items"]["url"] = json!(format!(
+        "/v1/subscription_items?subscription={}",
+        ids.subscription
+    ));
+    Ok(sub)
+}
+
+fn parse(text: &str) -> Result<Value, TriggerError> {
+    serde_json::from_str(text).map_err(|e| TriggerError::Invalid(format!("built-in fixture: {e}")))
+}
