@@ -263,9 +263,11 @@ fn create_parent_dir(path: &str) -> Result<(), Error> {
 
 async fn setup_sqlite(path: String) -> diesel::ConnectionResult<SqliteConn> {
     let mut conn = SqliteConn::establish(&path).await?;
+    // busy_timeout first: switching to WAL takes a lock that concurrent
+    // new connections must wait for rather than fail on.
     conn.batch_execute(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+        "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+         PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
     )
     .await
     .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;

@@ -1,0 +1,149 @@
+//! `POST /v1/checkout/sessions` against a fake Stripe API.
+
+use serde_json::{Value, json};
+use wiremock::matchers::{header_exists, method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use crate::helpers::{Backend, CHECKOUT_TOKEN, TestApp, now};
+use crate::on_both_backends;
+
+const CUSTOMER: &str = include_str!("../../fixtures/stripe/customer.json");
+const SESSION: &str = include_str!("../../fixtures/stripe/checkout_session.json");
+
+/// Matches a form body that contains every given pair.
+struct FormHas(Vec<(&'static str, String)>);
+
+impl wiremock::Match for FormHas {
+    fn matches(&self, request: &Request) -> bool {
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(&request.body)
+            .into_owned()
+            .collect();
+        self.0
+            .iter()
+            .all(|(k, v)| pairs.iter().any(|(pk, pv)| pk == k && pv == v))
+    }
+}
+
+fn form(pairs: &[(&'static str, &str)]) -> FormHas {
+    FormHas(pairs.iter().map(|(k, v)| (*k, v.to_string())).collect())
+}
+
+fn customer(id: &str) -> Value {
+    let mut customer: Value = serde_json::from_str(CUSTOMER).unwrap();
+    customer["id"] = json!(id);
+    customer
+}
+
+fn session() -> Value {
+    let mut session: Value = serde_json::from_str(SESSION).unwrap();
+    session["id"] = json!("cs_test_123");
+    session["mode"] = json!("subscription");
+    session["url"] = json!("https://checkout.stripe.com/c/pay/cs_test_123");
+    session["expires_at"] = json!(1_900_000_000);
+    session
+}
+
+async fn app_with_stripe(backend: Backend) -> (TestApp, MockServer) {
+    let stripe = MockServer::start().await;
+    let uri = stripe.uri();
+    let app = TestApp::spawn_with(backend, |s| {
+        s.stripe.secret_key = "sk_test_fake".to_owned().into();
+        s.stripe.api_base = uri;
+    })
+    .await;
+    (app, stripe)
+}
+
+on_both_backends! {
+    async fn a_checkout_creates_one_customer_and_a_tagged_session(backend) {
+        let (app, stripe) = app_with_stripe(backend).await;
+        Mock::given(method("POST"))
+            .and(path("/v1/customers"))
+            .and(header_exists("idempotency-key"))
+            .and(form(&[("metadata[org_id]", "acme"), ("email", "ops@acme.test")]))
+            .respond_with(ResponseTemplate::new(200).set_body_json(customer("cus_acme")))
+            .expect(1)
+            .mount(&stripe)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v1/checkout/sessions"))
+            .and(header_exists("idempotency-key"))
+            .and(wiremock::matchers::header("authorization", "Bearer sk_test_fake"))
+            .and(form(&[
+                ("mode", "subscription"),
+                ("customer", "cus_acme"),
+                ("client_reference_id", "acme"),
+                ("metadata[org_id]", "acme"),
+                ("metadata[plan]", "pro"),
+                ("subscription_data[metadata][org_id]", "acme"),
+                ("subscription_data[metadata][plan]", "pro"),
+                ("subscription_data[trial_period_days]", "14"),
+                ("line_items[0][price]", "price_pro_yearly"),
+                ("line_items[0][quantity]", "3"),
+                ("success_url", "http://localhost:3000/billing?ok=1"),
+                ("cancel_url", "http://localhost:3000/back"),
+            ]))
+            .respond_with(ResponseTemplate::new(200).set_body_json(session()))
+            .expect(2)
+            .mount(&stripe)
+            .await;
+
+        let request = json!({"org_id": "acme", "price_id": "price_pro_yearly", "quantity": 3, "trial_days": 14,
+                             "customer_email": "ops@acme.test", "cancel_url": "http://localhost:3000/back"});
+        let (status, body) = app.post_checkout(&request, Some(CHECKOUT_TOKEN)).await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body, json!({"id": "cs_test_123", "url": "https://checkout.stripe.com/c/pay/cs_test_123",
+                                "expires_at": 1_900_000_000}));
+        // The second checkout reuses the stored customer (the mock expects one creation).
+        let (status, body) = app.post_checkout(&request, Some(CHECKOUT_TOKEN)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    async fn invalid_checkout_requests_name_the_problem(backend) {
+        let (app, _stripe) = app_with_stripe(backend).await;
+        let cases = [
+            (json!({"org_id": "acme", "plan": "gold"}), 404, "unknown_plan"),
+            (json!({"org_id": "acme", "price_id": "price_nope"}), 404, "unknown_price"),
+            (json!({"org_id": "acme"}), 400, "invalid_request"),
+            (json!({"org_id": "", "plan": "pro"}), 400, "invalid_request"),
+            (json!({"org_id": "acme", "plan": "free"}), 400, "invalid_request"),
+            (json!({"org_id": "acme", "plan": "pro", "quantity": 0}), 400, "invalid_request"),
+            (json!({"org_id": "acme", "plan": "pro", "success_url": "https://evil.test/"}), 400, "invalid_request"),
+            (json!({"org_id": "acme", "plan": "pro", "surprise": 1}), 400, "invalid_request"),
+        ];
+        for (request, expected_status, code) in cases {
+            let (status, body) = app.post_checkout(&request, Some(CHECKOUT_TOKEN)).await;
+            assert_eq!((status, body["error"].as_str()), (expected_status, Some(code)), "{request} -> {body}");
+        }
+        let (_, body) = app.post_checkout(&json!({"org_id": "acme", "plan": "pro", "success_url": "x"}), Some(CHECKOUT_TOKEN)).await;
+        assert!(body["message"].as_str().unwrap().starts_with("success_url"), "{body}");
+    }
+
+    async fn an_organization_already_subscribed_gets_409(backend) {
+        let (app, _stripe) = app_with_stripe(backend).await;
+        app.deliver(&app.event("customer.subscription.created", "acme", now())).await;
+        let (status, body) = app.post_checkout(&json!({"org_id": "acme", "plan": "pro"}), Some(CHECKOUT_TOKEN)).await;
+        assert_eq!((status, body["error"].as_str()), (409, Some("already_subscribed")));
+    }
+
+    async fn a_stripe_refusal_is_a_502_carrying_the_request_id(backend) {
+        let (app, stripe) = app_with_stripe(backend).await;
+        let error = json!({"error": {"type": "invalid_request_error", "message": "No such price: 'price_pro_monthly'",
+                                     "request_log_url": "https://dashboard.stripe.com/test/logs/req_fake42"}});
+        Mock::given(method("POST"))
+            .and(path("/v1/customers"))
+            .respond_with(ResponseTemplate::new(400).set_body_json(error))
+            .mount(&stripe)
+            .await;
+        let (status, body) = app.post_checkout(&json!({"org_id": "acme", "plan": "pro"}), Some(CHECKOUT_TOKEN)).await;
+        assert_eq!((status, body["error"].as_str()), (502, Some("stripe_error")));
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains("req_fake42") && message.contains("No such price"), "{message}");
+    }
+
+    async fn without_a_stripe_key_checkout_is_unavailable(backend) {
+        let app = TestApp::spawn(backend).await;
+        let (status, body) = app.post_checkout(&json!({"org_id": "acme", "plan": "pro"}), Some(CHECKOUT_TOKEN)).await;
+        assert_eq!((status, body["error"].as_str()), (503, Some("stripe_not_configured")));
+    }
+}

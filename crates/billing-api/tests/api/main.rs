@@ -1,0 +1,12 @@
+//! HTTP-level tests of the whole service, each on SQLite and PostgreSQL.
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test should stop at the first surprise"
+)]
+
+mod auth;
+mod checkout;
+mod entitlements;
+mod helpers;
+mod storage;
+mod webhooks;
