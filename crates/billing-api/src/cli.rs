@@ -54,6 +54,9 @@ struct TriggerArgs {
     /// Mark the subscription as ending at its period end.
     #[arg(long)]
     cancel_at_period_end: bool,
+    /// The subscription id (default: sub_trigger_<org>).
+    #[arg(long)]
+    subscription: Option<String>,
     /// The webhook URL (default: the configured server's).
     #[arg(long)]
     url: Option<String>,
@@ -112,6 +115,7 @@ async fn trigger(settings: Settings, args: TriggerArgs) -> CommandResult {
         quantity: args.quantity,
         status: args.status,
         cancel_at_period_end: args.cancel_at_period_end,
+        subscription_id: args.subscription,
         now: chrono::Utc::now().timestamp(),
     };
     let event = build_event(&settings, &spec)?;

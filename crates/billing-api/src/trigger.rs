@@ -37,6 +37,9 @@ pub struct TriggerSpec {
     pub status: Option<String>,
     /// Sets `cancel_at_period_end`.
     pub cancel_at_period_end: bool,
+    /// The subscription id (default `sub_trigger_<org>`); a new one starts
+    /// a new subscription after a cancellation.
+    pub subscription_id: Option<String>,
     /// The event's `created` and the period start (unix seconds).
     pub now: i64,
 }
@@ -79,7 +82,10 @@ pub fn build_event(settings: &Settings, spec: &TriggerSpec) -> Result<Value, Tri
         .ok_or_else(|| TriggerError::Invalid(format!("--plan: {:?} has no price", spec.plan)))?;
     let org = &spec.org_id;
     let ids = Ids {
-        subscription: format!("sub_trigger_{org}"),
+        subscription: spec
+            .subscription_id
+            .clone()
+            .unwrap_or_else(|| format!("sub_trigger_{org}")),
         customer: format!("cus_trigger_{org}"),
     };
     let object = match spec.event_type.as_str() {
@@ -183,7 +189,7 @@ fn subscription(spec: &TriggerSpec, ids: &Ids, price: &str) -> Result<Value, Tri
         sub[field] = Value::Null;
     }
     let item = &mut sub["items"]["data"][0];
-    item["id"] = json!(format!("si_trigger_{}", spec.org_id));
+    item["id"] = json!(format!("si_{}", ids.subscription));
     item["subscription"] = json!(ids.subscription);
     item["price"]["id"] = json!(price);
     item["plan"]["id"] = json!(price);

@@ -189,6 +189,7 @@ pub fn event_for(
         quantity,
         status: None,
         cancel_at_period_end: false,
+        subscription_id: None,
         now: created,
     };
     build_event(settings, &spec).expect("event builds")

@@ -6,6 +6,7 @@
 
 mod auth;
 mod checkout;
+mod cli;
 mod entitlements;
 mod helpers;
 mod storage;

@@ -1,0 +1,87 @@
+//! The `billing-api` binary's subcommands.
+
+use std::process::{Command, Output};
+
+use crate::helpers::TestApp;
+use crate::on_both_backends;
+
+fn billing_api(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_billing-api"));
+    command
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .env_remove("BILLING_ENV");
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    command.output().expect("the binary runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn check_config_accepts_the_defaults_and_names_a_bad_key() {
+    let ok = billing_api(&["check-config"], &[]);
+    assert!(ok.status.success(), "{}", text(&ok));
+    let bad = billing_api(
+        &["check-config"],
+        &[("BILLING__STRIPE__API_BASE", "not a url")],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad).contains("stripe.api_base"), "{}", text(&bad));
+    let production = billing_api(&["check-config"], &[("BILLING_ENV", "production")]);
+    assert_eq!(production.status.code(), Some(2));
+    assert!(
+        text(&production).contains("required in production"),
+        "{}",
+        text(&production)
+    );
+}
+
+#[test]
+fn migrate_applies_the_schema_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/billing.db", dir.path().display());
+    let first = billing_api(&["migrate"], &[("DATABASE_URL", &url)]);
+    assert!(
+        text(&first).contains("1 migration(s) applied"),
+        "{}",
+        text(&first)
+    );
+    let second = billing_api(&["migrate"], &[("DATABASE_URL", &url)]);
+    assert!(
+        text(&second).contains("0 migration(s) applied"),
+        "{}",
+        text(&second)
+    );
+}
+
+on_both_backends! {
+    async fn trigger_grants_and_revokes_on_a_running_instance(backend) {
+        let app = TestApp::spawn(backend).await;
+        let url = format!("{}/webhooks/stripe", app.address);
+        let run = |args: Vec<&str>| {
+            let mut full = vec!["trigger"];
+            full.extend(args);
+            full.extend(["--org", "acme", "--url", url.as_str()]);
+            let output = billing_api(&full, &[]);
+            assert!(output.status.success(), "{}", text(&output));
+        };
+        run(vec!["checkout.session.completed"]);
+        run(vec!["customer.subscription.created", "--quantity", "5"]);
+        let granted = app.get_entitlements("acme").await.1;
+        assert_eq!((granted["plan"].as_str(), granted["features"]["seats"].as_i64()), (Some("pro"), Some(5)));
+        run(vec!["customer.subscription.deleted"]);
+        assert_eq!(app.get_entitlements("acme").await.1["plan"], "free");
+        // A new subscription grants again after a cancellation.
+        run(vec!["customer.subscription.created", "--subscription", "sub_second"]);
+        let regranted = app.get_entitlements("acme").await.1;
+        assert_eq!(regranted["plan"], "pro", "{regranted}");
+    }
+}
