@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::settings::{Settings, Sources};
 use crate::startup::{Application, engine};
 use crate::telemetry;
-use crate::trigger::{TRIGGER_TYPES, TriggerSpec, build_event, deliver};
+use crate::trigger::{TriggerSpec, build_event, deliver, trigger_types};
 
 /// Turns Stripe subscriptions into per-organization entitlements.
 #[derive(Debug, Parser)]
@@ -37,7 +37,7 @@ enum Command {
 #[derive(Debug, Args)]
 struct TriggerArgs {
     /// The event type, for example customer.subscription.created.
-    #[arg(value_parser = clap::builder::PossibleValuesParser::new(TRIGGER_TYPES))]
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(trigger_types()))]
     event_type: String,
     /// The organization.
     #[arg(long)]

@@ -2,6 +2,7 @@
 //! example objects, signs it with the configured secret and posts it to a
 //! running instance, so the whole flow can be tried without Stripe.
 
+use entitlements::{CHECKOUT_COMPLETED, SUBSCRIPTION_EVENTS};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
@@ -12,20 +13,15 @@ const EVENT: &str = include_str!("../fixtures/stripe/event.json");
 const SUBSCRIPTION: &str = include_str!("../fixtures/stripe/subscription.json");
 const CHECKOUT_SESSION: &str = include_str!("../fixtures/stripe/checkout_session.json");
 
-/// Event types `trigger` can build.
-pub const TRIGGER_TYPES: [&str; 6] = [
-    "checkout.session.completed",
-    "customer.subscription.created",
-    "customer.subscription.updated",
-    "customer.subscription.deleted",
-    "customer.subscription.paused",
-    "customer.subscription.resumed",
-];
+/// Event types `trigger` can build: every type the service acts on.
+pub fn trigger_types() -> impl Iterator<Item = &'static str> {
+    std::iter::once(CHECKOUT_COMPLETED).chain(SUBSCRIPTION_EVENTS)
+}
 
 /// What to put in the event.
 #[derive(Debug, Clone)]
 pub struct TriggerSpec {
-    /// One of [`TRIGGER_TYPES`].
+    /// One of [`trigger_types`].
     pub event_type: String,
     /// The organization.
     pub org_id: String,
@@ -89,12 +85,12 @@ pub fn build_event(settings: &Settings, spec: &TriggerSpec) -> Result<Value, Tri
         customer: format!("cus_trigger_{org}"),
     };
     let object = match spec.event_type.as_str() {
-        "checkout.session.completed" => checkout_session(spec, &ids)?,
-        kind if TRIGGER_TYPES.contains(&kind) => subscription(spec, &ids, price)?,
+        CHECKOUT_COMPLETED => checkout_session(spec, &ids)?,
+        kind if SUBSCRIPTION_EVENTS.contains(&kind) => subscription(spec, &ids, price)?,
         other => {
             return Err(TriggerError::Invalid(format!(
                 "unknown event type {other:?}; one of: {}",
-                TRIGGER_TYPES.join(", ")
+                trigger_types().collect::<Vec<_>>().join(", ")
             )));
         }
     };

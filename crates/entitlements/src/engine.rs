@@ -9,6 +9,7 @@ use crate::catalog::Catalog;
 use crate::compute::{Computed, Policy, TERMINAL_STATUSES, compute, default_entitlement};
 use crate::db::{Conn, Database};
 use crate::event::{CheckoutSessionObject, Event, SubscriptionObject};
+use crate::receipt::{Delivery, Outcome, Receipt};
 use crate::store::materialized::EntitlementRow;
 use crate::store::subscriptions::{ItemInput, SubscriptionRow};
 use crate::store::{events, materialized, organizations, subscriptions};
@@ -25,87 +26,6 @@ pub const SUBSCRIPTION_EVENTS: [&str; 5] = [
 
 /// Completed Checkout Sessions link an organization to its customer.
 pub const CHECKOUT_COMPLETED: &str = "checkout.session.completed";
-
-/// What applying an event did, as recorded with the event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The event changed (or confirmed) state.
-    Applied,
-    /// A type the service does not act on.
-    Ignored,
-    /// From the other mode (live vs test); no effect.
-    Rejected,
-    /// Older than what was already applied; no effect.
-    Stale,
-    /// The subscription is stored but no organization is known yet; the
-    /// checkout event will link it.
-    Unlinked,
-    /// A handled type whose object lacks what the service needs; kept for
-    /// inspection and replay.
-    Invalid,
-}
-
-impl Outcome {
-    /// The name stored with the event.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Applied => "applied",
-            Outcome::Ignored => "ignored",
-            Outcome::Rejected => "rejected",
-            Outcome::Stale => "stale",
-            Outcome::Unlinked => "unlinked",
-            Outcome::Invalid => "invalid",
-        }
-    }
-}
-
-/// The record of one applied event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Receipt {
-    /// What happened.
-    pub outcome: Outcome,
-    /// The organization the event concerned, when known.
-    pub org_id: Option<String>,
-    /// The subscription the event concerned, when any.
-    pub subscription_id: Option<String>,
-    /// A sentence for operators (why ignored, unknown prices, ...).
-    pub detail: Option<String>,
-}
-
-impl Receipt {
-    fn new(outcome: Outcome) -> Self {
-        Self {
-            outcome,
-            org_id: None,
-            subscription_id: None,
-            detail: None,
-        }
-    }
-
-    fn detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
-        self
-    }
-
-    fn org(mut self, org_id: Option<String>) -> Self {
-        self.org_id = org_id;
-        self
-    }
-
-    fn subscription(mut self, id: &str) -> Self {
-        self.subscription_id = Some(id.to_owned());
-        self
-    }
-}
-
-/// The result of receiving an event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
-    /// The event was recorded before; nothing changed.
-    Duplicate,
-    /// The event is now recorded with this receipt.
-    Recorded(Receipt),
-}
 
 /// The domain service: owns the database, the catalog and the rules.
 #[derive(Clone)]

@@ -8,13 +8,15 @@ pub mod db;
 mod engine;
 mod error;
 pub mod event;
+mod receipt;
 mod store;
 mod view;
 
 pub use catalog::{Catalog, FeatureValue, Features, PlanConfig};
 pub use compute::Policy;
 pub use db::{Backend, Database, DatabaseOptions};
-pub use engine::{CHECKOUT_COMPLETED, Delivery, Engine, Outcome, Receipt, SUBSCRIPTION_EVENTS};
+pub use engine::{CHECKOUT_COMPLETED, Engine, SUBSCRIPTION_EVENTS};
 pub use error::Error;
 pub use event::Event;
+pub use receipt::{Delivery, Outcome, Receipt};
 pub use view::EntitlementView;

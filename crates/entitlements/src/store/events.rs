@@ -6,8 +6,8 @@ use diesel_async::RunQueryDsl;
 use crate::Error;
 use crate::db::schema::webhook_events as events;
 use crate::db::{Conn, run};
-use crate::engine::Receipt;
 use crate::event::Event;
+use crate::receipt::Receipt;
 
 #[derive(Insertable)]
 #[diesel(table_name = events)]

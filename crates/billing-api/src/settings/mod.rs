@@ -1,0 +1,285 @@
+//! Typed configuration, layered: the built-in `config/default.toml`, then
+//! `config/<BILLING_ENV>.toml`, then `--config`/`BILLING_CONFIG`, then the
+//! conventional variables (`DATABASE_URL`, `STRIPE_SECRET_KEY`,
+//! `STRIPE_WEBHOOK_SECRET`, `PORT`), then `BILLING__<SECTION>__<KEY>`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use entitlements::{Catalog, DatabaseOptions, PlanConfig, Policy};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+use crate::auth::Scope;
+
+mod validate;
+
+/// The development defaults, compiled in so the binary runs anywhere.
+pub const DEFAULT_TOML: &str = include_str!("../../../../config/default.toml");
+
+/// All settings of the service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where to listen.
+    pub server: ServerSettings,
+    /// Where the data lives.
+    pub database: DatabaseSettings,
+    /// How to reach and trust Stripe.
+    pub stripe: StripeSettings,
+    /// Checkout redirect defaults and the allowed origins.
+    pub checkout: CheckoutSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// Bearer tokens for `/v1`.
+    pub auth: AuthSettings,
+    /// The plan catalog.
+    #[serde(default)]
+    pub plans: BTreeMap<String, PlanConfig>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Interface to bind.
+    pub host: String,
+    /// Port to bind; 0 picks a free one.
+    pub port: u16,
+    /// HTTP worker threads; defaults to the number of cores.
+    #[serde(default)]
+    pub workers: Option<usize>,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://path` or `postgres://...`.
+    pub url: SecretString,
+    /// Pool size.
+    pub max_connections: usize,
+    /// How long to wait for a connection before answering 503.
+    pub acquire_timeout_secs: u64,
+}
+
+/// `[stripe]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StripeSettings {
+    /// API key; empty disables the routes that call Stripe.
+    pub secret_key: SecretString,
+    /// Webhook signing secrets; several allow rotation without downtime.
+    pub webhook_secrets: Vec<SecretString>,
+    /// Stripe's API, or stripe-mock or a test server.
+    pub api_base: String,
+    /// Largest accepted age of a webhook signature, in seconds.
+    pub tolerance_secs: u64,
+    /// Where subscription state comes from.
+    pub sync_mode: SyncMode,
+    /// How long a past-due subscription keeps access.
+    pub past_due_grace_days: u32,
+}
+
+/// Where subscription state comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// The webhook payload itself.
+    Payload,
+}
+
+/// `[checkout]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutSettings {
+    /// Where Stripe sends the browser after payment, unless the request says.
+    pub success_url: String,
+    /// Where Stripe sends the browser on cancel, unless the request says.
+    pub cancel_url: String,
+    /// Origins (`scheme://host[:port]`) redirect URLs may point to.
+    pub allowed_redirect_origins: Vec<String>,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `billing_api=debug,info`.
+    pub level: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Accepted bearer tokens.
+    #[serde(default)]
+    pub tokens: Vec<TokenSettings>,
+}
+
+/// `[[auth.tokens]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    /// Who uses the token, for logs.
+    pub name: String,
+    /// The secret itself.
+    pub token: SecretString,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct SettingsError(pub String);
+
+/// Where settings come from: the files and the environment to read.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// The folder holding `<environment>.toml` overlays.
+    pub config_dir: PathBuf,
+    /// `BILLING_ENV`: `development` unless set.
+    pub environment: String,
+    /// `--config` or `BILLING_CONFIG`.
+    pub config_file: Option<PathBuf>,
+    /// Environment variables.
+    pub vars: HashMap<String, String>,
+}
+
+impl Sources {
+    /// Reads the process environment; `config_file` is the `--config` flag.
+    pub fn from_process(config_file: Option<PathBuf>) -> Self {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self {
+            config_dir: vars
+                .get("BILLING_CONFIG_DIR")
+                .map_or_else(|| PathBuf::from("config"), PathBuf::from),
+            environment: vars
+                .get("BILLING_ENV")
+                .cloned()
+                .unwrap_or_else(|| "development".into()),
+            config_file: config_file.or_else(|| vars.get("BILLING_CONFIG").map(PathBuf::from)),
+            vars,
+        }
+    }
+}
+
+impl Settings {
+    /// Loads and validates settings from `sources`.
+    pub fn load(sources: &Sources) -> Result<Self, SettingsError> {
+        let mut builder =
+            Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        let overlay = sources
+            .config_dir
+            .join(format!("{}.toml", sources.environment));
+        if overlay.is_file() {
+            builder = builder.add_source(File::from(overlay).format(FileFormat::Toml));
+        } else if sources.environment != "development" {
+            return Err(SettingsError(format!(
+                "BILLING_ENV={}: {} does not exist",
+                sources.environment,
+                overlay.display()
+            )));
+        }
+        if let Some(file) = &sources.config_file {
+            builder = builder.add_source(
+                File::from(file.clone())
+                    .format(FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        builder = builder.add_source(
+            Environment::with_prefix("BILLING")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("stripe.webhook_secrets")
+                .with_list_parse_key("checkout.allowed_redirect_origins")
+                .source(Some(sources.vars.clone())),
+        );
+        let var = |name: &str| sources.vars.get(name).filter(|v| !v.is_empty()).cloned();
+        let secrets = var("STRIPE_WEBHOOK_SECRET").map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        });
+        let port = match var("PORT") {
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .map_err(|_| SettingsError(format!("PORT: {p:?} is not a port number")))?,
+            ),
+            None => None,
+        };
+        let settings: Settings = builder
+            .set_override_option("database.url", var("DATABASE_URL"))
+            .and_then(|b| b.set_override_option("stripe.secret_key", var("STRIPE_SECRET_KEY")))
+            .and_then(|b| b.set_override_option("stripe.webhook_secrets", secrets))
+            .and_then(|b| b.set_override_option("server.port", port))
+            .and_then(|b| b.build())
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| SettingsError(e.to_string()))?;
+        settings.validate(&sources.environment)?;
+        Ok(settings)
+    }
+
+    /// Whether the Stripe key is a live-mode key.
+    pub fn livemode(&self) -> bool {
+        let key = self.stripe.secret_key.expose_secret();
+        key.starts_with("sk_live_") || key.starts_with("rk_live_")
+    }
+
+    /// Whether `url` is an absolute URL on an allowed origin.
+    pub fn redirect_allowed(&self, url: &str) -> bool {
+        let Ok(parsed) = Url::parse(url) else {
+            return false;
+        };
+        let origin = parsed.origin().ascii_serialization();
+        self.checkout
+            .allowed_redirect_origins
+            .iter()
+            .any(|allowed| allowed.trim_end_matches('/') == origin)
+    }
+
+    /// The validated plan catalog.
+    pub fn catalog(&self) -> Result<Catalog, SettingsError> {
+        Catalog::new(&self.plans).map_err(|e| SettingsError(e.to_string()))
+    }
+
+    /// The pool options for the database.
+    pub fn database_options(&self) -> DatabaseOptions {
+        DatabaseOptions {
+            url: self.database.url.expose_secret().to_owned(),
+            max_connections: self.database.max_connections,
+            acquire_timeout: Duration::from_secs(self.database.acquire_timeout_secs),
+        }
+    }
+
+    /// The entitlement rules that are configuration.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            past_due_grace_secs: i64::from(self.stripe.past_due_grace_days) * 86_400,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
