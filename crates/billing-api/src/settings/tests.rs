@@ -115,3 +115,22 @@ fn redirects_must_stay_on_allowed_origins() {
     assert!(!settings.redirect_allowed("https://evil.example/http://localhost:3000"));
     assert!(!settings.redirect_allowed("/relative"));
 }
+
+#[test]
+fn a_config_file_overrides_the_defaults_and_variables_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("local.toml");
+    std::fs::write(
+        &file,
+        "[stripe]\ntolerance_secs = 42\npast_due_grace_days = 3\n",
+    )
+    .unwrap();
+    let mut s = sources(&[("BILLING__STRIPE__PAST_DUE_GRACE_DAYS", "5")]);
+    s.config_file = Some(file);
+    let settings = Settings::load(&s).unwrap();
+    assert_eq!(settings.stripe.tolerance_secs, 42);
+    assert_eq!(settings.stripe.past_due_grace_days, 5);
+
+    s.config_file = Some(dir.path().join("missing.toml"));
+    assert!(error(&s).contains("missing.toml"));
+}

@@ -19,6 +19,19 @@ on_both_backends! {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_runs_in_wal_mode_in_a_folder_it_creates() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.deliver(&app.event("customer.subscription.created", "acme", now()))
+        .await;
+    let path = app.db.url.trim_start_matches("sqlite://").to_owned();
+    assert!(std::path::Path::new(&path).is_file(), "{path}");
+    assert!(
+        std::path::Path::new(&format!("{path}-wal")).is_file(),
+        "no write-ahead log next to {path}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_outage_answers_503_and_a_redelivery_applies() {
     if !crate::helpers::postgres_configured() {
         eprintln!("TEST_DATABASE_URL is not set: skipped");
