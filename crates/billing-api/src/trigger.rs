@@ -2,7 +2,7 @@
 //! example objects, signs it with the configured secret and posts it to a
 //! running instance, so the whole flow can be tried without Stripe.
 
-use entitlements::{CHECKOUT_COMPLETED, SUBSCRIPTION_EVENTS};
+use entitlements::{HANDLED_EVENTS, SUBSCRIPTION_EVENTS};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
@@ -12,10 +12,13 @@ use crate::signature::sign;
 const EVENT: &str = include_str!("../fixtures/stripe/event.json");
 const SUBSCRIPTION: &str = include_str!("../fixtures/stripe/subscription.json");
 const CHECKOUT_SESSION: &str = include_str!("../fixtures/stripe/checkout_session.json");
+const INVOICE: &str = include_str!("../fixtures/stripe/invoice.json");
+const CHARGE: &str = include_str!("../fixtures/stripe/charge.json");
+const DISPUTE: &str = include_str!("../fixtures/stripe/dispute.json");
 
 /// Event types `trigger` can build: every type the service acts on.
 pub fn trigger_types() -> impl Iterator<Item = &'static str> {
-    std::iter::once(CHECKOUT_COMPLETED).chain(SUBSCRIPTION_EVENTS)
+    HANDLED_EVENTS.into_iter()
 }
 
 /// What to put in the event.
@@ -85,8 +88,11 @@ pub fn build_event(settings: &Settings, spec: &TriggerSpec) -> Result<Value, Tri
         customer: format!("cus_trigger_{org}"),
     };
     let object = match spec.event_type.as_str() {
-        CHECKOUT_COMPLETED => checkout_session(spec, &ids)?,
+        "checkout.session.completed" => checkout_session(spec, &ids)?,
         kind if SUBSCRIPTION_EVENTS.contains(&kind) => subscription(spec, &ids, price)?,
+        "invoice.paid" | "invoice.payment_failed" => invoice(spec, &ids)?,
+        "charge.refunded" => charge(spec, &ids)?,
+        "charge.dispute.created" => dispute(spec, &ids)?,
         other => {
             return Err(TriggerError::Invalid(format!(
                 "unknown event type {other:?}; one of: {}",
@@ -197,6 +203,44 @@ fn subscription(spec: &TriggerSpec, ids: &Ids, price: &str) -> Result<Value, Tri
         ids.subscription
     ));
     Ok(sub)
+}
+
+fn invoice(spec: &TriggerSpec, ids: &Ids) -> Result<Value, TriggerError> {
+    let paid = spec.event_type == "invoice.paid";
+    let mut invoice = parse(INVOICE)?;
+    invoice["id"] = json!(format!("in_{}", ids.subscription));
+    invoice["customer"] = json!(ids.customer);
+    invoice["subscription"] = Value::Null;
+    invoice["parent"] = json!({
+        "type": "subscription_details",
+        "quote_details": null,
+        "subscription_details": { "metadata": { "org_id": spec.org_id }, "subscription": ids.subscription },
+    });
+    invoice["status"] = json!(if paid { "paid" } else { "open" });
+    invoice["attempted"] = json!(true);
+    invoice["created"] = json!(spec.now);
+    invoice["status_transitions"]["paid_at"] = if paid { json!(spec.now) } else { Value::Null };
+    Ok(invoice)
+}
+
+fn charge(spec: &TriggerSpec, ids: &Ids) -> Result<Value, TriggerError> {
+    let mut charge = parse(CHARGE)?;
+    charge["id"] = json!(format!("ch_trigger_{}", uuid::Uuid::new_v4().simple()));
+    charge["customer"] = json!(ids.customer);
+    charge["refunded"] = json!(true);
+    charge["amount_refunded"] = charge["amount"].clone();
+    charge["created"] = json!(spec.now);
+    Ok(charge)
+}
+
+/// A dispute with its charge expanded, so that it names the customer.
+fn dispute(spec: &TriggerSpec, ids: &Ids) -> Result<Value, TriggerError> {
+    let mut dispute = parse(DISPUTE)?;
+    let charge = charge(spec, ids)?;
+    dispute["id"] = json!(format!("dp_trigger_{}", uuid::Uuid::new_v4().simple()));
+    dispute["charge"] = json!({ "id": charge["id"], "object": "charge", "customer": ids.customer });
+    dispute["created"] = json!(spec.now);
+    Ok(dispute)
 }
 
 fn parse(text: &str) -> Result<Value, TriggerError> {

@@ -12,11 +12,13 @@ pub struct SubscriptionState {
     pub id: String,
     /// Stripe's status; `None` until the first subscription event arrives.
     pub status: Option<String>,
-    /// End of the paid period (unix seconds).
+    /// Start of the current period (unix seconds).
+    pub current_period_start: Option<i64>,
+    /// End of the current period (unix seconds).
     pub current_period_end: Option<i64>,
     /// Canceled by the customer, effective at the period end.
     pub cancel_at_period_end: bool,
-    /// When the subscription was first seen past due (unix seconds).
+    /// When payment of the unpaid invoice first failed (unix seconds).
     pub past_due_since: Option<i64>,
     /// What the subscription buys.
     pub items: Vec<Item>,
@@ -84,7 +86,9 @@ fn grant_window(sub: &SubscriptionState, now: i64, policy: Policy) -> Option<Win
             })
         }
         "past_due" => {
-            let since = sub.past_due_since.or(sub.current_period_end)?;
+            // Without a failed-invoice event, dunning began when the unpaid
+            // period did.
+            let since = sub.past_due_since.or(sub.current_period_start)?;
             let grace_until = since.saturating_add(policy.past_due_grace_secs);
             (now < grace_until).then_some(Window {
                 until: Some(grace_until),
@@ -233,7 +237,8 @@ mod tests {
         SubscriptionState {
             id: id.into(),
             status: Some(status.into()),
-            current_period_end: Some(NOW + 30 * DAY),
+            current_period_start: Some(NOW - DAY),
+            current_period_end: Some(NOW + 29 * DAY),
             cancel_at_period_end: false,
             past_due_since: None,
             items: vec![Item {
@@ -263,7 +268,7 @@ mod tests {
             assert_eq!(e.status, status);
             assert_eq!(e.features["seats"], FeatureValue::Limit(10));
             assert_eq!(e.features["sso"], FeatureValue::Flag(true));
-            assert_eq!(e.valid_until, Some(NOW + 30 * DAY));
+            assert_eq!(e.valid_until, Some(NOW + 29 * DAY));
         }
     }
 
@@ -289,6 +294,14 @@ mod tests {
         assert_eq!(e.plan, "pro");
         assert_eq!(e.grace_until, Some(NOW + 5 * DAY));
         s.past_due_since = Some(NOW - 8 * DAY);
+        assert_eq!(entitlement(std::slice::from_ref(&s)).plan, "free");
+        // Without a failed invoice, grace counts from the unpaid period's start.
+        s.past_due_since = None;
+        assert_eq!(
+            entitlement(std::slice::from_ref(&s)).grace_until,
+            Some(NOW + 6 * DAY)
+        );
+        s.current_period_start = Some(NOW - 7 * DAY);
         assert_eq!(entitlement(&[s]).plan, "free");
     }
 

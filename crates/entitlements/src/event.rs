@@ -72,6 +72,9 @@ pub struct SubscriptionObject {
     /// Canceled, effective at the period end.
     #[serde(default, deserialize_with = "null_as_default")]
     pub cancel_at_period_end: bool,
+    /// Period start on the subscription (API versions before 2025-03-31).
+    #[serde(default)]
+    pub current_period_start: Option<i64>,
     /// Period end on the subscription (API versions before 2025-03-31).
     #[serde(default)]
     pub current_period_end: Option<i64>,
@@ -111,6 +114,9 @@ pub struct SubscriptionItemObject {
     /// Units bought; absent for metered prices.
     #[serde(default)]
     pub quantity: Option<i64>,
+    /// Period start on the item (API versions from 2025-03-31).
+    #[serde(default)]
+    pub current_period_start: Option<i64>,
     /// Period end on the item (API versions from 2025-03-31).
     #[serde(default)]
     pub current_period_end: Option<i64>,
@@ -128,12 +134,110 @@ impl SubscriptionObject {
         })
     }
 
+    /// The period start wherever this API version puts it.
+    pub fn period_start(&self) -> Option<i64> {
+        self.current_period_start.or_else(|| {
+            self.items
+                .data
+                .iter()
+                .filter_map(|i| i.current_period_start)
+                .min()
+        })
+    }
+
     /// `metadata.org_id`, when set.
     pub fn org_id(&self) -> Option<&str> {
-        self.metadata
-            .get("org_id")
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
+        org_in(&self.metadata)
+    }
+}
+
+fn org_in(metadata: &Metadata) -> Option<&str> {
+    metadata
+        .get("org_id")
+        .map(String::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// An invoice, as far as dunning needs it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InvoiceObject {
+    /// `in_...`.
+    pub id: String,
+    /// The customer id (or the expanded customer).
+    #[serde(default, deserialize_with = "id_or_object")]
+    pub customer: Option<String>,
+    /// The subscription, in API versions before 2025-03-31.
+    #[serde(default, deserialize_with = "id_or_object")]
+    pub subscription: Option<String>,
+    /// Where newer API versions put the subscription.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub parent: InvoiceParent,
+}
+
+/// `invoice.parent`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct InvoiceParent {
+    /// Set when a subscription billed the invoice.
+    #[serde(default)]
+    pub subscription_details: Option<SubscriptionDetails>,
+}
+
+/// `invoice.parent.subscription_details`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SubscriptionDetails {
+    /// The subscription id (or the expanded subscription).
+    #[serde(default, deserialize_with = "id_or_object")]
+    pub subscription: Option<String>,
+}
+
+impl InvoiceObject {
+    /// The subscription that billed this invoice, in either API shape.
+    pub fn subscription_id(&self) -> Option<&str> {
+        self.subscription.as_deref().or_else(|| {
+            self.parent
+                .subscription_details
+                .as_ref()
+                .and_then(|d| d.subscription.as_deref())
+        })
+    }
+}
+
+/// A charge or a dispute: what attributes it to an organization.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PaymentObject {
+    /// `ch_...` or `dp_...`.
+    pub id: String,
+    /// The customer (charges carry it).
+    #[serde(default, deserialize_with = "id_or_object")]
+    pub customer: Option<String>,
+    /// The charge of a dispute; when expanded it names the customer.
+    #[serde(default)]
+    pub charge: Option<serde_json::Value>,
+    /// Amount in the smallest currency unit.
+    #[serde(default)]
+    pub amount: Option<i64>,
+    /// Refunded amount of a charge.
+    #[serde(default)]
+    pub amount_refunded: Option<i64>,
+    /// Three-letter currency code.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// Our `org_id`, if the charge carries it.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub metadata: Metadata,
+}
+
+impl PaymentObject {
+    /// The customer of the charge, or of a dispute's expanded charge.
+    pub fn customer_id(&self) -> Option<&str> {
+        self.customer
+            .as_deref()
+            .or_else(|| self.charge.as_ref()?.get("customer")?.as_str())
+    }
+
+    /// `metadata.org_id`, when set.
+    pub fn org_id(&self) -> Option<&str> {
+        org_in(&self.metadata)
     }
 }
 
@@ -169,11 +273,11 @@ pub struct CheckoutSessionObject {
 impl CheckoutSessionObject {
     /// `metadata.org_id`, else `client_reference_id`.
     pub fn org_id(&self) -> Option<&str> {
-        self.metadata
-            .get("org_id")
-            .or(self.client_reference_id.as_ref())
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
+        org_in(&self.metadata).or_else(|| {
+            self.client_reference_id
+                .as_deref()
+                .filter(|s| !s.is_empty())
+        })
     }
 }
 
@@ -236,6 +340,34 @@ mod tests {
         .unwrap();
         assert_eq!(new.period_end(), Some(200));
         assert_eq!(new.customer.as_deref(), Some("cus_1"));
+    }
+
+    #[test]
+    fn invoices_name_their_subscription_in_either_shape() {
+        let old: InvoiceObject =
+            serde_json::from_value(json!({"id": "in_1", "subscription": "sub_1"})).unwrap();
+        assert_eq!(old.subscription_id(), Some("sub_1"));
+        let new: InvoiceObject = serde_json::from_value(json!({
+            "id": "in_1", "subscription": null,
+            "parent": {"type": "subscription_details", "subscription_details": {"subscription": "sub_2"}}
+        }))
+        .unwrap();
+        assert_eq!(new.subscription_id(), Some("sub_2"));
+        let none: InvoiceObject =
+            serde_json::from_value(json!({"id": "in_1", "parent": null})).unwrap();
+        assert_eq!(none.subscription_id(), None);
+    }
+
+    #[test]
+    fn disputes_find_the_customer_on_an_expanded_charge() {
+        let dispute: PaymentObject = serde_json::from_value(
+            json!({"id": "dp_1", "charge": {"id": "ch_1", "customer": "cus_1"}}),
+        )
+        .unwrap();
+        assert_eq!(dispute.customer_id(), Some("cus_1"));
+        let bare: PaymentObject =
+            serde_json::from_value(json!({"id": "dp_1", "charge": "ch_1"})).unwrap();
+        assert_eq!(bare.customer_id(), None);
     }
 
     #[test]

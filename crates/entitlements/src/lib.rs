@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod compute;
+mod counters;
 pub mod db;
 mod engine;
 mod error;
@@ -14,8 +15,9 @@ mod view;
 
 pub use catalog::{Catalog, FeatureValue, Features, PlanConfig};
 pub use compute::Policy;
+pub use counters::Counters;
 pub use db::{Backend, Database, DatabaseOptions};
-pub use engine::{CHECKOUT_COMPLETED, Engine, SUBSCRIPTION_EVENTS};
+pub use engine::{Engine, Fresh, HANDLED_EVENTS, SUBSCRIPTION_EVENTS, needs_subscription};
 pub use error::Error;
 pub use event::Event;
 pub use receipt::{Delivery, Outcome, Receipt};

@@ -20,6 +20,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in declaration order.
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Applied,
+        Outcome::Ignored,
+        Outcome::Rejected,
+        Outcome::Stale,
+        Outcome::Unlinked,
+        Outcome::Invalid,
+    ];
+
     /// The name stored with the event.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -13,10 +13,17 @@ CREATE TABLE subscriptions (
     org_id TEXT REFERENCES organizations (id),
     customer_id TEXT,
     status TEXT,
+    current_period_start BIGINT,
     current_period_end BIGINT,
     cancel_at_period_end BOOLEAN NOT NULL DEFAULT FALSE,
+    -- Dunning: when the unpaid invoice first failed, which invoice, and the
+    -- latest payment, so invoice events order themselves.
     past_due_since BIGINT,
+    dunning_invoice TEXT,
+    last_paid_at BIGINT,
     last_event_created BIGINT,
+    -- In refetch mode: when the applied state was read from Stripe (ms).
+    state_read_at BIGINT,
     updated_at BIGINT NOT NULL
 );
 CREATE INDEX subscriptions_org_id ON subscriptions (org_id);

@@ -31,7 +31,7 @@ async fn receive(
     let event = Event::parse(&body).map_err(|e| ApiError::MalformedEvent(e.to_string()))?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::MalformedEvent("body is not UTF-8".into()))?;
-    let answer = match state.engine.receive(&event, text).await? {
+    let answer = match state.engine.receive(&event, text, None).await? {
         Delivery::Duplicate => json!({"received": true, "duplicate": true}),
         Delivery::Recorded(receipt) => {
             json!({"received": true, "outcome": receipt.outcome.as_str()})

@@ -15,10 +15,14 @@ diesel::table! {
         org_id -> Nullable<Text>,
         customer_id -> Nullable<Text>,
         status -> Nullable<Text>,
+        current_period_start -> Nullable<BigInt>,
         current_period_end -> Nullable<BigInt>,
         cancel_at_period_end -> Bool,
         past_due_since -> Nullable<BigInt>,
+        dunning_invoice -> Nullable<Text>,
+        last_paid_at -> Nullable<BigInt>,
         last_event_created -> Nullable<BigInt>,
+        state_read_at -> Nullable<BigInt>,
         updated_at -> BigInt,
     }
 }

@@ -61,3 +61,9 @@ pub(crate) async fn record_outcome(
     run!(conn, |c| query.execute(c).await)?;
     Ok(())
 }
+
+/// The raw payload of a recorded event.
+pub(crate) async fn payload_of(conn: &mut Conn<'_>, id: &str) -> Result<Option<String>, Error> {
+    let query = events::table.find(id).select(events::payload);
+    Ok(run!(conn, |c| query.first(c).await.optional())?)
+}

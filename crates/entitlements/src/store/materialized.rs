@@ -48,6 +48,13 @@ impl EntitlementRow {
         })
     }
 
+    /// Whether the answer has run out with time alone: a grace period or a
+    /// canceled subscription's last period ended and no event said so.
+    pub(crate) fn lapsed(&self, now: i64) -> bool {
+        (self.grace_until.is_some() || self.cancel_at_period_end)
+            && self.valid_until.is_some_and(|until| until <= now)
+    }
+
     pub(crate) fn entitlement(&self) -> Result<Entitlement, Error> {
         let features: Features = serde_json::from_str(&self.features)?;
         Ok(Entitlement {

@@ -18,10 +18,14 @@ pub(crate) struct SubscriptionRow {
     pub org_id: Option<String>,
     pub customer_id: Option<String>,
     pub status: Option<String>,
+    pub current_period_start: Option<i64>,
     pub current_period_end: Option<i64>,
     pub cancel_at_period_end: bool,
     pub past_due_since: Option<i64>,
+    pub dunning_invoice: Option<String>,
+    pub last_paid_at: Option<i64>,
     pub last_event_created: Option<i64>,
+    pub state_read_at: Option<i64>,
     pub updated_at: i64,
 }
 
@@ -138,6 +142,7 @@ pub(crate) async fn of_org(
             items: by_sub.remove(&row.id).unwrap_or_default(),
             id: row.id,
             status: row.status,
+            current_period_start: row.current_period_start,
             current_period_end: row.current_period_end,
             cancel_at_period_end: row.cancel_at_period_end,
             past_due_since: row.past_due_since,

@@ -1,0 +1,361 @@
+//! What each event type does to the state, inside the event's transaction.
+//!
+//! Lock order everywhere: the subscription row, then the organization row,
+//! so that concurrent events of one organization apply one at a time and
+//! never deadlock.
+
+use super::{Engine, Fresh, with_unknown_prices};
+use crate::Error;
+use crate::compute::TERMINAL_STATUSES;
+use crate::db::Conn;
+use crate::event::{
+    CheckoutSessionObject, Event, InvoiceObject, PaymentObject, SubscriptionObject,
+};
+use crate::receipt::{Outcome, Receipt};
+use crate::store::subscriptions::{ItemInput, SubscriptionRow};
+use crate::store::{organizations, subscriptions};
+
+const CHECKOUT_COMPLETED: &str = "checkout.session.completed";
+const INVOICE_PAID: &str = "invoice.paid";
+const INVOICE_PAYMENT_FAILED: &str = "invoice.payment_failed";
+const CHARGE_REFUNDED: &str = "charge.refunded";
+const DISPUTE_CREATED: &str = "charge.dispute.created";
+
+/// Subscription event types that carry the subscription's full state.
+pub const SUBSCRIPTION_EVENTS: [&str; 5] = [
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
+];
+
+/// Every event type the service acts on: enable exactly these on the
+/// Stripe webhook endpoint.
+pub const HANDLED_EVENTS: [&str; 10] = [
+    CHECKOUT_COMPLETED,
+    SUBSCRIPTION_EVENTS[0],
+    SUBSCRIPTION_EVENTS[1],
+    SUBSCRIPTION_EVENTS[2],
+    SUBSCRIPTION_EVENTS[3],
+    SUBSCRIPTION_EVENTS[4],
+    INVOICE_PAID,
+    INVOICE_PAYMENT_FAILED,
+    CHARGE_REFUNDED,
+    DISPUTE_CREATED,
+];
+
+/// The subscription whose current state applying `event` needs, when the
+/// service re-reads subscriptions from Stripe (refetch mode).
+pub fn needs_subscription(event: &Event) -> Option<String> {
+    match event.kind.as_str() {
+        CHECKOUT_COMPLETED => event.object::<CheckoutSessionObject>().ok()?.subscription,
+        kind if SUBSCRIPTION_EVENTS.contains(&kind) => {
+            Some(event.object::<SubscriptionObject>().ok()?.id)
+        }
+        _ => None,
+    }
+}
+
+impl Engine {
+    pub(super) async fn apply(
+        &self,
+        conn: &mut Conn<'_>,
+        event: &Event,
+        fresh: Option<&Fresh>,
+        now: i64,
+    ) -> Result<Receipt, Error> {
+        if event.livemode != self.livemode {
+            return Ok(Receipt::new(Outcome::Rejected).detail(format!(
+                "event livemode is {} but the service runs in {} mode",
+                event.livemode,
+                if self.livemode { "live" } else { "test" }
+            )));
+        }
+        match event.kind.as_str() {
+            CHECKOUT_COMPLETED => self.apply_checkout(conn, event, fresh, now).await,
+            kind if SUBSCRIPTION_EVENTS.contains(&kind) => match (fresh, event.object()) {
+                (Some(fresh), _) => {
+                    self.apply_subscription(conn, event, &fresh.subscription, Some(fresh), now)
+                        .await
+                }
+                (None, Ok(sub)) => self.apply_subscription(conn, event, &sub, None, now).await,
+                (None, Err(reason)) => Ok(Receipt::invalid(reason)),
+            },
+            INVOICE_PAID | INVOICE_PAYMENT_FAILED => self.apply_invoice(conn, event, now).await,
+            CHARGE_REFUNDED | DISPUTE_CREATED => self.apply_payment(conn, event).await,
+            _ => Ok(Receipt::new(Outcome::Ignored)),
+        }
+    }
+
+    async fn apply_checkout(
+        &self,
+        conn: &mut Conn<'_>,
+        event: &Event,
+        fresh: Option<&Fresh>,
+        now: i64,
+    ) -> Result<Receipt, Error> {
+        let session: CheckoutSessionObject = match event.object() {
+            Ok(session) => session,
+            Err(reason) => return Ok(Receipt::invalid(reason)),
+        };
+        if session.mode.as_deref() != Some("subscription") {
+            return Ok(Receipt::new(Outcome::Ignored).detail("not a subscription checkout"));
+        }
+        let Some(org_id) = session.org_id().map(str::to_owned) else {
+            return Ok(Receipt::invalid(
+                "neither metadata.org_id nor client_reference_id names an organization",
+            ));
+        };
+        let sub = match &session.subscription {
+            Some(id) => {
+                Some(subscriptions::lock(conn, id, session.customer.as_deref(), now).await?)
+            }
+            None => None,
+        };
+        organizations::lock(conn, &org_id, now).await?;
+        let mut receipt = Receipt::new(Outcome::Applied).org(Some(org_id.clone()));
+        if let Some(customer) = &session.customer {
+            match organizations::org_of_customer(conn, customer).await? {
+                Some(owner) if owner != org_id => {
+                    receipt = receipt.detail(format!(
+                        "customer {customer} belongs to organization {owner}"
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    organizations::set_customer_if_unset(conn, &org_id, customer, now).await?;
+                }
+            }
+            subscriptions::link_customer(conn, customer, &org_id).await?;
+        }
+        if let Some(mut sub) = sub {
+            receipt = receipt.subscription(&sub.id);
+            sub.org_id = Some(org_id.clone());
+            if let Some(fresh) = fresh.filter(|f| f.subscription.id == sub.id) {
+                update_row(
+                    &mut sub,
+                    &fresh.subscription,
+                    event.created,
+                    Some(fresh.read_at_ms),
+                    now,
+                );
+                subscriptions::replace_items(conn, &sub.id, &items_of(&fresh.subscription)).await?;
+            }
+            subscriptions::save(conn, &sub).await?;
+        }
+        let computed = self.recompute(conn, &org_id, Some(&event.id), now).await?;
+        Ok(with_unknown_prices(receipt, &computed))
+    }
+
+    async fn apply_subscription(
+        &self,
+        conn: &mut Conn<'_>,
+        event: &Event,
+        sub: &SubscriptionObject,
+        fresh: Option<&Fresh>,
+        now: i64,
+    ) -> Result<Receipt, Error> {
+        let mut row = subscriptions::lock(conn, &sub.id, sub.customer.as_deref(), now).await?;
+        let read_at = fresh.map(|f| f.read_at_ms);
+        if let Some(reason) = staleness(&row, event.created, read_at, &sub.status) {
+            return Ok(Receipt::new(Outcome::Stale)
+                .org(row.org_id)
+                .subscription(&sub.id)
+                .detail(reason));
+        }
+        let org_id = match sub.org_id() {
+            Some(org) => Some(org.to_owned()),
+            None => self.org_of(conn, &row, sub.customer.as_deref()).await?,
+        };
+        if let Some(org) = &org_id {
+            organizations::lock(conn, org, now).await?;
+            row.org_id = Some(org.clone());
+        }
+        update_row(&mut row, sub, event.created, read_at, now);
+        subscriptions::save(conn, &row).await?;
+        subscriptions::replace_items(conn, &sub.id, &items_of(sub)).await?;
+
+        let receipt = Receipt::new(Outcome::Applied)
+            .org(org_id.clone())
+            .subscription(&sub.id);
+        let Some(org_id) = org_id else {
+            return Ok(Receipt {
+                outcome: Outcome::Unlinked,
+                ..receipt
+            }
+            .detail("no organization known yet; the checkout event will link it"));
+        };
+        let computed = self.recompute(conn, &org_id, Some(&event.id), now).await?;
+        Ok(with_unknown_prices(receipt, &computed))
+    }
+
+    /// `invoice.payment_failed` starts dunning (the grace period counts from
+    /// the unpaid invoice's first failure); `invoice.paid` ends it. Each
+    /// orders itself by its `created`, so delivery order does not matter.
+    async fn apply_invoice(
+        &self,
+        conn: &mut Conn<'_>,
+        event: &Event,
+        now: i64,
+    ) -> Result<Receipt, Error> {
+        let invoice: InvoiceObject = match event.object() {
+            Ok(invoice) => invoice,
+            Err(reason) => return Ok(Receipt::invalid(reason)),
+        };
+        let Some(sub_id) = invoice.subscription_id().map(str::to_owned) else {
+            return Ok(
+                Receipt::new(Outcome::Ignored).detail("the invoice belongs to no subscription")
+            );
+        };
+        let mut row = subscriptions::lock(conn, &sub_id, invoice.customer.as_deref(), now).await?;
+        let t = event.created;
+        if event.kind == INVOICE_PAYMENT_FAILED {
+            if row.last_paid_at.is_some_and(|paid| paid >= t) {
+                return Ok(Receipt::new(Outcome::Stale)
+                    .org(row.org_id)
+                    .subscription(&sub_id)
+                    .detail("a later payment already ended this dunning"));
+            }
+            row.past_due_since = Some(row.past_due_since.map_or(t, |since| since.min(t)));
+            row.dunning_invoice = Some(invoice.id.clone());
+        } else {
+            row.last_paid_at = Some(row.last_paid_at.map_or(t, |paid| paid.max(t)));
+            if row.past_due_since.is_some_and(|since| since <= t) {
+                row.past_due_since = None;
+                row.dunning_invoice = None;
+            }
+        }
+        let org_id = self.org_of(conn, &row, invoice.customer.as_deref()).await?;
+        if let Some(org) = &org_id {
+            organizations::lock(conn, org, now).await?;
+        }
+        row.org_id = org_id.clone().or(row.org_id);
+        row.updated_at = now;
+        subscriptions::save(conn, &row).await?;
+        let receipt = Receipt::new(Outcome::Applied)
+            .org(org_id.clone())
+            .subscription(&sub_id);
+        match org_id {
+            Some(org) => {
+                let computed = self.recompute(conn, &org, Some(&event.id), now).await?;
+                Ok(with_unknown_prices(receipt, &computed))
+            }
+            None => Ok(Receipt {
+                outcome: Outcome::Unlinked,
+                ..receipt
+            }
+            .detail("no organization known yet; dunning is kept on the subscription")),
+        }
+    }
+
+    /// Refunds and disputes change no entitlement; they are recorded against
+    /// the organization so that its history shows them.
+    async fn apply_payment(&self, conn: &mut Conn<'_>, event: &Event) -> Result<Receipt, Error> {
+        let payment: PaymentObject = match event.object() {
+            Ok(payment) => payment,
+            Err(reason) => return Ok(Receipt::invalid(reason)),
+        };
+        let org_id = match (payment.org_id(), payment.customer_id()) {
+            (Some(org), _) => Some(org.to_owned()),
+            (None, Some(customer)) => organizations::org_of_customer(conn, customer).await?,
+            (None, None) => None,
+        };
+        let amount = payment
+            .amount_refunded
+            .filter(|_| event.kind == CHARGE_REFUNDED)
+            .or(payment.amount);
+        let detail = match (amount, &payment.currency) {
+            (Some(amount), Some(currency)) => format!("{} {amount} {currency}", payment.id),
+            _ => payment.id.clone(),
+        };
+        Ok(match org_id {
+            Some(org) => Receipt::new(Outcome::Applied).org(Some(org)).detail(detail),
+            None => Receipt::new(Outcome::Unlinked)
+                .detail(format!("{detail}; no organization known for it")),
+        })
+    }
+
+    /// The organization a subscription belongs to: its stored link, else
+    /// the organization of its customer.
+    async fn org_of(
+        &self,
+        conn: &mut Conn<'_>,
+        row: &SubscriptionRow,
+        customer: Option<&str>,
+    ) -> Result<Option<String>, Error> {
+        match (&row.org_id, customer.or(row.customer_id.as_deref())) {
+            (Some(org), _) => Ok(Some(org.clone())),
+            (None, Some(customer)) => organizations::org_of_customer(conn, customer).await,
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// Why an event may not change a subscription, if it may not. A state read
+/// from Stripe is ordered by when it was read; a payload by the event's
+/// `created`, where equal seconds are not stale. No state revives a
+/// canceled subscription.
+fn staleness(
+    row: &SubscriptionRow,
+    created: i64,
+    read_at_ms: Option<i64>,
+    status: &str,
+) -> Option<String> {
+    if let Some(current) = row
+        .status
+        .as_deref()
+        .filter(|s| TERMINAL_STATUSES.contains(s) && *s != status)
+    {
+        return Some(format!(
+            "subscription is already {current}, which no event revives"
+        ));
+    }
+    match (read_at_ms, row.state_read_at, row.last_event_created) {
+        (Some(read), Some(last_read), _) if read < last_read => {
+            Some("a newer read of the subscription was already applied".to_owned())
+        }
+        (None, _, Some(last)) if created < last => Some(format!(
+            "event created at {created} is older than the applied one of {last}"
+        )),
+        _ => None,
+    }
+}
+
+fn update_row(
+    row: &mut SubscriptionRow,
+    sub: &SubscriptionObject,
+    created: i64,
+    read_at_ms: Option<i64>,
+    now: i64,
+) {
+    if sub.customer.is_some() {
+        row.customer_id = sub.customer.clone();
+    }
+    row.status = Some(sub.status.clone());
+    row.current_period_start = sub.period_start();
+    row.current_period_end = sub.period_end();
+    row.cancel_at_period_end = sub.cancel_at_period_end;
+    row.last_event_created = Some(
+        row.last_event_created
+            .map_or(created, |last| last.max(created)),
+    );
+    if read_at_ms.is_some() {
+        row.state_read_at = read_at_ms;
+    }
+    row.updated_at = now;
+}
+
+fn items_of(sub: &SubscriptionObject) -> Vec<ItemInput> {
+    sub.items
+        .data
+        .iter()
+        .filter_map(|item| {
+            Some(ItemInput {
+                id: item.id.clone(),
+                price_id: item.price_id()?.to_owned(),
+                quantity: item.quantity.unwrap_or(1),
+            })
+        })
+        .collect()
+}

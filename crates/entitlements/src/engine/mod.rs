@@ -1,0 +1,247 @@
+//! Applying Stripe events: each event is recorded once and applied in one
+//! transaction together with the subscription state and the recomputed
+//! entitlements of its organization.
+
+mod apply;
+
+use std::sync::Arc;
+
+use crate::Error;
+use crate::catalog::Catalog;
+use crate::compute::{Computed, Policy, compute, default_entitlement};
+use crate::counters::Counters;
+use crate::db::{Conn, Database};
+use crate::event::{Event, SubscriptionObject};
+use crate::receipt::{Delivery, Outcome, Receipt};
+use crate::store::materialized::EntitlementRow;
+use crate::store::{events, materialized, subscriptions};
+use crate::view::EntitlementView;
+
+pub use apply::{HANDLED_EVENTS, SUBSCRIPTION_EVENTS, needs_subscription};
+
+/// A subscription as Stripe's API returned it just now (refetch mode);
+/// applied instead of the event's payload.
+#[derive(Debug, Clone)]
+pub struct Fresh {
+    /// The subscription.
+    pub subscription: SubscriptionObject,
+    /// When it was read (unix milliseconds); orders reads of one
+    /// subscription.
+    pub read_at_ms: i64,
+}
+
+/// The domain service: owns the database, the catalog and the rules.
+#[derive(Clone)]
+pub struct Engine {
+    db: Database,
+    catalog: Arc<Catalog>,
+    policy: Policy,
+    livemode: bool,
+    counters: Arc<Counters>,
+}
+
+impl Engine {
+    /// An engine applying events of the given mode (live or test).
+    pub fn new(db: Database, catalog: Arc<Catalog>, policy: Policy, livemode: bool) -> Self {
+        Self {
+            db,
+            catalog,
+            policy,
+            livemode,
+            counters: Arc::default(),
+        }
+    }
+
+    /// The database the engine writes to.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// The plan catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// What the engine has done since it started.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Records a verified event once and applies it, all in one transaction.
+    /// `fresh` is the event's subscription as just read from Stripe.
+    #[tracing::instrument(skip_all, fields(event_id = %event.id, event_type = %event.kind))]
+    pub async fn receive(
+        &self,
+        event: &Event,
+        payload: &str,
+        fresh: Option<&Fresh>,
+    ) -> Result<Delivery, Error> {
+        let now = now();
+        let delivery = self
+            .write(async |conn| {
+                if !events::insert_new(conn, event, payload, now).await? {
+                    return Ok(Delivery::Duplicate);
+                }
+                let receipt = self.apply(conn, event, fresh, now).await?;
+                events::record_outcome(conn, &event.id, &receipt).await?;
+                Ok(Delivery::Recorded(receipt))
+            })
+            .await?;
+        match &delivery {
+            Delivery::Duplicate => self.counters.duplicate(),
+            Delivery::Recorded(receipt) => self.observe(receipt),
+        }
+        Ok(delivery)
+    }
+
+    /// Applies a recorded event again through the same code path, for
+    /// example after a missing price was added to the catalog. `None` when
+    /// no event has that id.
+    #[tracing::instrument(skip_all, fields(event_id = %event_id))]
+    pub async fn replay(&self, event_id: &str) -> Result<Option<Receipt>, Error> {
+        let now = now();
+        let receipt = self
+            .write(async |conn| {
+                let Some(payload) = events::payload_of(conn, event_id).await? else {
+                    return Ok(None);
+                };
+                let event =
+                    Event::parse(payload.as_bytes()).map_err(|e| Error::Corrupt(e.to_string()))?;
+                let receipt = self.apply(conn, &event, None, now).await?;
+                events::record_outcome(conn, event_id, &receipt).await?;
+                Ok(Some(receipt))
+            })
+            .await?;
+        if let Some(receipt) = &receipt {
+            self.observe(receipt);
+        }
+        Ok(receipt)
+    }
+
+    /// Runs `work` in a write transaction on one pooled connection.
+    async fn write<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut pooled = self.db.get().await?;
+        let mut conn = pooled.conn();
+        conn.begin_write().await?;
+        let result = work(&mut conn).await;
+        conn.finish(result).await
+    }
+
+    fn observe(&self, receipt: &Receipt) {
+        self.counters.outcome(receipt.outcome);
+        tracing::info!(
+            outcome = receipt.outcome.as_str(),
+            org_id = receipt.org_id.as_deref(),
+            detail = receipt.detail.as_deref(),
+            "event recorded"
+        );
+    }
+
+    /// Recomputes the organization's entitlements from its subscriptions and
+    /// stores them, with a new version and a history row, if they changed.
+    async fn recompute(
+        &self,
+        conn: &mut Conn<'_>,
+        org_id: &str,
+        event_id: Option<&str>,
+        now: i64,
+    ) -> Result<Computed, Error> {
+        let subs = subscriptions::of_org(conn, org_id).await?;
+        let computed = compute(&self.catalog, &subs, now, self.policy);
+        let current = materialized::get(conn, org_id).await?;
+        let (unchanged, version) = match &current {
+            Some(row) => (row.entitlement()? == computed.entitlement, row.version),
+            None => (
+                computed.entitlement == default_entitlement(&self.catalog),
+                0,
+            ),
+        };
+        if !unchanged {
+            let row = EntitlementRow::new(org_id, &computed.entitlement, version + 1, now)?;
+            materialized::save_change(conn, &row, event_id).await?;
+            self.counters.entitlement_change();
+        }
+        if !computed.unknown_prices.is_empty() {
+            self.counters.unknown_prices();
+            tracing::warn!(org_id, prices = ?computed.unknown_prices, "prices in no plan grant nothing");
+        }
+        Ok(computed)
+    }
+
+    /// The organization's current entitlements: the stored ones, or the
+    /// default plan at version 0 for an organization no event concerned.
+    /// An answer that lapsed with time (a grace period or a canceled
+    /// period that ended) is recomputed and stored as a new version.
+    #[tracing::instrument(skip_all, fields(org_id = %org_id))]
+    pub async fn entitlements(&self, org_id: &str) -> Result<EntitlementView, Error> {
+        let now = now();
+        let row = {
+            let mut pooled = self.db.get().await?;
+            materialized::get(&mut pooled.conn(), org_id).await?
+        };
+        let row = match row {
+            Some(row) if row.lapsed(now) => {
+                self.write(async |conn| {
+                    crate::store::organizations::lock(conn, org_id, now).await?;
+                    self.recompute(conn, org_id, None, now).await?;
+                    materialized::get(conn, org_id).await
+                })
+                .await?
+            }
+            row => row,
+        };
+        Ok(match row {
+            Some(row) => EntitlementView::new(
+                org_id,
+                row.entitlement()?,
+                row.version,
+                Some(row.updated_at),
+            ),
+            None => EntitlementView::new(org_id, default_entitlement(&self.catalog), 0, None),
+        })
+    }
+
+    /// The Stripe customer stored for the organization.
+    pub async fn customer_of(&self, org_id: &str) -> Result<Option<String>, Error> {
+        let mut pooled = self.db.get().await?;
+        crate::store::organizations::customer_of(&mut pooled.conn(), org_id).await
+    }
+
+    /// Stores the organization's Stripe customer unless it has one already,
+    /// and returns the one it has afterwards.
+    pub async fn remember_customer(&self, org_id: &str, customer: &str) -> Result<String, Error> {
+        let now = now();
+        self.write(async |conn| {
+            crate::store::organizations::set_customer_if_unset(conn, org_id, customer, now).await
+        })
+        .await
+    }
+}
+
+/// Adds the unknown prices of a computation to the receipt's detail.
+fn with_unknown_prices(receipt: Receipt, computed: &Computed) -> Receipt {
+    if computed.unknown_prices.is_empty() {
+        return receipt;
+    }
+    let note = format!(
+        "prices in no plan grant nothing: {}",
+        computed.unknown_prices.join(", ")
+    );
+    match receipt.detail.clone() {
+        Some(existing) => receipt.detail(format!("{existing}; {note}")),
+        None => receipt.detail(note),
+    }
+}
+
+impl Receipt {
+    fn invalid(reason: impl Into<String>) -> Self {
+        Receipt::new(Outcome::Invalid).detail(reason)
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
