@@ -93,6 +93,12 @@ impl RequiredScope for ReadScope {
     const SCOPE: Scope = Scope::EntitlementsRead;
 }
 
+/// Marker for routes that need [`Scope::Admin`].
+pub struct AdminScope;
+impl RequiredScope for AdminScope {
+    const SCOPE: Scope = Scope::Admin;
+}
+
 /// Extracting this proves the request carries a token with scope `S`.
 pub struct Authorized<S>(PhantomData<S>);
 

@@ -32,6 +32,12 @@ enum Command {
     CheckConfig,
     /// Sign a realistic Stripe event and post it to a running instance.
     Trigger(TriggerArgs),
+    /// Apply a recorded event again (for example after adding a price to
+    /// the catalog).
+    Replay {
+        /// The event id (evt_...).
+        event_id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -80,6 +86,7 @@ impl Cli {
                 Ok(())
             }
             Command::Trigger(args) => trigger(settings, args).await,
+            Command::Replay { event_id } => replay(settings, &event_id).await,
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -104,6 +111,24 @@ async fn serve(settings: Settings) -> CommandResult {
 async fn migrate(settings: Settings) -> CommandResult {
     let applied = engine(&settings).await?.database().migrate().await?;
     println!("{applied} migration(s) applied");
+    Ok(())
+}
+
+async fn replay(settings: Settings, event_id: &str) -> CommandResult {
+    let engine = engine(&settings).await?;
+    engine.database().migrate().await?;
+    let receipt = engine
+        .replay(event_id)
+        .await?
+        .ok_or_else(|| format!("no event {event_id} is recorded"))?;
+    println!(
+        "{event_id}: {}{}",
+        receipt.outcome.as_str(),
+        receipt
+            .detail
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default()
+    );
     Ok(())
 }
 

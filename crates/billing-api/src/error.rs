@@ -47,6 +47,9 @@ pub enum ApiError {
     /// Stripe refused or failed.
     #[error(transparent)]
     Stripe(#[from] StripeFailure),
+    /// Stripe could not be asked for state the request needs; retry later.
+    #[error("{0}")]
+    StripeUnavailable(StripeFailure),
     /// No Stripe key is configured.
     #[error("Stripe is not configured on this service (stripe.secret_key)")]
     StripeNotConfigured,
@@ -73,6 +76,7 @@ impl ApiError {
             ApiError::NotFound { code, .. } => code,
             ApiError::AlreadySubscribed(_) => "already_subscribed",
             ApiError::Stripe(_) => "stripe_error",
+            ApiError::StripeUnavailable(_) => "stripe_unavailable",
             ApiError::StripeNotConfigured => "stripe_not_configured",
             ApiError::Storage(e) if e.is_transient() => "storage_unavailable",
             ApiError::Storage(_) => "internal_error",
@@ -92,7 +96,9 @@ impl ResponseError for ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::AlreadySubscribed(_) => StatusCode::CONFLICT,
             ApiError::Stripe(_) => StatusCode::BAD_GATEWAY,
-            ApiError::StripeNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StripeUnavailable(_) | ApiError::StripeNotConfigured => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Storage(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

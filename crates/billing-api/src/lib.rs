@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod cli;
 pub mod error;
+pub mod refetch;
 pub mod routes;
 pub mod settings;
 pub mod signature;

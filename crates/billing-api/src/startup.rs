@@ -10,8 +10,9 @@ use secrecy::ExposeSecret;
 use tracing_actix_web::TracingLogger;
 
 use crate::auth::Tokens;
+use crate::refetch::Refetcher;
 use crate::routes;
-use crate::settings::Settings;
+use crate::settings::{Settings, SyncMode};
 use crate::signature::Verifier;
 use crate::stripe_api::StripeApi;
 
@@ -21,6 +22,8 @@ pub struct AppState {
     pub engine: Engine,
     /// `None` when no Stripe key is configured.
     pub stripe: Option<StripeApi>,
+    /// Set in refetch mode.
+    pub refetcher: Option<Refetcher>,
     /// Webhook signature checks.
     pub verifier: Verifier,
     /// Bearer tokens.
@@ -33,6 +36,7 @@ pub struct AppState {
 pub struct Application {
     port: u16,
     server: Server,
+    state: web::Data<AppState>,
 }
 
 /// Why the service could not start.
@@ -69,6 +73,10 @@ impl Application {
             "" => None,
             key => Some(StripeApi::new(key, &settings.stripe.api_base)?),
         };
+        let refetcher = match (settings.stripe.sync_mode, &stripe) {
+            (SyncMode::Refetch, Some(api)) => Some(Refetcher::new(api.clone())),
+            _ => None,
+        };
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener =
             TcpListener::bind(&address).map_err(|source| StartError::Bind { address, source })?;
@@ -83,6 +91,7 @@ impl Application {
         let state = web::Data::new(AppState {
             engine,
             stripe,
+            refetcher,
             verifier: Verifier::new(
                 settings.stripe.webhook_secrets.clone(),
                 settings.stripe.tolerance_secs,
@@ -90,10 +99,11 @@ impl Application {
             tokens: Tokens::new(&settings.auth.tokens),
             settings,
         });
+        let shared = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(TracingLogger::default())
-                .app_data(state.clone())
+                .app_data(shared.clone())
                 .app_data(web::JsonConfig::default().error_handler(routes::json_error))
                 .configure(routes::configure)
         })
@@ -108,12 +118,18 @@ impl Application {
         Ok(Self {
             port,
             server: server.run(),
+            state,
         })
     }
 
     /// The port the service listens on (useful with port 0).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The domain service the app runs (a clone sharing its counters).
+    pub fn engine(&self) -> &Engine {
+        &self.state.engine
     }
 
     /// Serves until the process is asked to stop.

@@ -3,14 +3,17 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use entitlements::event::{List, SubscriptionItemObject, SubscriptionObject};
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
+use stripe_billing::subscription::RetrieveSubscription;
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
 };
 use stripe_core::customer::CreateCustomer;
 use stripe_shared::CheckoutSessionMode;
 
-/// Attempts per creating call; retries reuse one idempotency key.
+/// Attempts per call; retries (on 429 and 5xx, with exponential backoff
+/// from one second) reuse one idempotency key.
 const ATTEMPTS: u32 = 3;
 
 /// A client for the Stripe API.
@@ -20,7 +23,7 @@ pub struct StripeApi {
 }
 
 /// Stripe refused the request or could not be reached.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("Stripe {what}: {message}{}", request_id.as_ref().map(|id| format!(" (request {id})")).unwrap_or_default())]
 pub struct StripeFailure {
     what: &'static str,
@@ -145,6 +148,45 @@ impl StripeApi {
             id: session.id.to_string(),
             url,
             expires_at: session.expires_at,
+        })
+    }
+}
+
+impl StripeApi {
+    /// Reads a subscription's current state, retrying rate limits and
+    /// server errors with backoff.
+    pub async fn retrieve_subscription(
+        &self,
+        id: &str,
+    ) -> Result<SubscriptionObject, StripeFailure> {
+        let sub = RetrieveSubscription::new(id)
+            .customize()
+            .request_strategy(RequestStrategy::ExponentialBackoff(ATTEMPTS))
+            .send(&self.client)
+            .await
+            .map_err(|e| failure("could not be asked for the subscription", e))?;
+        let items = sub
+            .items
+            .data
+            .iter()
+            .map(|item| SubscriptionItemObject {
+                id: item.id.to_string(),
+                price: Some(item.price.id.to_string()),
+                plan: None,
+                quantity: item.quantity.and_then(|q| i64::try_from(q).ok()),
+                current_period_start: Some(item.current_period_start),
+                current_period_end: Some(item.current_period_end),
+            })
+            .collect();
+        Ok(SubscriptionObject {
+            id: sub.id.to_string(),
+            customer: Some(sub.customer.id().to_string()),
+            status: sub.status.as_str().to_owned(),
+            cancel_at_period_end: sub.cancel_at_period_end,
+            current_period_start: None,
+            current_period_end: None,
+            metadata: sub.metadata,
+            items: List { data: items },
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod db;
 mod engine;
 mod error;
 pub mod event;
+pub mod history;
 mod receipt;
 mod store;
 mod view;

@@ -2,6 +2,7 @@
 
 mod checkout;
 mod entitlements;
+mod history;
 mod webhooks;
 
 use actix_web::{HttpRequest, error::JsonPayloadError, web};
@@ -12,6 +13,7 @@ use crate::error::ApiError;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(checkout::configure)
         .configure(entitlements::configure)
+        .configure(history::configure)
         .configure(webhooks::configure);
 }
 

@@ -3,7 +3,7 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use entitlements::{Delivery, Event};
+use entitlements::{Delivery, Event, needs_subscription};
 use futures_util::StreamExt;
 use serde_json::json;
 
@@ -31,7 +31,17 @@ async fn receive(
     let event = Event::parse(&body).map_err(|e| ApiError::MalformedEvent(e.to_string()))?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::MalformedEvent("body is not UTF-8".into()))?;
-    let answer = match state.engine.receive(&event, text, None).await? {
+    // A redelivery needs no read from Stripe: the engine answers it.
+    let fresh = match (&state.refetcher, needs_subscription(&event)) {
+        (Some(refetcher), Some(id)) if !state.engine.is_recorded(&event.id).await? => Some(
+            refetcher
+                .read(&id)
+                .await
+                .map_err(ApiError::StripeUnavailable)?,
+        ),
+        _ => None,
+    };
+    let answer = match state.engine.receive(&event, text, fresh.as_ref()).await? {
         Delivery::Duplicate => json!({"received": true, "duplicate": true}),
         Delivery::Recorded(receipt) => {
             json!({"received": true, "outcome": receipt.outcome.as_str()})

@@ -88,8 +88,11 @@ pub struct StripeSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SyncMode {
-    /// The webhook payload itself.
+    /// The webhook payload itself; needs no network (development).
     Payload,
+    /// The subscription as Stripe's API returns it when the event arrives
+    /// (production).
+    Refetch,
 }
 
 /// `[checkout]`

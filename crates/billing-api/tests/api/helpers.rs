@@ -75,6 +75,8 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub settings: Settings,
+    /// The running app's engine (shares its counters).
+    pub engine: entitlements::Engine,
     /// Kept last so it is dropped after the app's pool.
     pub db: TestDb,
 }
@@ -99,11 +101,13 @@ impl TestApp {
             .await
             .expect("the app starts");
         let address = format!("http://127.0.0.1:{}", app.port());
+        let engine = app.engine().clone();
         tokio::spawn(app.run_until_stopped());
         TestApp {
             address,
             client: reqwest::Client::new(),
             settings,
+            engine,
             db,
         }
     }

@@ -9,5 +9,6 @@ mod checkout;
 mod cli;
 mod entitlements;
 mod helpers;
+mod lifecycle;
 mod storage;
 mod webhooks;

@@ -126,7 +126,11 @@ impl Database {
                 }
                 let mut config = ManagerConfig::<SqliteConn>::default();
                 config.recycling_method = RecyclingMethod::Fast;
-                config.custom_setup = Box::new(|target| setup_sqlite(target.to_owned()).boxed());
+                // Waiting for SQLite's lock counts against the same budget
+                // as waiting for a connection.
+                let busy_ms = options.acquire_timeout.as_millis();
+                config.custom_setup =
+                    Box::new(move |target| setup_sqlite(target.to_owned(), busy_ms).boxed());
                 let manager =
                     AsyncDieselConnectionManager::<SqliteConn>::new_with_config(target, config);
                 // Each `:memory:` connection is a database of its own.
@@ -261,14 +265,14 @@ fn create_parent_dir(path: &str) -> Result<(), Error> {
     }
 }
 
-async fn setup_sqlite(path: String) -> diesel::ConnectionResult<SqliteConn> {
+async fn setup_sqlite(path: String, busy_ms: u128) -> diesel::ConnectionResult<SqliteConn> {
     let mut conn = SqliteConn::establish(&path).await?;
     // busy_timeout first: switching to WAL takes a lock that concurrent
     // new connections must wait for rather than fail on.
-    conn.batch_execute(
-        "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
-         PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-    )
+    conn.batch_execute(&format!(
+        "PRAGMA busy_timeout = {busy_ms}; PRAGMA journal_mode = WAL; \
+         PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+    ))
     .await
     .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
     Ok(conn)

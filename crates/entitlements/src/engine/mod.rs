@@ -12,9 +12,10 @@ use crate::compute::{Computed, Policy, compute, default_entitlement};
 use crate::counters::Counters;
 use crate::db::{Conn, Database};
 use crate::event::{Event, SubscriptionObject};
+use crate::history::{Cursor, HistoryEntry, HistoryPage, merge_page};
 use crate::receipt::{Delivery, Outcome, Receipt};
 use crate::store::materialized::EntitlementRow;
-use crate::store::{events, materialized, subscriptions};
+use crate::store::{events, history, materialized, subscriptions};
 use crate::view::EntitlementView;
 
 pub use apply::{HANDLED_EVENTS, SUBSCRIPTION_EVENTS, needs_subscription};
@@ -92,6 +93,12 @@ impl Engine {
             Delivery::Recorded(receipt) => self.observe(receipt),
         }
         Ok(delivery)
+    }
+
+    /// Whether an event with this id is recorded already.
+    pub async fn is_recorded(&self, event_id: &str) -> Result<bool, Error> {
+        let mut pooled = self.db.get().await?;
+        events::exists(&mut pooled.conn(), event_id).await
     }
 
     /// Applies a recorded event again through the same code path, for
@@ -202,6 +209,28 @@ impl Engine {
             ),
             None => EntitlementView::new(org_id, default_entitlement(&self.catalog), 0, None),
         })
+    }
+
+    /// One page of the organization's history, newest first: at most
+    /// `limit` events and entitlement changes older than `before`.
+    pub async fn history(
+        &self,
+        org_id: &str,
+        before: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<HistoryPage, Error> {
+        let mut pooled = self.db.get().await?;
+        let mut conn = pooled.conn();
+        // One more than asked tells whether another page follows.
+        let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
+        let events = history::events_before(&mut conn, org_id, before, fetch).await?;
+        let changes = history::changes_before(&mut conn, org_id, before, fetch).await?;
+        let events = events.into_iter().map(HistoryEntry::from_event).collect();
+        let changes = changes
+            .into_iter()
+            .map(HistoryEntry::from_change)
+            .collect::<Result<_, _>>()?;
+        Ok(merge_page(events, changes, limit))
     }
 
     /// The Stripe customer stored for the organization.

@@ -67,3 +67,10 @@ pub(crate) async fn payload_of(conn: &mut Conn<'_>, id: &str) -> Result<Option<S
     let query = events::table.find(id).select(events::payload);
     Ok(run!(conn, |c| query.first(c).await.optional())?)
 }
+
+/// Whether an event with this id is recorded.
+pub(crate) async fn exists(conn: &mut Conn<'_>, id: &str) -> Result<bool, Error> {
+    let query = events::table.find(id).select(events::id);
+    let found: Option<String> = run!(conn, |c| query.first(c).await.optional())?;
+    Ok(found.is_some())
+}

@@ -4,6 +4,7 @@
 //! [`Conn`]: crate::db::Conn
 
 pub(crate) mod events;
+pub(crate) mod history;
 pub(crate) mod materialized;
 pub(crate) mod organizations;
 pub(crate) mod subscriptions;

@@ -1,0 +1,62 @@
+//! `GET /v1/orgs/{org_id}/history`: an organization's events and
+//! entitlement changes, newest first, a page at a time.
+
+use actix_web::{HttpResponse, web};
+use entitlements::history::{Cursor, HistoryEntry};
+use serde::{Deserialize, Serialize};
+
+use super::check_org_id;
+use crate::auth::{AdminScope, Authorized};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Mounts the route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/orgs/{org_id}/history", web::get().to(list));
+}
+
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 200;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    limit: Option<usize>,
+    before: Option<String>,
+}
+
+#[derive(Serialize)]
+struct HistoryAnswer<'a> {
+    org_id: &'a str,
+    entries: Vec<HistoryEntry>,
+    /// Pass as `before` for the next page; null on the last page.
+    next: Option<String>,
+}
+
+#[tracing::instrument(skip_all, fields(org_id = %path))]
+async fn list(
+    _: Authorized<AdminScope>,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    page: web::Query<Page>,
+) -> Result<HttpResponse, ApiError> {
+    check_org_id(&path)?;
+    let limit = page.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::InvalidRequest(format!(
+            "limit: must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    let before = match &page.before {
+        Some(token) => Some(Cursor::decode(token).ok_or_else(|| {
+            ApiError::InvalidRequest("before: not a cursor this service issued".into())
+        })?),
+        None => None,
+    };
+    let history = state.engine.history(&path, before.as_ref(), limit).await?;
+    Ok(HttpResponse::Ok().json(HistoryAnswer {
+        org_id: &path,
+        entries: history.entries,
+        next: history.next.map(|cursor| cursor.encode()),
+    }))
+}
