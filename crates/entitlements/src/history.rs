@@ -133,7 +133,7 @@ pub(crate) fn merge_page(
 ) -> HistoryPage {
     let mut all: Vec<(Cursor, HistoryEntry)> = events.into_iter().chain(changes).collect();
     // Stable sort keeps each list's own id order within a second.
-    all.sort_by(|(a, _), (b, _)| b.key().cmp(&a.key()));
+    all.sort_by_key(|(cursor, _)| std::cmp::Reverse(cursor.key()));
     let more = all.len() > limit;
     all.truncate(limit);
     let next = if more {
