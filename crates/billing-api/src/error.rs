@@ -56,6 +56,9 @@ pub enum ApiError {
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] entitlements::Error),
+    /// A fault of the service itself.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 #[derive(Serialize)]
@@ -79,7 +82,7 @@ impl ApiError {
             ApiError::StripeUnavailable(_) => "stripe_unavailable",
             ApiError::StripeNotConfigured => "stripe_not_configured",
             ApiError::Storage(e) if e.is_transient() => "storage_unavailable",
-            ApiError::Storage(_) => "internal_error",
+            ApiError::Storage(_) | ApiError::Internal(_) => "internal_error",
         }
     }
 }
@@ -100,7 +103,7 @@ impl ResponseError for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Storage(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Storage(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -110,7 +113,9 @@ impl ResponseError for ApiError {
             ApiError::Storage(e) if e.is_transient() => {
                 "storage is unavailable; nothing was changed, retry later".to_owned()
             }
-            ApiError::Storage(_) => "internal error; nothing was changed".to_owned(),
+            ApiError::Storage(_) | ApiError::Internal(_) => {
+                "internal error; nothing was changed".to_owned()
+            }
             other => other.to_string(),
         };
         if status.is_server_error() {

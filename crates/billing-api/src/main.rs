@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use billing_api::cli::Cli;
 use clap::Parser;
 
-#[actix_web::main]
+#[tokio::main]
 async fn main() -> ExitCode {
     Cli::parse().run().await
 }

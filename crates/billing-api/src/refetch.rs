@@ -2,13 +2,15 @@
 //! subscription's state as Stripe's API returns it now, since payloads
 //! alone cannot order events of the same second.
 //!
-//! Reads are coalesced per subscription: a read serves every event that
-//! arrived before it started, so a burst of events costs one or two reads
-//! and no event is served a state older than its own arrival.
+//! Reads are coalesced per subscription: a read waits a short window, then
+//! serves every event that arrived before it started, so a burst of events
+//! costs one or two reads and no event is served a state older than its own
+//! arrival.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use entitlements::Fresh;
 
@@ -17,6 +19,7 @@ use crate::stripe_api::{StripeApi, StripeFailure};
 /// Reads subscriptions from Stripe, one read per burst.
 pub struct Refetcher {
     api: StripeApi,
+    window: Duration,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
 }
 
@@ -29,10 +32,12 @@ struct Slot {
 }
 
 impl Refetcher {
-    /// Reads through `api`.
-    pub fn new(api: StripeApi) -> Self {
+    /// Reads through `api`; a read first waits `window` for more events
+    /// of its subscription to arrive and share it.
+    pub fn new(api: StripeApi, window: Duration) -> Self {
         Self {
             api,
+            window,
             slots: Mutex::default(),
         }
     }
@@ -51,6 +56,7 @@ impl Refetcher {
                 match &*last {
                     Some((covered, result)) if *covered >= ticket => result.clone(),
                     _ => {
+                        tokio::time::sleep(self.window).await;
                         // Everyone who has arrived by now arrived before this read.
                         let covered = slot.arrivals.load(Ordering::SeqCst);
                         let result = self.api.retrieve_subscription(subscription_id).await.map(

@@ -10,6 +10,7 @@ use secrecy::ExposeSecret;
 use tracing_actix_web::TracingLogger;
 
 use crate::auth::Tokens;
+use crate::error::ApiError;
 use crate::refetch::Refetcher;
 use crate::routes;
 use crate::settings::{Settings, SyncMode};
@@ -30,6 +31,25 @@ pub struct AppState {
     pub tokens: Tokens,
     /// The settings the service started with.
     pub settings: Settings,
+    /// A multi-threaded runtime that database work runs on.
+    runtime: tokio::runtime::Handle,
+}
+
+impl AppState {
+    /// Runs `work` with the engine as a task of its own on the
+    /// multi-threaded runtime. A request that is dropped (its client went
+    /// away) thus never cancels a transaction half-way, and SQLite's
+    /// blocking calls never run on an HTTP worker's own runtime.
+    pub async fn domain<T, F>(&self, work: impl FnOnce(Engine) -> F) -> Result<T, ApiError>
+    where
+        F: Future<Output = Result<T, entitlements::Error>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let task = self.runtime.spawn(work(self.engine.clone()));
+        Ok(task
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??)
+    }
 }
 
 /// A bound, ready-to-run service.
@@ -74,7 +94,10 @@ impl Application {
             key => Some(StripeApi::new(key, &settings.stripe.api_base)?),
         };
         let refetcher = match (settings.stripe.sync_mode, &stripe) {
-            (SyncMode::Refetch, Some(api)) => Some(Refetcher::new(api.clone())),
+            (SyncMode::Refetch, Some(api)) => Some(Refetcher::new(
+                api.clone(),
+                std::time::Duration::from_millis(settings.stripe.refetch_window_ms),
+            )),
             _ => None,
         };
         let address = format!("{}:{}", settings.server.host, settings.server.port);
@@ -98,6 +121,7 @@ impl Application {
             ),
             tokens: Tokens::new(&settings.auth.tokens),
             settings,
+            runtime: tokio::runtime::Handle::current(),
         });
         let shared = state.clone();
         let mut server = HttpServer::new(move || {

@@ -85,23 +85,25 @@ async fn create(
     )?;
     let stripe = state.stripe.as_ref().ok_or(ApiError::StripeNotConfigured)?;
 
-    if state
-        .engine
-        .entitlements(&req.org_id)
-        .await?
-        .is_subscribed()
-    {
+    let org_id = req.org_id.clone();
+    let (view, customer) = state
+        .domain(async move |engine| {
+            let view = engine.entitlements(&org_id).await?;
+            Ok((view, engine.customer_of(&org_id).await?))
+        })
+        .await?;
+    if view.is_subscribed() {
         return Err(ApiError::AlreadySubscribed(req.org_id));
     }
-    let customer = match state.engine.customer_of(&req.org_id).await? {
+    let customer = match customer {
         Some(customer) => customer,
         None => {
             let created = stripe
                 .create_customer(&req.org_id, req.customer_email.as_deref())
                 .await?;
+            let org_id = req.org_id.clone();
             state
-                .engine
-                .remember_customer(&req.org_id, &created)
+                .domain(async move |engine| engine.remember_customer(&org_id, &created).await)
                 .await?
         }
     };

@@ -87,7 +87,10 @@ async fn feature(
 /// catalog has no default plan.
 async fn current(state: &AppState, org_id: &str) -> Result<EntitlementView, ApiError> {
     check_org_id(org_id)?;
-    let view = state.engine.entitlements(org_id).await?;
+    let org = org_id.to_owned();
+    let view = state
+        .domain(async move |engine| engine.entitlements(&org).await)
+        .await?;
     if !view.is_subscribed() && state.engine.catalog().default_plan().is_none() {
         return Err(ApiError::NotFound {
             code: "no_entitlements",

@@ -53,7 +53,10 @@ async fn list(
         })?),
         None => None,
     };
-    let history = state.engine.history(&path, before.as_ref(), limit).await?;
+    let org_id = path.clone();
+    let history = state
+        .domain(async move |engine| engine.history(&org_id, before.as_ref(), limit).await)
+        .await?;
     Ok(HttpResponse::Ok().json(HistoryAnswer {
         org_id: &path,
         entries: history.entries,

@@ -33,15 +33,29 @@ async fn receive(
         .map_err(|_| ApiError::MalformedEvent("body is not UTF-8".into()))?;
     // A redelivery needs no read from Stripe: the engine answers it.
     let fresh = match (&state.refetcher, needs_subscription(&event)) {
-        (Some(refetcher), Some(id)) if !state.engine.is_recorded(&event.id).await? => Some(
-            refetcher
-                .read(&id)
-                .await
-                .map_err(ApiError::StripeUnavailable)?,
-        ),
+        (Some(refetcher), Some(id)) => {
+            let event_id = event.id.clone();
+            if state
+                .domain(async move |engine| engine.is_recorded(&event_id).await)
+                .await?
+            {
+                None
+            } else {
+                Some(
+                    refetcher
+                        .read(&id)
+                        .await
+                        .map_err(ApiError::StripeUnavailable)?,
+                )
+            }
+        }
         _ => None,
     };
-    let answer = match state.engine.receive(&event, text, fresh.as_ref()).await? {
+    let text = text.to_owned();
+    let delivery = state
+        .domain(async move |engine| engine.receive(&event, &text, fresh.as_ref()).await)
+        .await?;
+    let answer = match delivery {
         Delivery::Duplicate => json!({"received": true, "duplicate": true}),
         Delivery::Recorded(receipt) => {
             json!({"received": true, "outcome": receipt.outcome.as_str()})

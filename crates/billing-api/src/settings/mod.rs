@@ -80,6 +80,9 @@ pub struct StripeSettings {
     pub tolerance_secs: u64,
     /// Where subscription state comes from.
     pub sync_mode: SyncMode,
+    /// In refetch mode, how long a read waits for more events of the same
+    /// subscription to share it.
+    pub refetch_window_ms: u64,
     /// How long a past-due subscription keeps access.
     pub past_due_grace_days: u32,
 }

@@ -7,8 +7,11 @@
 mod auth;
 mod checkout;
 mod cli;
+mod concurrency;
 mod entitlements;
 mod helpers;
+mod history;
 mod lifecycle;
+mod refetch;
 mod storage;
 mod webhooks;

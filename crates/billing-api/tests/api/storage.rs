@@ -32,6 +32,26 @@ async fn sqlite_runs_in_wal_mode_in_a_folder_it_creates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_sqlite_database_answers_503_and_a_redelivery_applies() {
+    use diesel::Connection;
+    use diesel::connection::SimpleConnection;
+
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.database.acquire_timeout_secs = 1).await;
+    let event = app.event("customer.subscription.created", "acme", now());
+    let path = app.db.url.trim_start_matches("sqlite://").to_owned();
+    let mut holder = diesel::SqliteConnection::establish(&path).unwrap();
+    holder.batch_execute("BEGIN EXCLUSIVE").unwrap();
+    let (status, body) = app.deliver(&event).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("storage_unavailable")),
+        "{body}"
+    );
+    holder.batch_execute("COMMIT").unwrap();
+    assert_eq!(app.deliver(&event).await.1["outcome"], "applied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_outage_answers_503_and_a_redelivery_applies() {
     if !crate::helpers::postgres_configured() {
         eprintln!("TEST_DATABASE_URL is not set: skipped");

@@ -1,0 +1,131 @@
+//! `stripe.sync_mode = "refetch"` against a fake Stripe API.
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{Backend, TestApp, now};
+use crate::on_both_backends;
+
+const SUBSCRIPTION: &str = include_str!("../../fixtures/stripe/subscription.json");
+const SUB_PATH: &str = "/v1/subscriptions/sub_trigger_acme";
+
+/// The subscription as Stripe's API would return it.
+fn stripe_state(status: &str, quantity: u64) -> Value {
+    let mut sub: Value = serde_json::from_str(SUBSCRIPTION).unwrap();
+    sub["id"] = json!("sub_trigger_acme");
+    sub["customer"] = json!("cus_trigger_acme");
+    sub["status"] = json!(status);
+    sub["cancel_at_period_end"] = json!(false);
+    sub["metadata"] = json!({"org_id": "acme", "plan": "pro"});
+    let item = &mut sub["items"]["data"][0];
+    item["price"]["id"] = json!("price_pro_monthly");
+    item["quantity"] = json!(quantity);
+    item["current_period_start"] = json!(now());
+    item["current_period_end"] = json!(now() + 30 * 86_400);
+    sub
+}
+
+async fn refetching_app(backend: Backend) -> (TestApp, MockServer) {
+    let stripe = MockServer::start().await;
+    let uri = stripe.uri();
+    let app = TestApp::spawn_with(backend, |s| {
+        s.stripe.secret_key = "sk_test_fake".to_owned().into();
+        s.stripe.api_base = uri;
+        s.stripe.sync_mode = billing_api::settings::SyncMode::Refetch;
+    })
+    .await;
+    (app, stripe)
+}
+
+fn event_with_status(app: &TestApp, kind: &str, status: &str, created: i64) -> Value {
+    let mut event = app.event(kind, "acme", created);
+    event["data"]["object"]["status"] = json!(status);
+    event
+}
+
+on_both_backends! {
+    async fn a_burst_of_events_costs_one_or_two_reads_and_ends_in_stripes_state(backend) {
+        let (app, stripe) = refetching_app(backend).await;
+        Mock::given(method("GET")).and(path(SUB_PATH))
+            .respond_with(ResponseTemplate::new(200).set_body_json(stripe_state("active", 7)))
+            .expect(1..=2)
+            .mount(&stripe)
+            .await;
+        let t = now();
+        let kinds = ["customer.subscription.created", "customer.subscription.updated"];
+        let statuses = ["incomplete", "active", "past_due", "incomplete"];
+        let events: Vec<Value> = (0..10)
+            .map(|i| event_with_status(&app, kinds[i % 2], statuses[i % 4], t))
+            .collect();
+        let answers = futures_util::future::join_all(events.iter().map(|e| app.deliver(e))).await;
+        assert!(answers.iter().all(|(status, _)| *status == 200), "{answers:?}");
+        let body = app.get_entitlements("acme").await.1;
+        assert_eq!((body["status"].as_str(), body["features"]["seats"].as_i64()), (Some("active"), Some(7)));
+    }
+
+    async fn same_second_events_in_any_order_end_in_stripes_state(backend) {
+        let (app, stripe) = refetching_app(backend).await;
+        Mock::given(method("GET")).and(path(SUB_PATH))
+            .respond_with(ResponseTemplate::new(200).set_body_json(stripe_state("canceled", 1)))
+            .mount(&stripe)
+            .await;
+        let t = now();
+        let deleted = app.event("customer.subscription.deleted", "acme", t);
+        let updated = event_with_status(&app, "customer.subscription.updated", "active", t);
+        // The payloads disagree and share a second; Stripe says canceled.
+        for event in [updated, deleted] {
+            assert_eq!(app.deliver(&event).await.0, 200);
+            assert_eq!(app.get_entitlements("acme").await.1["plan"], "free");
+        }
+    }
+
+    async fn a_rate_limited_read_is_retried(backend) {
+        let (app, stripe) = refetching_app(backend).await;
+        let limited = json!({"error": {"type": "invalid_request_error", "message": "Too many requests"}});
+        Mock::given(method("GET")).and(path(SUB_PATH))
+            .respond_with(ResponseTemplate::new(429).set_body_json(limited))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .expect(1)
+            .mount(&stripe)
+            .await;
+        Mock::given(method("GET")).and(path(SUB_PATH))
+            .respond_with(ResponseTemplate::new(200).set_body_json(stripe_state("active", 3)))
+            .expect(1)
+            .mount(&stripe)
+            .await;
+        let (status, body) = app.deliver(&app.event("customer.subscription.created", "acme", now())).await;
+        assert_eq!((status, body["outcome"].as_str()), (200, Some("applied")));
+        assert_eq!(app.get_entitlements("acme").await.1["features"]["seats"], 3);
+    }
+
+    async fn when_stripe_cannot_be_read_the_webhook_answers_503_and_records_nothing(backend) {
+        let (app, stripe) = refetching_app(backend).await;
+        let failing = Mock::given(method("GET")).and(path(SUB_PATH))
+            .respond_with(ResponseTemplate::new(500).set_body_json(json!({"error": {"type": "api_error"}})))
+            .mount_as_scoped(&stripe)
+            .await;
+        let event = app.event("customer.subscription.created", "acme", now());
+        let (status, body) = app.deliver(&event).await;
+        assert_eq!((status, body["error"].as_str()), (503, Some("stripe_unavailable")), "{body}");
+        drop(failing);
+        Mock::given(method("GET")).and(path(SUB_PATH))
+            .respond_with(ResponseTemplate::new(200).set_body_json(stripe_state("active", 2)))
+            .mount(&stripe)
+            .await;
+        assert_eq!(app.deliver(&event).await.1["outcome"], "applied");
+    }
+
+    async fn a_checkout_grants_at_once_with_the_subscription_read_from_stripe(backend) {
+        let (app, stripe) = refetching_app(backend).await;
+        Mock::given(method("GET")).and(path(SUB_PATH))
+            .respond_with(ResponseTemplate::new(200).set_body_json(stripe_state("trialing", 4)))
+            .expect(1)
+            .mount(&stripe)
+            .await;
+        assert_eq!(app.deliver(&app.event("checkout.session.completed", "acme", now())).await.1["outcome"], "applied");
+        let body = app.get_entitlements("acme").await.1;
+        assert_eq!((body["status"].as_str(), body["features"]["seats"].as_i64()), (Some("trialing"), Some(4)));
+    }
+}
