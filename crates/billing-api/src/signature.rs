@@ -155,6 +155,23 @@ mod tests {
         verifier(&[SECRET]).verify(Some(header.as_bytes()), BODY, now)
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(1024))]
+
+        #[test]
+        fn arbitrary_headers_are_refused_without_panicking(
+            header in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..128),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..128),
+        ) {
+            proptest::prop_assert!(verifier(&[SECRET]).verify(Some(&header), &body, T).is_err());
+        }
+
+        #[test]
+        fn near_valid_headers_are_refused_without_panicking(header in "t=-?[0-9]{0,20}(,v1=[0-9a-f]{0,70}){0,3}(,[a-z0-9]{0,3}=.{0,5})?") {
+            proptest::prop_assert!(verifier(&[SECRET]).verify(Some(header.as_bytes()), BODY, T).is_err());
+        }
+    }
+
     #[test]
     fn signing_matches_an_openssl_vector() {
         assert_eq!(sign(SECRET, T, BODY), format!("t={T},v1={EXPECTED}"));

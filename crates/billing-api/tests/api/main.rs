@@ -12,6 +12,7 @@ mod entitlements;
 mod helpers;
 mod history;
 mod lifecycle;
+mod properties;
 mod refetch;
 mod storage;
 mod webhooks;
