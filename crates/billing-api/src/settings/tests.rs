@@ -77,6 +77,8 @@ fn prefixed_variables_set_any_key() {
 
 #[test]
 fn bad_values_are_reported_by_key() {
+    let refetch = error(&sources(&[("BILLING__STRIPE__SYNC_MODE", "refetch")]));
+    assert!(refetch.contains("stripe.sync_mode: refetch"), "{refetch}");
     assert!(error(&sources(&[("DATABASE_URL", "mysql://x")])).contains("database.url"));
     assert!(error(&sources(&[("STRIPE_SECRET_KEY", "pk_test_1")])).contains("stripe.secret_key"));
     assert!(error(&sources(&[("PORT", "http")])).contains("PORT"));

@@ -38,12 +38,6 @@ impl Settings {
                 "must start with sk_test_, sk_live_, rk_test_ or rk_live_".into(),
             );
         }
-        if self.stripe.sync_mode == super::SyncMode::Refetch && key.is_empty() {
-            return fail(
-                "stripe.sync_mode",
-                "refetch reads from Stripe and needs stripe.secret_key".into(),
-            );
-        }
         if self.stripe.tolerance_secs == 0 {
             return fail("stripe.tolerance_secs", "must be at least 1".into());
         }
@@ -66,6 +60,12 @@ impl Settings {
                 format!(
                     "a live key is only accepted with BILLING_ENV=production (now {environment:?})"
                 ),
+            );
+        }
+        if self.stripe.sync_mode == super::SyncMode::Refetch && key.is_empty() {
+            return fail(
+                "stripe.sync_mode",
+                "refetch reads from Stripe and needs stripe.secret_key".into(),
             );
         }
         Ok(())

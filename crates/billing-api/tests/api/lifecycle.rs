@@ -70,6 +70,17 @@ on_both_backends! {
         assert!(types.contains(&"charge.refunded") && types.contains(&"charge.dispute.created"), "{types:?}");
     }
 
+    async fn a_refund_is_attributed_through_the_subscriptions_customer(backend) {
+        let app = TestApp::spawn(backend).await;
+        // No checkout: the organization is known from subscription metadata only.
+        outcome(&app, "customer.subscription.created").await;
+        assert_eq!(outcome(&app, "charge.refunded").await, "applied");
+        let mut stranger = fixture("charge.refunded");
+        stranger["id"] = json!("evt_refund_stranger");
+        stranger["data"]["object"]["customer"] = json!("cus_unknown");
+        assert_eq!(app.deliver(&stranger).await.1["outcome"], "unlinked");
+    }
+
     async fn the_legacy_subscription_shape_grants_the_same(backend) {
         let app = TestApp::spawn(backend).await;
         assert_eq!(outcome(&app, "customer.subscription.created.legacy").await, "applied");

@@ -5,6 +5,7 @@ use diesel_async::RunQueryDsl;
 
 use crate::Error;
 use crate::db::schema::organizations as orgs;
+use crate::db::schema::subscriptions as subs;
 use crate::db::{Conn, run};
 
 /// Creates the organization if it is new and holds its row lock until the
@@ -33,15 +34,25 @@ pub(crate) async fn customer_of(
     Ok(found.flatten())
 }
 
-/// The organization a Stripe customer belongs to.
+/// The organization a Stripe customer belongs to: the one it was created
+/// for, else the one its linked subscriptions belong to.
 pub(crate) async fn org_of_customer(
     conn: &mut Conn<'_>,
     customer: &str,
 ) -> Result<Option<String>, Error> {
-    let query = orgs::table
+    let own = orgs::table
         .filter(orgs::stripe_customer_id.eq(customer))
         .select(orgs::id);
-    Ok(run!(conn, |c| query.first(c).await.optional())?)
+    if let Some(org) = run!(conn, |c| own.first(c).await.optional())? {
+        return Ok(Some(org));
+    }
+    let linked = subs::table
+        .filter(subs::customer_id.eq(customer))
+        .filter(subs::org_id.is_not_null())
+        .select(subs::org_id)
+        .order(subs::updated_at.desc());
+    let found: Option<Option<String>> = run!(conn, |c| linked.first(c).await.optional())?;
+    Ok(found.flatten())
 }
 
 /// Stores `customer` for the organization unless it already has one, and
