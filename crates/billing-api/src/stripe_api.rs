@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use entitlements::event::{List, SubscriptionItemObject, SubscriptionObject};
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
+use stripe_billing::billing_portal_session::CreateBillingPortalSession;
 use stripe_billing::subscription::RetrieveSubscription;
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
@@ -153,6 +154,24 @@ impl StripeApi {
 }
 
 impl StripeApi {
+    /// Creates a customer portal session (upgrades, downgrades,
+    /// cancellation, payment methods) and returns its URL.
+    pub async fn create_portal_session(
+        &self,
+        customer: &str,
+        return_url: &str,
+    ) -> Result<String, StripeFailure> {
+        let session = CreateBillingPortalSession::new()
+            .customer(customer)
+            .return_url(return_url)
+            .customize()
+            .request_strategy(RequestStrategy::ExponentialBackoff(ATTEMPTS))
+            .send(&self.client)
+            .await
+            .map_err(|e| failure("refused to create the portal session", e))?;
+        Ok(session.url)
+    }
+
     /// Reads a subscription's current state, retrying rate limits and
     /// server errors with backoff.
     pub async fn retrieve_subscription(

@@ -166,7 +166,8 @@ fn resolve_price(state: &AppState, req: &CheckoutRequest) -> Result<(String, Str
     }
 }
 
-fn redirect<'a>(
+/// `given`, else `default`, if it lies on an allowed origin.
+pub(super) fn redirect<'a>(
     state: &AppState,
     field: &str,
     given: Option<&'a str>,

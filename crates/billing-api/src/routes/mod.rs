@@ -3,6 +3,7 @@
 mod checkout;
 mod entitlements;
 mod history;
+mod portal;
 mod webhooks;
 
 use actix_web::{HttpRequest, error::JsonPayloadError, web};
@@ -14,6 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(checkout::configure)
         .configure(entitlements::configure)
         .configure(history::configure)
+        .configure(portal::configure)
         .configure(webhooks::configure);
 }
 

@@ -9,6 +9,7 @@ use crate::on_both_backends;
 
 const CUSTOMER: &str = include_str!("../../fixtures/stripe/customer.json");
 const SESSION: &str = include_str!("../../fixtures/stripe/checkout_session.json");
+const PORTAL: &str = include_str!("../../fixtures/stripe/billing_portal_session.json");
 
 /// Matches a form body that contains every given pair.
 struct FormHas(Vec<(&'static str, String)>);
@@ -145,5 +146,28 @@ on_both_backends! {
         let app = TestApp::spawn(backend).await;
         let (status, body) = app.post_checkout(&json!({"org_id": "acme", "plan": "pro"}), Some(CHECKOUT_TOKEN)).await;
         assert_eq!((status, body["error"].as_str()), (503, Some("stripe_not_configured")));
+    }
+
+    async fn a_portal_session_opens_for_an_organization_with_a_customer(backend) {
+        let (app, stripe) = app_with_stripe(backend).await;
+        let mut portal: Value = serde_json::from_str(PORTAL).unwrap();
+        portal["url"] = json!("https://billing.stripe.com/p/session/test_123");
+        Mock::given(method("POST"))
+            .and(path("/v1/billing_portal/sessions"))
+            .and(form(&[("customer", "cus_trigger_acme"), ("return_url", "http://localhost:3000/settings")]))
+            .respond_with(ResponseTemplate::new(200).set_body_json(portal))
+            .expect(1)
+            .mount(&stripe)
+            .await;
+        let request = json!({"org_id": "acme", "return_url": "http://localhost:3000/settings"});
+        let (status, body) = app.post_portal(&request, Some(CHECKOUT_TOKEN)).await;
+        assert_eq!((status, body["error"].as_str()), (404, Some("no_customer")));
+
+        app.deliver(&app.event("checkout.session.completed", "acme", now())).await;
+        let (status, body) = app.post_portal(&request, Some(CHECKOUT_TOKEN)).await;
+        assert_eq!((status, body), (201, json!({"url": "https://billing.stripe.com/p/session/test_123"})));
+        let (status, _) = app.post_portal(&json!({"org_id": "acme", "return_url": "https://evil.test/"}), Some(CHECKOUT_TOKEN)).await;
+        assert_eq!(status, 400);
+        assert_eq!(app.post_portal(&request, Some(crate::helpers::READ_TOKEN)).await.0, 403);
     }
 }

@@ -160,14 +160,23 @@ impl TestApp {
 
     /// `POST /v1/checkout/sessions`.
     pub async fn post_checkout(&self, body: &Value, token: Option<&str>) -> (u16, Value) {
+        self.post_json("/v1/checkout/sessions", body, token).await
+    }
+
+    async fn post_json(&self, route: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
         let mut request = self
             .client
-            .post(format!("{}/v1/checkout/sessions", self.address))
+            .post(format!("{}{route}", self.address))
             .json(body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
         json_of(request.send().await.expect("request sent")).await
+    }
+
+    /// `POST /v1/portal/sessions`.
+    pub async fn post_portal(&self, body: &Value, token: Option<&str>) -> (u16, Value) {
+        self.post_json("/v1/portal/sessions", body, token).await
     }
 
     /// A realistic event of `kind` for `org` on plan `pro`, as `trigger`

@@ -1,0 +1,50 @@
+//! `POST /v1/portal/sessions`: a Stripe customer portal URL for an
+//! organization that has a Stripe customer.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{check_org_id, checkout::redirect};
+use crate::auth::{Authorized, CheckoutScope};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Mounts the route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/portal/sessions", web::post().to(create));
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortalRequest {
+    org_id: String,
+    return_url: Option<String>,
+}
+
+#[tracing::instrument(skip_all, fields(org_id = %body.org_id))]
+async fn create(
+    _: Authorized<CheckoutScope>,
+    state: web::Data<AppState>,
+    body: web::Json<PortalRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let req = body.into_inner();
+    check_org_id(&req.org_id)?;
+    let return_url = redirect(
+        &state,
+        "return_url",
+        req.return_url.as_deref(),
+        &state.settings.checkout.success_url,
+    )?;
+    let stripe = state.stripe.as_ref().ok_or(ApiError::StripeNotConfigured)?;
+    let org_id = req.org_id.clone();
+    let customer = state
+        .domain(async move |engine| engine.customer_of(&org_id).await)
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            code: "no_customer",
+            message: format!("organization {:?} has no Stripe customer yet", req.org_id),
+        })?;
+    let url = stripe.create_portal_session(&customer, return_url).await?;
+    Ok(HttpResponse::Created().json(json!({ "url": url })))
+}
