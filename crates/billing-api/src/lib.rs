@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod cli;
 pub mod error;
+pub mod metrics;
 pub mod refetch;
 pub mod routes;
 pub mod settings;

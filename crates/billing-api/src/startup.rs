@@ -3,7 +3,10 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use actix_web::body::MessageBody;
 use actix_web::dev::Server;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::{self, Next};
 use actix_web::{App, HttpServer, web};
 use entitlements::{Database, Engine};
 use secrecy::ExposeSecret;
@@ -11,6 +14,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::auth::Tokens;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::refetch::Refetcher;
 use crate::routes;
 use crate::settings::{Settings, SyncMode};
@@ -31,6 +35,8 @@ pub struct AppState {
     pub tokens: Tokens,
     /// The settings the service started with.
     pub settings: Settings,
+    /// Request, webhook and Stripe call counts.
+    pub metrics: Arc<Metrics>,
     /// A multi-threaded runtime that database work runs on.
     runtime: tokio::runtime::Handle,
 }
@@ -89,9 +95,14 @@ impl Application {
         if applied > 0 {
             tracing::info!(applied, "migrations applied");
         }
+        let metrics = Arc::new(Metrics::default());
         let stripe = match settings.stripe.secret_key.expose_secret() {
             "" => None,
-            key => Some(StripeApi::new(key, &settings.stripe.api_base)?),
+            key => Some(StripeApi::new(
+                key,
+                &settings.stripe.api_base,
+                metrics.clone(),
+            )?),
         };
         let refetcher = match (settings.stripe.sync_mode, &stripe) {
             (SyncMode::Refetch, Some(api)) => Some(Refetcher::new(
@@ -122,10 +133,12 @@ impl Application {
             tokens: Tokens::new(&settings.auth.tokens),
             settings,
             runtime: tokio::runtime::Handle::current(),
+            metrics,
         });
         let shared = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(middleware::from_fn(count_request))
                 .wrap(TracingLogger::default())
                 .app_data(shared.clone())
                 .app_data(web::JsonConfig::default().error_handler(routes::json_error))
@@ -172,4 +185,30 @@ pub async fn engine(settings: &Settings) -> Result<Engine, StartError> {
         settings.policy(),
         settings.livemode(),
     ))
+}
+
+/// Times every request into the metrics, labelled by its route pattern
+/// (not its path, so organization ids do not become labels).
+async fn count_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.metrics.clone());
+    let response = next.call(req).await?;
+    if let Some(metrics) = metrics {
+        metrics.http_request(
+            &method,
+            &route,
+            response.status().as_u16(),
+            started.elapsed(),
+        );
+    }
+    Ok(response)
 }

@@ -1,6 +1,7 @@
 //! The calls the service makes to Stripe's API, through async-stripe.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use entitlements::event::{List, SubscriptionItemObject, SubscriptionObject};
@@ -13,6 +14,8 @@ use stripe_checkout::checkout_session::{
 use stripe_core::customer::CreateCustomer;
 use stripe_shared::CheckoutSessionMode;
 
+use crate::metrics::Metrics;
+
 /// Attempts per call; retries (on 429 and 5xx, with exponential backoff
 /// from one second) reuse one idempotency key.
 const ATTEMPTS: u32 = 3;
@@ -21,6 +24,7 @@ const ATTEMPTS: u32 = 3;
 #[derive(Clone)]
 pub struct StripeApi {
     client: Client,
+    metrics: Arc<Metrics>,
 }
 
 /// Stripe refused the request or could not be reached.
@@ -69,7 +73,11 @@ pub struct Session {
 impl StripeApi {
     /// A client for `secret_key` against `api_base` (Stripe, stripe-mock or
     /// a test server).
-    pub fn new(secret_key: &str, api_base: &str) -> Result<Self, StripeFailure> {
+    pub fn new(
+        secret_key: &str,
+        api_base: &str,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StripeFailure> {
         let base = if api_base.ends_with('/') {
             api_base.to_owned()
         } else {
@@ -80,7 +88,7 @@ impl StripeApi {
             .timeout(Duration::from_secs(20))
             .build()
             .map_err(|e| failure("configuration", e))?;
-        Ok(Self { client })
+        Ok(Self { client, metrics })
     }
 
     /// Creates the organization's customer. The idempotency key is derived
@@ -101,7 +109,9 @@ impl StripeApi {
             .customize()
             .request_strategy(idempotent(&key)?)
             .send(&self.client)
-            .await
+            .await;
+        let customer = self
+            .observe("create_customer", customer)
             .map_err(|e| failure("refused to create the customer", e))?;
         Ok(customer.id.to_string())
     }
@@ -138,7 +148,9 @@ impl StripeApi {
             .customize()
             .request_strategy(RequestStrategy::ExponentialBackoff(ATTEMPTS))
             .send(&self.client)
-            .await
+            .await;
+        let session = self
+            .observe("create_checkout_session", session)
             .map_err(|e| failure("refused to create the checkout session", e))?;
         let url = session.url.ok_or_else(|| StripeFailure {
             what: "returned a checkout session",
@@ -167,7 +179,9 @@ impl StripeApi {
             .customize()
             .request_strategy(RequestStrategy::ExponentialBackoff(ATTEMPTS))
             .send(&self.client)
-            .await
+            .await;
+        let session = self
+            .observe("create_portal_session", session)
             .map_err(|e| failure("refused to create the portal session", e))?;
         Ok(session.url)
     }
@@ -182,7 +196,9 @@ impl StripeApi {
             .customize()
             .request_strategy(RequestStrategy::ExponentialBackoff(ATTEMPTS))
             .send(&self.client)
-            .await
+            .await;
+        let sub = self
+            .observe("retrieve_subscription", sub)
             .map_err(|e| failure("could not be asked for the subscription", e))?;
         let items = sub
             .items
@@ -207,6 +223,18 @@ impl StripeApi {
             metadata: sub.metadata,
             items: List { data: items },
         })
+    }
+}
+
+impl StripeApi {
+    /// Counts the call's result in the metrics and passes it on.
+    fn observe<T>(
+        &self,
+        operation: &'static str,
+        result: Result<T, StripeError>,
+    ) -> Result<T, StripeError> {
+        self.metrics.stripe_call(operation, result.is_ok());
+        result
     }
 }
 

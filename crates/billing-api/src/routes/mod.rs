@@ -3,6 +3,7 @@
 mod checkout;
 mod entitlements;
 mod history;
+mod operations;
 mod portal;
 mod webhooks;
 
@@ -15,6 +16,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(checkout::configure)
         .configure(entitlements::configure)
         .configure(history::configure)
+        .configure(operations::configure)
         .configure(portal::configure)
         .configure(webhooks::configure);
 }

@@ -52,12 +52,17 @@ async fn receive(
         _ => None,
     };
     let text = text.to_owned();
+    let kind = event.kind.clone();
     let delivery = state
         .domain(async move |engine| engine.receive(&event, &text, fresh.as_ref()).await)
         .await?;
     let answer = match delivery {
-        Delivery::Duplicate => json!({"received": true, "duplicate": true}),
+        Delivery::Duplicate => {
+            state.metrics.webhook(&kind, "duplicate");
+            json!({"received": true, "duplicate": true})
+        }
         Delivery::Recorded(receipt) => {
+            state.metrics.webhook(&kind, receipt.outcome.as_str());
             json!({"received": true, "outcome": receipt.outcome.as_str()})
         }
     };

@@ -12,6 +12,7 @@ mod entitlements;
 mod helpers;
 mod history;
 mod lifecycle;
+mod operations;
 mod properties;
 mod refetch;
 mod storage;

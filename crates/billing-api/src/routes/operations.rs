@@ -1,0 +1,43 @@
+//! `GET /healthz`, `GET /readyz` and `GET /metrics`, for the people and
+//! machines that run the service. No token: keep them on an internal
+//! network.
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Mounts the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health))
+        .route("/readyz", web::get().to(ready))
+        .route("/metrics", web::get().to(metrics));
+}
+
+/// The process is up and serving.
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// The database answers and every migration is applied.
+async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let pending = state
+        .domain(async move |engine| {
+            engine.database().ping().await?;
+            engine.database().pending_migrations().await
+        })
+        .await?;
+    if pending > 0 {
+        return Ok(HttpResponse::ServiceUnavailable().json(
+            json!({"error": "not_ready", "message": format!("{pending} migration(s) not applied")}),
+        ));
+    }
+    Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render(state.engine.counters()))
+}

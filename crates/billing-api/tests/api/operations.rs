@@ -1,0 +1,78 @@
+//! `GET /healthz`, `GET /readyz` and `GET /metrics`.
+
+use serde_json::json;
+
+use crate::helpers::{Backend, READ_TOKEN, TestApp, json_of, now};
+use crate::on_both_backends;
+
+on_both_backends! {
+    async fn health_and_readiness_answer(backend) {
+        let app = TestApp::spawn(backend).await;
+        assert_eq!(json_of(app.get("/healthz", None).await).await, (200, json!({"status": "ok"})));
+        assert_eq!(json_of(app.get("/readyz", None).await).await, (200, json!({"status": "ready"})));
+        app.engine.database().revert_all_migrations().await.unwrap();
+        let (status, body) = json_of(app.get("/readyz", None).await).await;
+        assert_eq!((status, body["error"].as_str()), (503, Some("not_ready")), "{body}");
+    }
+
+    async fn metrics_count_requests_webhooks_and_changes(backend) {
+        let app = TestApp::spawn(backend).await;
+        let event = app.event("customer.subscription.created", "acme", now());
+        app.deliver(&event).await;
+        app.deliver(&event).await;
+        app.get_entitlements("acme").await;
+        app.get("/v1/entitlements/acme", Some("wrong")).await;
+        let response = app.get("/metrics", None).await;
+        assert_eq!(response.status(), 200);
+        let text = response.text().await.unwrap();
+        for line in [
+            r#"billing_webhook_events_total{type="customer.subscription.created",outcome="applied"} 1"#,
+            r#"billing_webhook_events_total{type="customer.subscription.created",outcome="duplicate"} 1"#,
+            r#"billing_http_request_duration_seconds_count{method="GET",route="/v1/entitlements/{org_id}",status="200"} 1"#,
+            r#"billing_http_request_duration_seconds_count{method="GET",route="/v1/entitlements/{org_id}",status="401"} 1"#,
+            r#"billing_http_request_duration_seconds_count{method="POST",route="/webhooks/stripe",status="200"} 2"#,
+            "billing_entitlement_changes_total 1",
+            r#"billing_events_recorded_total{outcome="applied"} 1"#,
+            "billing_duplicate_events_total 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+        assert!(!text.contains("acme"), "organization ids are not labels");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_stripe_calls_and_their_failures() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let stripe = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_json(json!({"error": {"type": "invalid_request_error"}})),
+        )
+        .mount(&stripe)
+        .await;
+    let uri = stripe.uri();
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.stripe.secret_key = "sk_test_fake".to_owned().into();
+        s.stripe.api_base = uri;
+    })
+    .await;
+    let token = Some(crate::helpers::CHECKOUT_TOKEN);
+    assert_eq!(
+        app.post_checkout(&json!({"org_id": "acme", "plan": "pro"}), token)
+            .await
+            .0,
+        502
+    );
+    let text = app
+        .get("/metrics", Some(READ_TOKEN))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let line = r#"billing_stripe_requests_total{operation="create_customer",result="error"} 1"#;
+    assert!(text.lines().any(|l| l == line), "{text}");
+}
