@@ -104,7 +104,7 @@ async fn serve(settings: Settings) -> CommandResult {
     telemetry::init(&settings.log);
     let app = Application::build(settings).await?;
     tracing::info!(port = app.port(), "listening");
-    app.run_until_stopped().await?;
+    app.run_until_signalled().await?;
     Ok(())
 }
 

@@ -122,6 +122,7 @@ impl Application {
             })?
             .port();
         let workers = settings.server.workers;
+        let shutdown_timeout = settings.server.shutdown_timeout_secs;
         let state = web::Data::new(AppState {
             engine,
             stripe,
@@ -149,6 +150,9 @@ impl Application {
             address: format!("port {port}"),
             source,
         })?;
+        // Signals are ours (see `run_until_signalled`): actix would stop
+        // at once on SIGINT.
+        server = server.disable_signals().shutdown_timeout(shutdown_timeout);
         if let Some(workers) = workers {
             server = server.workers(workers);
         }
@@ -172,6 +176,22 @@ impl Application {
     /// Serves until the process is asked to stop.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+
+    /// Serves until SIGTERM or SIGINT, then stops accepting, lets requests
+    /// in flight finish (within `server.shutdown_timeout_secs`) and closes
+    /// the database pool.
+    pub async fn run_until_signalled(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        tokio::spawn(async move {
+            let signal = shutdown_signal().await;
+            tracing::info!(signal, "shutting down: finishing requests in flight");
+            handle.stop(true).await;
+        });
+        self.server.await?;
+        self.state.engine.database().close();
+        tracing::info!("stopped");
+        Ok(())
     }
 }
 
@@ -211,4 +231,20 @@ async fn count_request(
         );
     }
     Ok(response)
+}
+
+/// Waits for SIGTERM or SIGINT and names it.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("cannot listen for signals; stop the process to stop serving");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
 }

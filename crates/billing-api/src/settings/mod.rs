@@ -52,6 +52,8 @@ pub struct ServerSettings {
     /// HTTP worker threads; defaults to the number of cores.
     #[serde(default)]
     pub workers: Option<usize>,
+    /// On SIGTERM/SIGINT, how long requests in flight may take to finish.
+    pub shutdown_timeout_secs: u64,
 }
 
 /// `[database]`

@@ -15,5 +15,6 @@ mod lifecycle;
 mod operations;
 mod properties;
 mod refetch;
+mod shutdown;
 mod storage;
 mod webhooks;

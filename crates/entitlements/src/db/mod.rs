@@ -156,6 +156,15 @@ impl Database {
         }
     }
 
+    /// Closes the pool: idle connections are dropped and no new ones are
+    /// handed out.
+    pub fn close(&self) {
+        match &self.pool {
+            PoolKind::Postgres(pool) => pool.close(),
+            PoolKind::Sqlite(pool) => pool.close(),
+        }
+    }
+
     /// Checks that a connection can be had and answers a trivial query.
     pub async fn ping(&self) -> Result<(), Error> {
         let mut pooled = self.get().await?;
