@@ -21,7 +21,11 @@ async fn sigterm_finishes_the_request_in_flight_and_exits() {
     session["url"] = json!("https://checkout.stripe.com/c/pay/cs_slow");
     Mock::given(method("POST"))
         .and(path("/v1/customers"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(customer).set_delay(Duration::from_millis(1500)))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(customer)
+                .set_delay(Duration::from_millis(1500)),
+        )
         .mount(&stripe)
         .await;
     Mock::given(method("POST"))
@@ -34,7 +38,10 @@ async fn sigterm_finishes_the_request_in_flight_and_exits() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_billing-api"))
         .current_dir(dir.path())
         .env("PORT", "0")
-        .env("DATABASE_URL", format!("sqlite://{}/billing.db", dir.path().display()))
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/billing.db", dir.path().display()),
+        )
         .env("STRIPE_SECRET_KEY", "sk_test_fake")
         .env("BILLING__STRIPE__API_BASE", stripe.uri())
         .env("BILLING__LOG__FORMAT", "json")
@@ -51,8 +58,13 @@ async fn sigterm_finishes_the_request_in_flight_and_exits() {
         }
     });
     let port = loop {
-        let line = lines.recv_timeout(Duration::from_secs(30)).expect("the service logs its port");
-        if let Some(port) = serde_json::from_str::<Value>(&line).ok().and_then(|l| l["port"].as_u64()) {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the service logs its port");
+        if let Some(port) = serde_json::from_str::<Value>(&line)
+            .ok()
+            .and_then(|l| l["port"].as_u64())
+        {
             break port;
         }
     };
@@ -71,13 +83,26 @@ async fn sigterm_finishes_the_request_in_flight_and_exits() {
         }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
 
-    assert_eq!(request.await.unwrap().unwrap(), 201, "the request in flight completes");
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert_eq!(
+        request.await.unwrap().unwrap(),
+        201,
+        "the request in flight completes"
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "{status:?}");
-    assert!(reqwest::get(format!("{address}/healthz")).await.is_err(), "no longer listening");
+    assert!(
+        reqwest::get(format!("{address}/healthz")).await.is_err(),
+        "no longer listening"
+    );
     let rest: Vec<String> = lines.try_iter().collect();
     assert!(rest.iter().any(|l| l.contains("SIGTERM")), "{rest:?}");
     assert!(rest.iter().any(|l| l.contains("\"stopped\"")), "{rest:?}");

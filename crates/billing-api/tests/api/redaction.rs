@@ -1,0 +1,127 @@
+//! No secret, token or signing secret reaches a log line or an error body.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const API_KEY: &str = "sk_test_SeCrEtApiKey4242";
+const SIGNING_SECRET: &str = "whsec_SeCrEtSigning4242";
+const TOKEN: &str = "tok_SeCrEtBearer4242";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_and_error_bodies_never_show_secrets() {
+    let stripe = MockServer::start().await;
+    let refusal =
+        json!({"error": {"type": "invalid_request_error", "message": "Invalid API Key provided"}});
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(refusal))
+        .mount(&stripe)
+        .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("secrets.toml");
+    std::fs::write(
+        &config,
+        format!("[[auth.tokens]]\nname = \"backend\"\ntoken = \"{TOKEN}\"\nscopes = [\"checkout\", \"entitlements:read\"]\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_billing-api"))
+        .args(["--config", config.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env("PORT", "0")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/billing.db", dir.path().display()),
+        )
+        .env("STRIPE_SECRET_KEY", API_KEY)
+        .env("STRIPE_WEBHOOK_SECRET", SIGNING_SECRET)
+        .env("BILLING__STRIPE__API_BASE", stripe.uri())
+        .env("BILLING__LOG__FORMAT", "json")
+        .env("RUST_LOG", "debug")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let port = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the service logs its port");
+        if let Some(port) = serde_json::from_str::<Value>(&line)
+            .ok()
+            .and_then(|l| l["port"].as_u64())
+        {
+            break port;
+        }
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut bodies = Vec::new();
+    // A Stripe refusal, a valid and a wrong token, and webhooks that fail
+    // and pass verification.
+    for (path, token) in [
+        ("/v1/checkout/sessions", TOKEN),
+        ("/v1/checkout/sessions", "tok_wrong"),
+    ] {
+        let response = client
+            .post(format!("{base}{path}"))
+            .bearer_auth(token)
+            .json(&json!({"org_id": "acme", "plan": "pro"}))
+            .send()
+            .await
+            .unwrap();
+        bodies.push(response.text().await.unwrap());
+    }
+    let response = client
+        .get(format!("{base}/v1/entitlements/acme"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    bodies.push(response.text().await.unwrap());
+    let event =
+        json!({"id": "evt_1", "type": "customer.created", "created": 1, "data": {"object": {}}})
+            .to_string();
+    let signed = billing_api::signature::sign(
+        SIGNING_SECRET,
+        chrono::Utc::now().timestamp(),
+        event.as_bytes(),
+    );
+    for signature in [signed.as_str(), "t=1,v1=00"] {
+        let response = client
+            .post(format!("{base}/webhooks/stripe"))
+            .header("Stripe-Signature", signature)
+            .body(event.clone())
+            .send()
+            .await
+            .unwrap();
+        bodies.push(response.text().await.unwrap());
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    let logs: Vec<String> = lines.try_iter().collect();
+
+    assert!(
+        bodies[0].contains("stripe_error") && logs.len() > 5,
+        "{bodies:?}"
+    );
+    for secret in [API_KEY, SIGNING_SECRET, TOKEN, "SeCrEt"] {
+        for text in logs.iter().chain(&bodies) {
+            assert!(!text.contains(secret), "{secret} leaked in: {text}");
+        }
+    }
+}
