@@ -5,8 +5,14 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+
+use crate::reconcile::reconcile;
 use crate::settings::{Settings, Sources};
 use crate::startup::{Application, engine};
+use crate::stripe_api::StripeApi;
 use crate::telemetry;
 use crate::trigger::{TriggerSpec, build_event, deliver, trigger_types};
 
@@ -32,6 +38,16 @@ enum Command {
     CheckConfig,
     /// Sign a realistic Stripe event and post it to a running instance.
     Trigger(TriggerArgs),
+    /// Read every subscription from Stripe and apply it, repairing what
+    /// missed webhooks left behind.
+    Reconcile {
+        /// Only this organization.
+        #[arg(long)]
+        org: Option<String>,
+        /// Report what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Apply a recorded event again (for example after adding a price to
     /// the catalog).
     Replay {
@@ -87,6 +103,9 @@ impl Cli {
             }
             Command::Trigger(args) => trigger(settings, args).await,
             Command::Replay { event_id } => replay(settings, &event_id).await,
+            Command::Reconcile { org, dry_run } => {
+                reconcile_command(settings, org.as_deref(), dry_run).await
+            }
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -111,6 +130,28 @@ async fn serve(settings: Settings) -> CommandResult {
 async fn migrate(settings: Settings) -> CommandResult {
     let applied = engine(&settings).await?.database().migrate().await?;
     println!("{applied} migration(s) applied");
+    Ok(())
+}
+
+async fn reconcile_command(settings: Settings, org: Option<&str>, dry_run: bool) -> CommandResult {
+    let key = settings.stripe.secret_key.expose_secret();
+    if key.is_empty() {
+        return Err(
+            "reconcile reads from Stripe: set stripe.secret_key (STRIPE_SECRET_KEY)".into(),
+        );
+    }
+    let api = StripeApi::new(key, &settings.stripe.api_base, Arc::default())?;
+    let engine = engine(&settings).await?;
+    engine.database().migrate().await?;
+    let summary = reconcile(&engine, &api, org, dry_run).await?;
+    println!(
+        "{}{summary}",
+        if dry_run {
+            "dry run, nothing changed: "
+        } else {
+            ""
+        }
+    );
     Ok(())
 }
 

@@ -12,9 +12,12 @@ use entitlements::{Database, Engine};
 use secrecy::ExposeSecret;
 use tracing_actix_web::TracingLogger;
 
+use std::time::Duration;
+
 use crate::auth::Tokens;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::reconcile::reconcile;
 use crate::refetch::Refetcher;
 use crate::routes;
 use crate::settings::{Settings, SyncMode};
@@ -111,6 +114,13 @@ impl Application {
             )),
             _ => None,
         };
+        if let (Some(api), every @ 1..) = (&stripe, settings.stripe.reconcile_every_secs) {
+            tokio::spawn(reconcile_periodically(
+                engine.clone(),
+                api.clone(),
+                Duration::from_secs(every),
+            ));
+        }
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener =
             TcpListener::bind(&address).map_err(|source| StartError::Bind { address, source })?;
@@ -246,5 +256,20 @@ async fn shutdown_signal() -> &'static str {
     tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
+    }
+}
+
+/// Reconciles with Stripe every `every`, for as long as the service runs.
+async fn reconcile_periodically(engine: Engine, api: StripeApi, every: Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match reconcile(&engine, &api, None, false).await {
+            Ok(summary) => tracing::info!(%summary, "reconciled with Stripe"),
+            Err(error) => {
+                tracing::error!(%error, "reconciliation failed; retrying at the next interval")
+            }
+        }
     }
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 use entitlements::event::{List, SubscriptionItemObject, SubscriptionObject};
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_billing::billing_portal_session::CreateBillingPortalSession;
-use stripe_billing::subscription::RetrieveSubscription;
+use stripe_billing::subscription::{
+    ListSubscription, ListSubscriptionStatus, RetrieveSubscription,
+};
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
 };
@@ -186,6 +188,36 @@ impl StripeApi {
         Ok(session.url)
     }
 
+    /// One page (up to 100) of subscriptions of every status, optionally
+    /// of one customer, after `starting_after`; and whether more follow.
+    pub async fn list_subscriptions(
+        &self,
+        customer: Option<&str>,
+        starting_after: Option<&str>,
+    ) -> Result<(Vec<SubscriptionObject>, bool), StripeFailure> {
+        let mut request = ListSubscription::new()
+            .status(ListSubscriptionStatus::All)
+            .limit(100);
+        if let Some(customer) = customer {
+            request = request.customer(customer);
+        }
+        if let Some(after) = starting_after {
+            request = request.starting_after(after);
+        }
+        let page = request
+            .customize()
+            .request_strategy(RequestStrategy::ExponentialBackoff(ATTEMPTS))
+            .send(&self.client)
+            .await;
+        let page = self
+            .observe("list_subscriptions", page)
+            .map_err(|e| failure("could not list subscriptions", e))?;
+        Ok((
+            page.data.into_iter().map(to_domain).collect(),
+            page.has_more,
+        ))
+    }
+
     /// Reads a subscription's current state, retrying rate limits and
     /// server errors with backoff.
     pub async fn retrieve_subscription(
@@ -200,29 +232,7 @@ impl StripeApi {
         let sub = self
             .observe("retrieve_subscription", sub)
             .map_err(|e| failure("could not be asked for the subscription", e))?;
-        let items = sub
-            .items
-            .data
-            .iter()
-            .map(|item| SubscriptionItemObject {
-                id: item.id.to_string(),
-                price: Some(item.price.id.to_string()),
-                plan: None,
-                quantity: item.quantity.and_then(|q| i64::try_from(q).ok()),
-                current_period_start: Some(item.current_period_start),
-                current_period_end: Some(item.current_period_end),
-            })
-            .collect();
-        Ok(SubscriptionObject {
-            id: sub.id.to_string(),
-            customer: Some(sub.customer.id().to_string()),
-            status: sub.status.as_str().to_owned(),
-            cancel_at_period_end: sub.cancel_at_period_end,
-            current_period_start: None,
-            current_period_end: None,
-            metadata: sub.metadata,
-            items: List { data: items },
-        })
+        Ok(to_domain(sub))
     }
 }
 
@@ -235,6 +245,33 @@ impl StripeApi {
     ) -> Result<T, StripeError> {
         self.metrics.stripe_call(operation, result.is_ok());
         result
+    }
+}
+
+/// The fields the domain reads, from async-stripe's typed subscription.
+fn to_domain(sub: stripe_shared::Subscription) -> SubscriptionObject {
+    let items = sub
+        .items
+        .data
+        .iter()
+        .map(|item| SubscriptionItemObject {
+            id: item.id.to_string(),
+            price: Some(item.price.id.to_string()),
+            plan: None,
+            quantity: item.quantity.and_then(|q| i64::try_from(q).ok()),
+            current_period_start: Some(item.current_period_start),
+            current_period_end: Some(item.current_period_end),
+        })
+        .collect();
+    SubscriptionObject {
+        id: sub.id.to_string(),
+        customer: Some(sub.customer.id().to_string()),
+        status: sub.status.as_str().to_owned(),
+        cancel_at_period_end: sub.cancel_at_period_end,
+        current_period_start: None,
+        current_period_end: None,
+        metadata: sub.metadata,
+        items: List { data: items },
     }
 }
 

@@ -70,6 +70,13 @@ pub struct Computed {
     pub unknown_prices: Vec<String>,
 }
 
+impl Entitlement {
+    /// Whether a subscription grants this (not the default plan).
+    pub fn is_subscribed(&self) -> bool {
+        self.status != NO_SUBSCRIPTION
+    }
+}
+
 /// Statuses that no event ever leaves: an update that says otherwise is older.
 pub const TERMINAL_STATUSES: [&str; 2] = ["canceled", "incomplete_expired"];
 

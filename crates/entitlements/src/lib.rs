@@ -21,5 +21,5 @@ pub use db::{Backend, Database, DatabaseOptions};
 pub use engine::{Engine, Fresh, HANDLED_EVENTS, SUBSCRIPTION_EVENTS, needs_subscription};
 pub use error::Error;
 pub use event::Event;
-pub use receipt::{Delivery, Outcome, Receipt};
+pub use receipt::{Change, Delivery, Outcome, Receipt};
 pub use view::EntitlementView;

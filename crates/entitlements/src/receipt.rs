@@ -54,6 +54,10 @@ pub struct Receipt {
     pub subscription_id: Option<String>,
     /// A sentence for operators (why ignored, unknown prices, ...).
     pub detail: Option<String>,
+    /// How the organization's entitlements moved, if they did.
+    pub change: Option<Change>,
+    /// Prices of the organization's subscriptions that no plan lists.
+    pub unknown_prices: Vec<String>,
 }
 
 impl Receipt {
@@ -63,6 +67,8 @@ impl Receipt {
             org_id: None,
             subscription_id: None,
             detail: None,
+            change: None,
+            unknown_prices: Vec::new(),
         }
     }
 
@@ -80,6 +86,17 @@ impl Receipt {
         self.subscription_id = Some(id.to_owned());
         self
     }
+}
+
+/// How an event moved its organization's entitlements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// From the default plan to a subscription's plan.
+    Granted,
+    /// From a subscription's plan back to the default plan.
+    Revoked,
+    /// From one granted answer to another (plan, seats, period, ...).
+    Changed,
 }
 
 /// The result of receiving an event.

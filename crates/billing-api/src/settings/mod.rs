@@ -87,6 +87,8 @@ pub struct StripeSettings {
     pub refetch_window_ms: u64,
     /// How long a past-due subscription keeps access.
     pub past_due_grace_days: u32,
+    /// How often `serve` reconciles with Stripe; 0 never.
+    pub reconcile_every_secs: u64,
 }
 
 /// Where subscription state comes from.

@@ -208,6 +208,26 @@ pub fn event_for(
     build_event(settings, &spec).expect("event builds")
 }
 
+/// A complete subscription as Stripe's API returns it, from Stripe's own
+/// example object.
+pub fn stripe_subscription(id: &str, org: &str, status: &str, price: &str, quantity: u64) -> Value {
+    let mut sub: Value =
+        serde_json::from_str(include_str!("../../fixtures/stripe/subscription.json"))
+            .expect("fixture");
+    sub["id"] = serde_json::json!(id);
+    sub["customer"] = serde_json::json!(format!("cus_trigger_{org}"));
+    sub["status"] = serde_json::json!(status);
+    sub["cancel_at_period_end"] = serde_json::json!(false);
+    sub["metadata"] = serde_json::json!({"org_id": org, "plan": "pro"});
+    let item = &mut sub["items"]["data"][0];
+    item["id"] = serde_json::json!(format!("si_{id}"));
+    item["price"]["id"] = serde_json::json!(price);
+    item["quantity"] = serde_json::json!(quantity);
+    item["current_period_start"] = serde_json::json!(now());
+    item["current_period_end"] = serde_json::json!(now() + 30 * 86_400);
+    sub
+}
+
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }

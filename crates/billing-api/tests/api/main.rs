@@ -14,6 +14,7 @@ mod history;
 mod lifecycle;
 mod operations;
 mod properties;
+mod reconcile;
 mod redaction;
 mod refetch;
 mod shutdown;

@@ -4,26 +4,20 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{Backend, TestApp, now};
+use crate::helpers::{Backend, TestApp, now, stripe_subscription};
 use crate::on_both_backends;
 
-const SUBSCRIPTION: &str = include_str!("../../fixtures/stripe/subscription.json");
 const SUB_PATH: &str = "/v1/subscriptions/sub_trigger_acme";
 
-/// The subscription as Stripe's API would return it.
+/// acme's subscription as Stripe's API would return it.
 fn stripe_state(status: &str, quantity: u64) -> Value {
-    let mut sub: Value = serde_json::from_str(SUBSCRIPTION).unwrap();
-    sub["id"] = json!("sub_trigger_acme");
-    sub["customer"] = json!("cus_trigger_acme");
-    sub["status"] = json!(status);
-    sub["cancel_at_period_end"] = json!(false);
-    sub["metadata"] = json!({"org_id": "acme", "plan": "pro"});
-    let item = &mut sub["items"]["data"][0];
-    item["price"]["id"] = json!("price_pro_monthly");
-    item["quantity"] = json!(quantity);
-    item["current_period_start"] = json!(now());
-    item["current_period_end"] = json!(now() + 30 * 86_400);
-    sub
+    stripe_subscription(
+        "sub_trigger_acme",
+        "acme",
+        status,
+        "price_pro_monthly",
+        quantity,
+    )
 }
 
 async fn refetching_app(backend: Backend) -> (TestApp, MockServer) {

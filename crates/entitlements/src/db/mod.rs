@@ -215,6 +215,12 @@ impl Conn<'_> {
         Ok(())
     }
 
+    /// Rolls the transaction back.
+    pub(crate) async fn abort(&mut self) -> Result<(), Error> {
+        run!(self, |c| rollback(c).await)?;
+        Ok(())
+    }
+
     /// Commits on `Ok`, rolls back on `Err`, and passes the result on.
     pub(crate) async fn finish<T>(&mut self, result: Result<T, Error>) -> Result<T, Error> {
         match result {

@@ -4,7 +4,7 @@
 //! so that concurrent events of one organization apply one at a time and
 //! never deadlock.
 
-use super::{Engine, Fresh, with_unknown_prices};
+use super::{Engine, Fresh, conclude};
 use crate::Error;
 use crate::compute::TERMINAL_STATUSES;
 use crate::db::Conn;
@@ -45,6 +45,24 @@ pub const HANDLED_EVENTS: [&str; 10] = [
     DISPUTE_CREATED,
 ];
 
+/// What a subscription state comes from: an event, or a reconciliation.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Source<'a> {
+    /// The event, named in the history of any change it causes.
+    pub id: Option<&'a str>,
+    /// When the state held (unix seconds).
+    pub created: i64,
+}
+
+impl<'a> Source<'a> {
+    fn of(event: &'a Event) -> Self {
+        Self {
+            id: Some(&event.id),
+            created: event.created,
+        }
+    }
+}
+
 /// The subscription whose current state applying `event` needs, when the
 /// service re-reads subscriptions from Stripe (refetch mode).
 pub fn needs_subscription(event: &Event) -> Option<String> {
@@ -76,10 +94,19 @@ impl Engine {
             CHECKOUT_COMPLETED => self.apply_checkout(conn, event, fresh, now).await,
             kind if SUBSCRIPTION_EVENTS.contains(&kind) => match (fresh, event.object()) {
                 (Some(fresh), _) => {
-                    self.apply_subscription(conn, event, &fresh.subscription, Some(fresh), now)
+                    self.apply_subscription(
+                        conn,
+                        Source::of(event),
+                        &fresh.subscription,
+                        Some(fresh),
+                        now,
+                    )
+                    .await
+                }
+                (None, Ok(sub)) => {
+                    self.apply_subscription(conn, Source::of(event), &sub, None, now)
                         .await
                 }
-                (None, Ok(sub)) => self.apply_subscription(conn, event, &sub, None, now).await,
                 (None, Err(reason)) => Ok(Receipt::invalid(reason)),
             },
             INVOICE_PAID | INVOICE_PAYMENT_FAILED => self.apply_invoice(conn, event, now).await,
@@ -144,14 +171,14 @@ impl Engine {
             }
             subscriptions::save(conn, &sub).await?;
         }
-        let computed = self.recompute(conn, &org_id, Some(&event.id), now).await?;
-        Ok(with_unknown_prices(receipt, &computed))
+        let recomputed = self.recompute(conn, &org_id, Some(&event.id), now).await?;
+        Ok(conclude(receipt, recomputed))
     }
 
-    async fn apply_subscription(
+    pub(super) async fn apply_subscription(
         &self,
         conn: &mut Conn<'_>,
-        event: &Event,
+        event: Source<'_>,
         sub: &SubscriptionObject,
         fresh: Option<&Fresh>,
         now: i64,
@@ -186,8 +213,8 @@ impl Engine {
             }
             .detail("no organization known yet; the checkout event will link it"));
         };
-        let computed = self.recompute(conn, &org_id, Some(&event.id), now).await?;
-        Ok(with_unknown_prices(receipt, &computed))
+        let recomputed = self.recompute(conn, &org_id, event.id, now).await?;
+        Ok(conclude(receipt, recomputed))
     }
 
     /// `invoice.payment_failed` starts dunning (the grace period counts from
@@ -238,8 +265,8 @@ impl Engine {
             .subscription(&sub_id);
         match org_id {
             Some(org) => {
-                let computed = self.recompute(conn, &org, Some(&event.id), now).await?;
-                Ok(with_unknown_prices(receipt, &computed))
+                let recomputed = self.recompute(conn, &org, Some(&event.id), now).await?;
+                Ok(conclude(receipt, recomputed))
             }
             None => Ok(Receipt {
                 outcome: Outcome::Unlinked,

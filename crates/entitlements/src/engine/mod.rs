@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use crate::Error;
 use crate::catalog::Catalog;
-use crate::compute::{Computed, Policy, compute, default_entitlement};
+use crate::compute::{Policy, compute, default_entitlement};
 use crate::counters::Counters;
 use crate::db::{Conn, Database};
 use crate::event::{Event, SubscriptionObject};
 use crate::history::{Cursor, HistoryEntry, HistoryPage, merge_page};
-use crate::receipt::{Delivery, Outcome, Receipt};
+use crate::receipt::{Change, Delivery, Outcome, Receipt};
 use crate::store::materialized::EntitlementRow;
 use crate::store::{events, history, materialized, subscriptions};
 use crate::view::EntitlementView;
@@ -130,11 +130,57 @@ impl Engine {
         &self,
         work: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
+        self.write_if(work, |_| true).await
+    }
+
+    /// Like [`Engine::write`], but rolls back a successful result that
+    /// `commit` refuses, and still returns it.
+    async fn write_if<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, Error>,
+        commit: impl FnOnce(&T) -> bool,
+    ) -> Result<T, Error> {
         let mut pooled = self.db.get().await?;
         let mut conn = pooled.conn();
         conn.begin_write().await?;
-        let result = work(&mut conn).await;
-        conn.finish(result).await
+        match work(&mut conn).await {
+            Ok(value) if !commit(&value) => {
+                conn.abort().await?;
+                Ok(value)
+            }
+            result => conn.finish(result).await,
+        }
+    }
+
+    /// Applies a subscription as Stripe's API returned it, through the same
+    /// code as its events, to repair what missed webhooks left behind. With
+    /// `only_org`, a subscription of another organization changes nothing;
+    /// with `dry_run`, nothing is changed at all. The receipt says what
+    /// happened (or would have).
+    #[tracing::instrument(skip_all, fields(subscription_id = %fresh.subscription.id))]
+    pub async fn reconcile(
+        &self,
+        fresh: &Fresh,
+        only_org: Option<&str>,
+        dry_run: bool,
+    ) -> Result<Receipt, Error> {
+        let now = now();
+        let source = apply::Source {
+            id: None,
+            created: fresh.read_at_ms.div_euclid(1000),
+        };
+        let receipt = self
+            .write_if(
+                async |conn| {
+                    self.apply_subscription(conn, source, &fresh.subscription, Some(fresh), now)
+                        .await
+                },
+                |receipt| {
+                    !dry_run && only_org.is_none_or(|org| receipt.org_id.as_deref() == Some(org))
+                },
+            )
+            .await?;
+        Ok(receipt)
     }
 
     fn observe(&self, receipt: &Receipt) {
@@ -155,18 +201,22 @@ impl Engine {
         org_id: &str,
         event_id: Option<&str>,
         now: i64,
-    ) -> Result<Computed, Error> {
+    ) -> Result<Recomputed, Error> {
         let subs = subscriptions::of_org(conn, org_id).await?;
         let computed = compute(&self.catalog, &subs, now, self.policy);
         let current = materialized::get(conn, org_id).await?;
-        let (unchanged, version) = match &current {
-            Some(row) => (row.entitlement()? == computed.entitlement, row.version),
-            None => (
-                computed.entitlement == default_entitlement(&self.catalog),
-                0,
-            ),
+        let (before, version) = match &current {
+            Some(row) => (row.entitlement()?, row.version),
+            None => (default_entitlement(&self.catalog), 0),
         };
-        if !unchanged {
+        let after = &computed.entitlement;
+        let change = match (before.is_subscribed(), after.is_subscribed()) {
+            _ if before == *after => None,
+            (false, true) => Some(Change::Granted),
+            (true, false) => Some(Change::Revoked),
+            _ => Some(Change::Changed),
+        };
+        if change.is_some() {
             let row = EntitlementRow::new(org_id, &computed.entitlement, version + 1, now)?;
             materialized::save_change(conn, &row, event_id).await?;
             self.counters.entitlement_change();
@@ -175,7 +225,10 @@ impl Engine {
             self.counters.unknown_prices();
             tracing::warn!(org_id, prices = ?computed.unknown_prices, "prices in no plan grant nothing");
         }
-        Ok(computed)
+        Ok(Recomputed {
+            unknown_prices: computed.unknown_prices,
+            change,
+        })
     }
 
     /// The organization's current entitlements: the stored ones, or the
@@ -250,15 +303,24 @@ impl Engine {
     }
 }
 
-/// Adds the unknown prices of a computation to the receipt's detail.
-fn with_unknown_prices(receipt: Receipt, computed: &Computed) -> Receipt {
-    if computed.unknown_prices.is_empty() {
+/// What a recomputation found.
+pub(crate) struct Recomputed {
+    unknown_prices: Vec<String>,
+    change: Option<Change>,
+}
+
+/// Completes a receipt with what recomputing its organization found: how
+/// the entitlements moved, and prices that no plan lists.
+fn conclude(mut receipt: Receipt, recomputed: Recomputed) -> Receipt {
+    receipt.change = recomputed.change;
+    if recomputed.unknown_prices.is_empty() {
         return receipt;
     }
     let note = format!(
         "prices in no plan grant nothing: {}",
-        computed.unknown_prices.join(", ")
+        recomputed.unknown_prices.join(", ")
     );
+    receipt.unknown_prices = recomputed.unknown_prices;
     match receipt.detail.clone() {
         Some(existing) => receipt.detail(format!("{existing}; {note}")),
         None => receipt.detail(note),

@@ -1,0 +1,131 @@
+//! `billing-api reconcile` and the periodic reconciliation in `serve`,
+//! against a fake Stripe API with several pages and a rate limit.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path, query_param, query_param_is_missing};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{TestApp, now, stripe_subscription};
+use crate::on_both_backends;
+
+fn page(subs: Vec<Value>, has_more: bool) -> Value {
+    json!({"object": "list", "data": subs, "has_more": has_more, "url": "/v1/subscriptions"})
+}
+
+async fn stripe_with_two_pages() -> MockServer {
+    let stripe = MockServer::start().await;
+    let first = page(
+        vec![
+            stripe_subscription("sub_acme", "acme", "active", "price_pro_monthly", 6),
+            stripe_subscription("sub_beta", "beta", "active", "price_unlisted", 1),
+        ],
+        true,
+    );
+    Mock::given(method("GET"))
+        .and(path("/v1/subscriptions"))
+        .and(query_param("status", "all"))
+        .and(query_param_is_missing("starting_after"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(first))
+        .mount(&stripe)
+        .await;
+    let limited =
+        json!({"error": {"type": "invalid_request_error", "message": "Too many requests"}});
+    Mock::given(method("GET"))
+        .and(path("/v1/subscriptions"))
+        .and(query_param("starting_after", "sub_beta"))
+        .respond_with(ResponseTemplate::new(429).set_body_json(limited))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&stripe)
+        .await;
+    let second = page(
+        vec![stripe_subscription(
+            "sub_trigger_gamma",
+            "gamma",
+            "canceled",
+            "price_pro_monthly",
+            1,
+        )],
+        false,
+    );
+    Mock::given(method("GET"))
+        .and(path("/v1/subscriptions"))
+        .and(query_param("starting_after", "sub_beta"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(second))
+        .mount(&stripe)
+        .await;
+    stripe
+}
+
+fn run_reconcile(app: &TestApp, stripe: &MockServer, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_billing-api"))
+        .arg("reconcile")
+        .args(args)
+        .env("DATABASE_URL", &app.db.url)
+        .env("STRIPE_SECRET_KEY", "sk_test_fake")
+        .env("BILLING__STRIPE__API_BASE", stripe.uri())
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{text}");
+    text
+}
+
+on_both_backends! {
+    async fn reconcile_repairs_what_webhooks_missed(backend) {
+        let app = TestApp::spawn(backend).await;
+        // Webhooks saw gamma subscribe but not cancel, and never saw acme.
+        app.deliver(&app.event("customer.subscription.created", "gamma", now() - 60)).await;
+        let stripe = stripe_with_two_pages().await;
+
+        let dry = run_reconcile(&app, &stripe, &["--dry-run"]);
+        assert!(dry.contains("dry run, nothing changed: 3 subscription(s) read; organizations: 1 granted, 1 revoked, 0 changed, 1 unchanged"), "{dry}");
+        assert_eq!(app.get_entitlements("acme").await.1["plan"], "free");
+        assert_eq!(app.get_entitlements("gamma").await.1["plan"], "pro");
+
+        let text = run_reconcile(&app, &stripe, &[]);
+        assert!(text.contains("3 subscription(s) read; organizations: 1 granted, 1 revoked, 0 changed, 1 unchanged"), "{text}");
+        assert!(text.contains("prices in no plan: price_unlisted"), "{text}");
+        let acme = app.get_entitlements("acme").await.1;
+        assert_eq!((acme["plan"].as_str(), acme["features"]["seats"].as_i64()), (Some("pro"), Some(6)));
+        assert_eq!(app.get_entitlements("gamma").await.1["plan"], "free");
+
+        let again = run_reconcile(&app, &stripe, &[]);
+        assert!(again.contains("0 granted, 0 revoked, 0 changed, 3 unchanged"), "{again}");
+    }
+
+    async fn reconcile_can_be_limited_to_one_organization(backend) {
+        let app = TestApp::spawn(backend).await;
+        let stripe = stripe_with_two_pages().await;
+        let text = run_reconcile(&app, &stripe, &["--org", "acme"]);
+        assert!(text.contains("1 granted, 0 revoked, 0 changed, 0 unchanged"), "{text}");
+        assert_eq!(app.get_entitlements("acme").await.1["plan"], "pro");
+        assert_eq!(app.get_entitlements("beta").await.1["version"], 0, "other organizations are untouched");
+    }
+
+    async fn serve_reconciles_periodically_when_configured(backend) {
+        let stripe = stripe_with_two_pages().await;
+        let uri = stripe.uri();
+        let app = TestApp::spawn_with(backend, |s| {
+            s.stripe.secret_key = "sk_test_fake".to_owned().into();
+            s.stripe.api_base = uri;
+            s.stripe.reconcile_every_secs = 1;
+        }).await;
+        let mut plan = Value::Null;
+        for _ in 0..50 {
+            plan = app.get_entitlements("acme").await.1["plan"].clone();
+            if plan == "pro" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(plan, "pro");
+    }
+}
