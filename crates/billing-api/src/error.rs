@@ -61,9 +61,12 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// The body of every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    /// A machine-readable code such as `invalid_request`.
     error: &'a str,
+    /// A sentence for people.
     message: String,
 }
 
@@ -127,7 +130,7 @@ impl ResponseError for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             response.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        response.json(Body {
+        response.json(ErrorBody {
             error: self.code(),
             message,
         })

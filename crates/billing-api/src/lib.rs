@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cli;
 pub mod error;
 pub mod metrics;
+pub mod openapi;
 pub mod reconcile;
 pub mod refetch;
 pub mod routes;

@@ -34,7 +34,7 @@ pub enum FeatureSpec {
 }
 
 /// A granted feature value, as callers see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum FeatureValue {
     /// On or off.

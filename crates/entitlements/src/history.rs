@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::catalog::Features;
+use crate::catalog::{FeatureValue, Features};
 use crate::store::history::{ChangeEntry, EventEntry};
 
 pub use crate::store::history::Cursor;
@@ -19,7 +19,7 @@ pub struct HistoryPage {
 }
 
 /// An event or an entitlement change.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum HistoryEntry {
     /// A webhook event concerning the organization.
@@ -52,6 +52,7 @@ pub enum HistoryEntry {
         /// The status afterwards.
         status: String,
         /// The features afterwards.
+        #[schema(value_type = std::collections::HashMap<String, FeatureValue>)]
         features: Features,
     },
 }

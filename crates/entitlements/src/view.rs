@@ -3,11 +3,11 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::catalog::Features;
+use crate::catalog::{FeatureValue, Features};
 use crate::compute::{Entitlement, NO_SUBSCRIPTION};
 
 /// An organization's entitlements as the HTTP API returns them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EntitlementView {
     /// The organization.
     pub org_id: String,
@@ -16,6 +16,7 @@ pub struct EntitlementView {
     /// The subscription status, or `none`.
     pub status: String,
     /// Every catalog feature with its granted value.
+    #[schema(value_type = std::collections::HashMap<String, FeatureValue>)]
     pub features: Features,
     /// The primary granting subscription.
     pub subscription_id: Option<String>,

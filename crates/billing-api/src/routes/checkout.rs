@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::check_org_id;
 use crate::auth::{Authorized, CheckoutScope};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::startup::AppState;
 use crate::stripe_api::SessionRequest;
 
@@ -17,9 +17,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 const MAX_QUANTITY: u64 = 10_000;
 const MAX_TRIAL_DAYS: u32 = 730;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CheckoutRequest {
+pub(crate) struct CheckoutRequest {
     org_id: String,
     plan: Option<String>,
     price_id: Option<String>,
@@ -31,15 +31,28 @@ struct CheckoutRequest {
     allow_promotion_codes: Option<bool>,
 }
 
-#[derive(Debug, Serialize)]
-struct CheckoutResponse {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct CheckoutResponse {
     id: String,
     url: String,
     expires_at: i64,
 }
 
+/// A Stripe Checkout Session in subscription mode for an organization.
+#[utoipa::path(post, path = "/v1/checkout/sessions", tag = "checkout", security(("bearer" = ["checkout"])),
+    request_body = CheckoutRequest,
+    responses(
+        (status = 201, description = "Redirect the browser to `url`", body = CheckoutResponse),
+        (status = 400, description = "Invalid input; the message names the field", body = ErrorBody),
+        (status = 401, description = "No or unknown bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope", body = ErrorBody),
+        (status = 404, description = "Unknown plan or price", body = ErrorBody),
+        (status = 409, description = "The organization already has a granting subscription", body = ErrorBody),
+        (status = 502, description = "Stripe refused or failed; the message carries its request id", body = ErrorBody),
+        (status = 503, description = "Stripe is not configured", body = ErrorBody),
+    ))]
 #[tracing::instrument(skip_all, fields(org_id = %body.org_id))]
-async fn create(
+pub(crate) async fn create(
     _: Authorized<CheckoutScope>,
     state: web::Data<AppState>,
     body: web::Json<CheckoutRequest>,

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::check_org_id;
 use crate::auth::{Authorized, ReadScope};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::startup::AppState;
 
 /// Mounts the routes.
@@ -21,8 +21,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
+/// An organization's entitlements (also served at `/entitlements/{org_id}`).
+#[utoipa::path(get, path = "/v1/entitlements/{org_id}", tag = "entitlements", security(("bearer" = ["entitlements:read"])),
+    params(("org_id" = String, Path, description = "The organization")),
+    responses(
+        (status = 200, description = "The entitlements; `ETag` carries the version", body = EntitlementView),
+        (status = 304, description = "Unchanged since the `If-None-Match` ETag"),
+        (status = 400, description = "Invalid organization id", body = ErrorBody),
+        (status = 401, description = "No or unknown bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope", body = ErrorBody),
+        (status = 404, description = "Nothing grants and the catalog has no default plan", body = ErrorBody),
+    ))]
 #[tracing::instrument(skip_all, fields(org_id = %path))]
-async fn get(
+pub(crate) async fn get(
     _: Authorized<ReadScope>,
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -45,15 +56,25 @@ async fn get(
         .json(view))
 }
 
-#[derive(Serialize)]
-struct FeatureAnswer<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct FeatureAnswer<'a> {
     org_id: &'a str,
     feature: &'a str,
     value: FeatureValue,
 }
 
+/// One feature's value for an organization.
+#[utoipa::path(get, path = "/v1/entitlements/{org_id}/features/{feature}", tag = "entitlements",
+    security(("bearer" = ["entitlements:read"])),
+    params(("org_id" = String, Path, description = "The organization"), ("feature" = String, Path, description = "A feature of the catalog")),
+    responses(
+        (status = 200, description = "The value", body = FeatureAnswer),
+        (status = 401, description = "No or unknown bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope", body = ErrorBody),
+        (status = 404, description = "No plan defines the feature", body = ErrorBody),
+    ))]
 #[tracing::instrument(skip_all, fields(org_id = %path.0, feature = %path.1))]
-async fn feature(
+pub(crate) async fn feature(
     _: Authorized<ReadScope>,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,

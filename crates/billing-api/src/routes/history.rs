@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::check_org_id;
 use crate::auth::{AdminScope, Authorized};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::startup::AppState;
 
 /// Mounts the route.
@@ -20,21 +20,34 @@ const MAX_LIMIT: usize = 200;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Page {
+pub(crate) struct Page {
     limit: Option<usize>,
     before: Option<String>,
 }
 
-#[derive(Serialize)]
-struct HistoryAnswer<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct HistoryAnswer<'a> {
     org_id: &'a str,
     entries: Vec<HistoryEntry>,
     /// Pass as `before` for the next page; null on the last page.
     next: Option<String>,
 }
 
+/// An organization's events and entitlement changes, newest first.
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/history", tag = "operations", security(("bearer" = ["admin"])),
+    params(
+        ("org_id" = String, Path, description = "The organization"),
+        ("limit" = Option<usize>, Query, description = "Entries per page, 1 to 200 (50)"),
+        ("before" = Option<String>, Query, description = "`next` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "One page", body = HistoryAnswer),
+        (status = 400, description = "Invalid limit or cursor", body = ErrorBody),
+        (status = 401, description = "No or unknown bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope", body = ErrorBody),
+    ))]
 #[tracing::instrument(skip_all, fields(org_id = %path))]
-async fn list(
+pub(crate) async fn list(
     _: Authorized<AdminScope>,
     state: web::Data<AppState>,
     path: web::Path<String>,

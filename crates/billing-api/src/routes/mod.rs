@@ -1,11 +1,11 @@
 //! HTTP routes, one module per group, each mounted by `configure`.
 
-mod checkout;
-mod entitlements;
-mod history;
-mod operations;
-mod portal;
-mod webhooks;
+pub(crate) mod checkout;
+pub(crate) mod entitlements;
+pub(crate) mod history;
+pub(crate) mod operations;
+pub(crate) mod portal;
+pub(crate) mod webhooks;
 
 use actix_web::{HttpRequest, error::JsonPayloadError, web};
 
@@ -18,6 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(history::configure)
         .configure(operations::configure)
         .configure(portal::configure)
+        .configure(crate::openapi::configure)
         .configure(webhooks::configure);
 }
 

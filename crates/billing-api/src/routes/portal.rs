@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{check_org_id, checkout::redirect};
 use crate::auth::{Authorized, CheckoutScope};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::startup::AppState;
 
 /// Mounts the route.
@@ -15,15 +15,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/portal/sessions", web::post().to(create));
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PortalRequest {
+pub(crate) struct PortalRequest {
     org_id: String,
     return_url: Option<String>,
 }
 
+/// A Stripe customer portal session (upgrades, downgrades, cancellation,
+/// payment methods).
+#[utoipa::path(post, path = "/v1/portal/sessions", tag = "checkout", security(("bearer" = ["checkout"])),
+    request_body = PortalRequest,
+    responses(
+        (status = 201, description = "`{\"url\": ...}`: redirect the browser there", body = Object),
+        (status = 400, description = "Invalid input; the message names the field", body = ErrorBody),
+        (status = 401, description = "No or unknown bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope", body = ErrorBody),
+        (status = 404, description = "The organization has no Stripe customer yet", body = ErrorBody),
+        (status = 502, description = "Stripe refused or failed", body = ErrorBody),
+    ))]
 #[tracing::instrument(skip_all, fields(org_id = %body.org_id))]
-async fn create(
+pub(crate) async fn create(
     _: Authorized<CheckoutScope>,
     state: web::Data<AppState>,
     body: web::Json<PortalRequest>,

@@ -7,7 +7,7 @@ use entitlements::{Delivery, Event, needs_subscription};
 use futures_util::StreamExt;
 use serde_json::json;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::startup::AppState;
 
 /// Stripe's events are far smaller; anything larger is refused unread.
@@ -18,7 +18,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/webhooks/stripe", web::post().to(receive));
 }
 
-async fn receive(
+/// Stripe's webhooks; the `Stripe-Signature` header is the authentication.
+#[utoipa::path(post, path = "/webhooks/stripe", tag = "webhooks",
+    params(("Stripe-Signature" = String, Header, description = "t=<unix>,v1=<hex HMAC-SHA256>")),
+    request_body(content = Object, description = "A Stripe event"),
+    responses(
+        (status = 200, description = "`{\"received\": true, \"outcome\": ...}` or `{\"received\": true, \"duplicate\": true}`", body = Object),
+        (status = 400, description = "Bad signature or not a Stripe event; nothing stored", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 503, description = "Storage or Stripe unavailable; nothing stored, Stripe retries", body = ErrorBody),
+    ))]
+pub(crate) async fn receive(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,

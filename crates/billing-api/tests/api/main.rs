@@ -12,6 +12,7 @@ mod entitlements;
 mod helpers;
 mod history;
 mod lifecycle;
+mod openapi;
 mod operations;
 mod properties;
 mod reconcile;

@@ -1,0 +1,48 @@
+//! The OpenAPI document, generated from the handlers' annotations and
+//! served at `GET /openapi.json`.
+
+use actix_web::{HttpResponse, web};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes;
+
+/// The service's API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "billing-api", description = "Stripe subscriptions turned into per-organization entitlements."),
+    paths(
+        routes::checkout::create,
+        routes::portal::create,
+        routes::entitlements::get,
+        routes::entitlements::feature,
+        routes::history::list,
+        routes::webhooks::receive,
+        routes::operations::health,
+        routes::operations::ready,
+        routes::operations::metrics,
+    ),
+    modifiers(&BearerTokens)
+)]
+pub struct ApiDoc;
+
+struct BearerTokens;
+
+impl Modify for BearerTokens {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// Mounts `GET /openapi.json`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/openapi.json", web::get().to(document));
+}
+
+async fn document() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
