@@ -76,6 +76,9 @@ struct TriggerArgs {
     /// Mark the subscription as ending at its period end.
     #[arg(long)]
     cancel_at_period_end: bool,
+    /// Days until the period ends (negative: it already ended).
+    #[arg(long, default_value_t = 30, allow_negative_numbers = true)]
+    period_days: i64,
     /// The subscription id (default: sub_trigger_<org>).
     #[arg(long)]
     subscription: Option<String>,
@@ -181,6 +184,7 @@ async fn trigger(settings: Settings, args: TriggerArgs) -> CommandResult {
         quantity: args.quantity,
         status: args.status,
         cancel_at_period_end: args.cancel_at_period_end,
+        period_days: args.period_days,
         subscription_id: args.subscription,
         now: chrono::Utc::now().timestamp(),
     };

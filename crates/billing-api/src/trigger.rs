@@ -36,6 +36,8 @@ pub struct TriggerSpec {
     pub status: Option<String>,
     /// Sets `cancel_at_period_end`.
     pub cancel_at_period_end: bool,
+    /// Days from `now` to the period end (negative: already ended).
+    pub period_days: i64,
     /// The subscription id (default `sub_trigger_<org>`); a new one starts
     /// a new subscription after a cancellation.
     pub subscription_id: Option<String>,
@@ -171,7 +173,7 @@ fn subscription(spec: &TriggerSpec, ids: &Ids, price: &str) -> Result<Value, Tri
         "customer.subscription.paused" => "paused",
         _ => "active",
     };
-    let period_end = spec.now + 30 * 86_400;
+    let period_end = spec.now + spec.period_days * 86_400;
     let mut sub = parse(SUBSCRIPTION)?;
     sub["id"] = json!(ids.subscription);
     sub["customer"] = json!(ids.customer);

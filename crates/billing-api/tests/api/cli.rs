@@ -77,6 +77,11 @@ on_both_backends! {
         run(vec!["customer.subscription.created", "--quantity", "5"]);
         let granted = app.get_entitlements("acme").await.1;
         assert_eq!((granted["plan"].as_str(), granted["features"]["seats"].as_i64()), (Some("pro"), Some(5)));
+        run(vec!["customer.subscription.updated", "--cancel-at-period-end", "--period-days", "-1"]);
+        assert_eq!(app.get_entitlements("acme").await.1["plan"], "free", "canceled and its period ended");
+        run(vec!["customer.subscription.updated", "--cancel-at-period-end", "--period-days", "3"]);
+        let ending = app.get_entitlements("acme").await.1;
+        assert_eq!((ending["plan"].as_str(), ending["cancel_at_period_end"].as_bool()), (Some("pro"), Some(true)));
         run(vec!["customer.subscription.deleted"]);
         assert_eq!(app.get_entitlements("acme").await.1["plan"], "free");
         // A new subscription grants again after a cancellation.

@@ -202,6 +202,7 @@ pub fn event_for(
         quantity,
         status: None,
         cancel_at_period_end: false,
+        period_days: 30,
         subscription_id: None,
         now: created,
     };
