@@ -1,9 +1,8 @@
 //! No secret, token or signing secret reaches a log line or an error body.
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -28,7 +27,8 @@ async fn logs_and_error_bodies_never_show_secrets() {
         format!("[[auth.tokens]]\nname = \"backend\"\ntoken = \"{TOKEN}\"\nscopes = [\"checkout\", \"entitlements:read\"]\n"),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_billing-api"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_billing-api"));
+    command
         .args(["--config", config.to_str().unwrap()])
         .current_dir(dir.path())
         .env("PORT", "0")
@@ -40,32 +40,8 @@ async fn logs_and_error_bodies_never_show_secrets() {
         .env("STRIPE_WEBHOOK_SECRET", SIGNING_SECRET)
         .env("BILLING__STRIPE__API_BASE", stripe.uri())
         .env("BILLING__LOG__FORMAT", "json")
-        .env("RUST_LOG", "debug")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, lines) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    let port = loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the service logs its port");
-        if let Some(port) = serde_json::from_str::<Value>(&line)
-            .ok()
-            .and_then(|l| l["port"].as_u64())
-        {
-            break port;
-        }
-    };
+        .env("RUST_LOG", "debug");
+    let (mut child, lines, port) = crate::helpers::spawn_service(command);
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let mut bodies = Vec::new();

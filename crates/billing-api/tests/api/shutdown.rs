@@ -1,7 +1,6 @@
 //! SIGTERM lets requests in flight finish, then the process exits.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -35,7 +34,8 @@ async fn sigterm_finishes_the_request_in_flight_and_exits() {
         .await;
 
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_billing-api"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_billing-api"));
+    command
         .current_dir(dir.path())
         .env("PORT", "0")
         .env(
@@ -46,28 +46,8 @@ async fn sigterm_finishes_the_request_in_flight_and_exits() {
         .env("BILLING__STRIPE__API_BASE", stripe.uri())
         .env("BILLING__LOG__FORMAT", "json")
         .env("BILLING__SERVER__SHUTDOWN_TIMEOUT_SECS", "10")
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let port = loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the service logs its port");
-        if let Some(port) = serde_json::from_str::<Value>(&line)
-            .ok()
-            .and_then(|l| l["port"].as_u64())
-        {
-            break port;
-        }
-    };
+        .env_remove("RUST_LOG");
+    let (mut child, lines, port) = crate::helpers::spawn_service(command);
 
     let address = format!("http://127.0.0.1:{port}");
     let request = tokio::spawn({
