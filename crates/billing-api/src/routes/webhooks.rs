@@ -3,7 +3,7 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use entitlements::{Delivery, Event, needs_subscription};
+use entitlements::{Delivery, Event, Fresh, needs_subscription};
 use futures_util::StreamExt;
 use serde_json::json;
 
@@ -41,26 +41,7 @@ pub(crate) async fn receive(
     let event = Event::parse(&body).map_err(|e| ApiError::MalformedEvent(e.to_string()))?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::MalformedEvent("body is not UTF-8".into()))?;
-    // A redelivery needs no read from Stripe: the engine answers it.
-    let fresh = match (&state.refetcher, needs_subscription(&event)) {
-        (Some(refetcher), Some(id)) => {
-            let event_id = event.id.clone();
-            if state
-                .domain(async move |engine| engine.is_recorded(&event_id).await)
-                .await?
-            {
-                None
-            } else {
-                Some(
-                    refetcher
-                        .read(&id)
-                        .await
-                        .map_err(ApiError::StripeUnavailable)?,
-                )
-            }
-        }
-        _ => None,
-    };
+    let fresh = fresh_state(&state, &event).await?;
     let text = text.to_owned();
     let kind = event.kind.clone();
     let delivery = state
@@ -77,6 +58,29 @@ pub(crate) async fn receive(
         }
     };
     Ok(HttpResponse::Ok().json(answer))
+}
+
+/// In refetch mode, the event's subscription as Stripe's API returns it
+/// now. Not read for a redelivery (the engine answers it) nor for an event
+/// of the other mode (the engine rejects it, and the key could not read it).
+async fn fresh_state(state: &AppState, event: &Event) -> Result<Option<Fresh>, ApiError> {
+    let (Some(refetcher), Some(id)) = (&state.refetcher, needs_subscription(event)) else {
+        return Ok(None);
+    };
+    let event_id = event.id.clone();
+    if event.livemode != state.settings.livemode()
+        || state
+            .domain(async move |engine| engine.is_recorded(&event_id).await)
+            .await?
+    {
+        return Ok(None);
+    }
+    Ok(Some(
+        refetcher
+            .read(&id)
+            .await
+            .map_err(ApiError::StripeUnavailable)?,
+    ))
 }
 
 /// Reads the raw body, refusing more than [`MAX_BODY`] bytes (by the

@@ -111,6 +111,18 @@ on_both_backends! {
         assert_eq!(app.deliver(&event).await.1["outcome"], "applied");
     }
 
+    async fn an_event_of_the_other_mode_is_rejected_without_a_read(backend) {
+        let (app, stripe) = refetching_app(backend).await;
+        Mock::given(method("GET")).and(path(SUB_PATH))
+            .respond_with(ResponseTemplate::new(404))
+            .expect(0)
+            .mount(&stripe)
+            .await;
+        let mut event = app.event("customer.subscription.created", "acme", now());
+        event["livemode"] = json!(true);
+        assert_eq!(app.deliver(&event).await.1["outcome"], "rejected");
+    }
+
     async fn a_checkout_grants_at_once_with_the_subscription_read_from_stripe(backend) {
         let (app, stripe) = refetching_app(backend).await;
         Mock::given(method("GET")).and(path(SUB_PATH))
