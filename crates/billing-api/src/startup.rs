@@ -110,7 +110,7 @@ impl Application {
         let refetcher = match (settings.stripe.sync_mode, &stripe) {
             (SyncMode::Refetch, Some(api)) => Some(Refetcher::new(
                 api.clone(),
-                std::time::Duration::from_millis(settings.stripe.refetch_window_ms),
+                Duration::from_millis(settings.stripe.refetch_window_ms),
             )),
             _ => None,
         };
