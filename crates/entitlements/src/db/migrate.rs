@@ -1,5 +1,6 @@
 //! Embedded migrations, one set per backend, applied at start-up.
 
+use diesel::connection::SimpleConnection;
 use diesel::{Connection, SqliteConnection};
 use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
@@ -41,6 +42,7 @@ impl Database {
     /// pool with a connection of its own.
     async fn migrations(&self, op: Op) -> Result<usize, Error> {
         let (backend, target) = parse_url(self.url())?;
+        let sqlite_setup = self.sqlite_setup();
         tokio::task::spawn_blocking(move || {
             let done = match backend {
                 Backend::Postgres => {
@@ -50,6 +52,8 @@ impl Database {
                 }
                 Backend::Sqlite => {
                     let mut conn = SqliteConnection::establish(&target)
+                        .map_err(|e| Error::Unavailable(e.to_string()))?;
+                    conn.batch_execute(&sqlite_setup)
                         .map_err(|e| Error::Unavailable(e.to_string()))?;
                     perform(&mut conn, SQLITE, op)
                 }

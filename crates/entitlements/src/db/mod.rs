@@ -50,6 +50,7 @@ pub struct DatabaseOptions {
 pub struct Database {
     pool: PoolKind,
     url: String,
+    acquire_timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -128,9 +129,10 @@ impl Database {
                 config.recycling_method = RecyclingMethod::Fast;
                 // Waiting for SQLite's lock counts against the same budget
                 // as waiting for a connection.
-                let busy_ms = options.acquire_timeout.as_millis();
-                config.custom_setup =
-                    Box::new(move |target| setup_sqlite(target.to_owned(), busy_ms).boxed());
+                let pragmas = sqlite_pragmas(options.acquire_timeout.as_millis());
+                config.custom_setup = Box::new(move |target| {
+                    setup_sqlite(target.to_owned(), pragmas.clone()).boxed()
+                });
                 let manager =
                     AsyncDieselConnectionManager::<SqliteConn>::new_with_config(target, config);
                 // Each `:memory:` connection is a database of its own.
@@ -145,6 +147,7 @@ impl Database {
         Ok(Self {
             pool,
             url: url.to_owned(),
+            acquire_timeout: options.acquire_timeout,
         })
     }
 
@@ -181,6 +184,15 @@ impl Database {
 
     pub(crate) fn url(&self) -> &str {
         &self.url
+    }
+
+    /// SQLite settings for a connection of this database's: how long to
+    /// wait for another writer's lock, and the write-ahead log. The log is
+    /// a property of the file; switching an existing file to it fails at
+    /// once while another connection writes, so the first connection to a
+    /// file (the migrations') switches it before the pool opens any.
+    pub(crate) fn sqlite_setup(&self) -> String {
+        sqlite_pragmas(self.acquire_timeout.as_millis())
     }
 }
 
@@ -280,16 +292,20 @@ fn create_parent_dir(path: &str) -> Result<(), Error> {
     }
 }
 
-async fn setup_sqlite(path: String, busy_ms: u128) -> diesel::ConnectionResult<SqliteConn> {
-    let mut conn = SqliteConn::establish(&path).await?;
-    // busy_timeout first: switching to WAL takes a lock that concurrent
-    // new connections must wait for rather than fail on.
-    conn.batch_execute(&format!(
+/// busy_timeout first: switching to WAL takes a lock that concurrent new
+/// connections must wait for rather than fail on.
+fn sqlite_pragmas(busy_ms: u128) -> String {
+    format!(
         "PRAGMA busy_timeout = {busy_ms}; PRAGMA journal_mode = WAL; \
          PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
-    ))
-    .await
-    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+    )
+}
+
+async fn setup_sqlite(path: String, pragmas: String) -> diesel::ConnectionResult<SqliteConn> {
+    let mut conn = SqliteConn::establish(&path).await?;
+    conn.batch_execute(&pragmas)
+        .await
+        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
     Ok(conn)
 }
 
