@@ -59,10 +59,7 @@ pub enum HistoryEntry {
 
 impl HistoryEntry {
     pub(crate) fn from_event(e: EventEntry) -> (Cursor, Self) {
-        let cursor = Cursor::Event {
-            at: e.received_at,
-            id: e.id.clone(),
-        };
+        let cursor = Cursor(e.position);
         let entry = HistoryEntry::Event {
             at: DateTime::from_timestamp(e.received_at, 0),
             event_id: e.id,
@@ -75,10 +72,7 @@ impl HistoryEntry {
     }
 
     pub(crate) fn from_change(c: ChangeEntry) -> Result<(Cursor, Self), serde_json::Error> {
-        let cursor = Cursor::Change {
-            at: c.changed_at,
-            id: c.id,
-        };
+        let cursor = Cursor(c.position);
         let entry = HistoryEntry::EntitlementChange {
             at: DateTime::from_timestamp(c.changed_at, 0),
             version: c.version,
@@ -94,34 +88,14 @@ impl HistoryEntry {
 impl Cursor {
     /// The cursor as an opaque token for URLs.
     pub fn encode(&self) -> String {
-        match self {
-            Cursor::Event { at, id } => format!("{at}.e.{id}"),
-            Cursor::Change { at, id } => format!("{at}.c.{id}"),
-        }
+        self.0.to_string()
     }
 
     /// Reads a token made by [`Cursor::encode`].
     pub fn decode(token: &str) -> Option<Self> {
-        let mut parts = token.splitn(3, '.');
-        let at = parts.next()?.parse().ok()?;
-        match (parts.next()?, parts.next()?) {
-            ("e", id) if !id.is_empty() => Some(Cursor::Event {
-                at,
-                id: id.to_owned(),
-            }),
-            ("c", id) => Some(Cursor::Change {
-                at,
-                id: id.parse().ok()?,
-            }),
+        match token.parse() {
+            Ok(position) if position > 0 && !token.starts_with('+') => Some(Cursor(position)),
             _ => None,
-        }
-    }
-
-    /// Sort key, larger is newer: time, then changes before events.
-    fn key(&self) -> (i64, u8) {
-        match self {
-            Cursor::Event { at, .. } => (*at, 0),
-            Cursor::Change { at, .. } => (*at, 1),
         }
     }
 }
@@ -133,12 +107,11 @@ pub(crate) fn merge_page(
     limit: usize,
 ) -> HistoryPage {
     let mut all: Vec<(Cursor, HistoryEntry)> = events.into_iter().chain(changes).collect();
-    // Stable sort keeps each list's own id order within a second.
-    all.sort_by_key(|(cursor, _)| std::cmp::Reverse(cursor.key()));
+    all.sort_by_key(|(cursor, _)| std::cmp::Reverse(cursor.0));
     let more = all.len() > limit;
     all.truncate(limit);
     let next = if more {
-        all.last().map(|(cursor, _)| cursor.clone())
+        all.last().map(|(cursor, _)| *cursor)
     } else {
         None
     };
@@ -154,17 +127,41 @@ mod tests {
 
     #[test]
     fn cursors_round_trip() {
-        for cursor in [
-            Cursor::Event {
-                at: 5,
-                id: "evt_a.b".into(),
-            },
-            Cursor::Change { at: 7, id: 42 },
-        ] {
+        for cursor in [Cursor(1), Cursor(42), Cursor(i64::MAX)] {
             assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
         }
-        assert_eq!(Cursor::decode("x.e.evt"), None);
-        assert_eq!(Cursor::decode("5.c.nope"), None);
-        assert_eq!(Cursor::decode("5.z.1"), None);
+        for junk in ["", "x", "0", "-3", "+5", "5.c.1", "99999999999999999999"] {
+            assert_eq!(Cursor::decode(junk), None, "{junk}");
+        }
+    }
+
+    fn entry(position: i64) -> (Cursor, HistoryEntry) {
+        let entry = HistoryEntry::Event {
+            at: None,
+            event_id: format!("evt_{position}"),
+            event_type: "invoice.paid".into(),
+            outcome: "applied".into(),
+            detail: None,
+            subscription_id: None,
+        };
+        (Cursor(position), entry)
+    }
+
+    #[test]
+    fn pages_merge_by_position_newest_first() {
+        let events = vec![entry(6), entry(3), entry(2)];
+        let changes = vec![entry(5), entry(4), entry(1)];
+        let page = merge_page(events, changes, 4);
+        let ids: Vec<String> = page
+            .entries
+            .iter()
+            .map(|e| match e {
+                HistoryEntry::Event { event_id, .. } => event_id.clone(),
+                HistoryEntry::EntitlementChange { .. } => unreachable!(),
+            })
+            .collect();
+        assert_eq!(ids, ["evt_6", "evt_5", "evt_4", "evt_3"]);
+        assert_eq!(page.next, Some(Cursor(3)));
+        assert_eq!(merge_page(vec![entry(2)], vec![entry(1)], 2).next, None);
     }
 }

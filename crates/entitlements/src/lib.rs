@@ -3,6 +3,7 @@
 //! on PostgreSQL or SQLite.
 
 pub mod catalog;
+mod clock;
 pub mod compute;
 mod counters;
 pub mod db;

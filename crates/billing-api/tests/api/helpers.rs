@@ -414,3 +414,90 @@ pub fn spawn_service(
     };
     (child, lines, port)
 }
+
+/// A transaction of the test's own that holds an organization's row lock
+/// (on SQLite, the database's write lock) until it is released: another
+/// writer of that organization waits for it as for a concurrent event.
+pub enum LockHolder {
+    Postgres(Box<AsyncPgConnection>),
+    Sqlite(diesel::SqliteConnection),
+}
+
+impl TestDb {
+    pub async fn hold_org_lock(&self, org: &str) -> LockHolder {
+        use diesel::Connection;
+        use diesel::connection::SimpleConnection;
+        use diesel_async::SimpleAsyncConnection;
+        match &self.cleanup {
+            Cleanup::Postgres { .. } => {
+                let mut conn = AsyncPgConnection::establish(&self.url).await.unwrap();
+                conn.batch_execute(&format!(
+                    "BEGIN; INSERT INTO organizations (id, created_at, updated_at) \
+                     VALUES ('{org}', 0, 0) ON CONFLICT (id) DO UPDATE SET updated_at = 0"
+                ))
+                .await
+                .unwrap();
+                LockHolder::Postgres(Box::new(conn))
+            }
+            Cleanup::Sqlite(_) => {
+                let path = self.url.trim_start_matches("sqlite://");
+                let mut conn = diesel::SqliteConnection::establish(path).unwrap();
+                conn.batch_execute("BEGIN IMMEDIATE").unwrap();
+                LockHolder::Sqlite(conn)
+            }
+        }
+    }
+}
+
+impl LockHolder {
+    pub async fn release(self) {
+        use diesel::connection::SimpleConnection;
+        use diesel_async::SimpleAsyncConnection;
+        match self {
+            LockHolder::Postgres(mut conn) => conn.batch_execute("COMMIT").await.unwrap(),
+            LockHolder::Sqlite(mut conn) => conn.batch_execute("COMMIT").unwrap(),
+        }
+    }
+}
+
+impl TestDb {
+    /// Reverts the newest migration and applies it again, as an upgrade
+    /// from the schema before it would, over whatever data is stored.
+    pub async fn reapply_newest_migration(&self) {
+        use diesel::Connection;
+        use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+        use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+        const POSTGRES: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+        const SQLITE: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+
+        fn redo<H: MigrationHarness<DB>, DB: diesel::backend::Backend>(
+            harness: &mut H,
+            migrations: fn() -> EmbeddedMigrations,
+        ) {
+            harness.revert_last_migration(migrations()).unwrap();
+            assert_eq!(
+                harness.run_pending_migrations(migrations()).unwrap().len(),
+                1
+            );
+        }
+
+        let url = self.url.clone();
+        let postgres = matches!(self.cleanup, Cleanup::Postgres { .. });
+        tokio::task::spawn_blocking(move || {
+            if postgres {
+                let mut conn =
+                    <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&url)
+                        .unwrap();
+                redo(&mut conn, || POSTGRES);
+            } else {
+                let path = url.trim_start_matches("sqlite://");
+                redo(
+                    &mut diesel::SqliteConnection::establish(path).unwrap(),
+                    || SQLITE,
+                );
+            }
+        })
+        .await
+        .unwrap();
+    }
+}

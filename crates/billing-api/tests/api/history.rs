@@ -42,6 +42,43 @@ on_both_backends! {
         assert_eq!(newest_change["features"]["seats"], 4);
     }
 
+    async fn upgrading_keeps_the_history_in_order_and_appends_after_it(backend) {
+        let app = TestApp::spawn(backend).await;
+        let t = now();
+        for (i, seats) in [2, 3].into_iter().enumerate() {
+            let mut event = app.event("customer.subscription.updated", "acme", t + i as i64);
+            event["data"]["object"]["items"]["data"][0]["quantity"] = json!(seats);
+            app.deliver(&event).await;
+        }
+        app.db.reapply_newest_migration().await;
+
+        let mut event = app.event("customer.subscription.updated", "acme", t + 2);
+        event["data"]["object"]["items"]["data"][0]["quantity"] = json!(4);
+        let newest = event["id"].clone();
+        app.deliver(&event).await;
+        let mut entries = Vec::new();
+        let mut query = "?limit=1".to_owned();
+        loop {
+            let body = page(&app, &query).await;
+            entries.extend(body["entries"].as_array().unwrap().iter().cloned());
+            match body["next"].as_str() {
+                Some(next) => query = format!("?limit=1&before={next}"),
+                None => break,
+            }
+        }
+        assert_eq!(entries.len(), 6, "{entries:?}");
+        assert_eq!(entries[0]["event_id"], newest, "new entries come after the old ones");
+        assert_eq!(entries[0]["kind"], "event");
+        assert_eq!(entries[1]["version"], 3);
+        let versions: Vec<i64> = entries.iter().filter_map(|e| e["version"].as_i64()).collect();
+        assert_eq!(versions, vec![3, 2, 1]);
+        let mut events: Vec<&str> = entries.iter().filter(|e| e["kind"] == "event")
+            .map(|e| e["event_id"].as_str().unwrap()).collect();
+        events.sort_unstable();
+        events.dedup();
+        assert_eq!(events.len(), 3, "{entries:?}");
+    }
+
     async fn history_needs_the_admin_scope_and_a_valid_cursor(backend) {
         let app = TestApp::spawn(backend).await;
         assert_eq!(app.get("/v1/orgs/acme/history", Some(READ_TOKEN)).await.status(), 403);

@@ -6,6 +6,7 @@ diesel::table! {
         stripe_customer_id -> Nullable<Text>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        history_position -> BigInt,
     }
 }
 
@@ -64,6 +65,7 @@ diesel::table! {
         detail -> Nullable<Text>,
         payload -> Text,
         received_at -> BigInt,
+        position -> Nullable<BigInt>,
     }
 }
 
@@ -77,6 +79,7 @@ diesel::table! {
         status -> Text,
         features -> Text,
         changed_at -> BigInt,
+        position -> BigInt,
     }
 }
 

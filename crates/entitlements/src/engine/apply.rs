@@ -140,7 +140,7 @@ impl Engine {
             }
             None => None,
         };
-        organizations::lock(conn, &org_id, now).await?;
+        let now = organizations::lock(conn, &org_id, now).await?;
         let mut receipt = Receipt::new(Outcome::Applied).org(Some(org_id.clone()));
         if let Some(customer) = &session.customer {
             match organizations::org_of_customer(conn, customer).await? {
@@ -195,10 +195,13 @@ impl Engine {
             Some(org) => Some(org.to_owned()),
             None => self.org_of(conn, &row, sub.customer.as_deref()).await?,
         };
-        if let Some(org) = &org_id {
-            organizations::lock(conn, org, now).await?;
-            row.org_id = Some(org.clone());
-        }
+        let now = match &org_id {
+            Some(org) => {
+                row.org_id = Some(org.clone());
+                organizations::lock(conn, org, now).await?
+            }
+            None => now,
+        };
         update_row(&mut row, sub, event.created, read_at, now);
         subscriptions::save(conn, &row).await?;
         subscriptions::replace_items(conn, &sub.id, &items_of(sub)).await?;
@@ -254,9 +257,10 @@ impl Engine {
             }
         }
         let org_id = self.org_of(conn, &row, invoice.customer.as_deref()).await?;
-        if let Some(org) = &org_id {
-            organizations::lock(conn, org, now).await?;
-        }
+        let now = match &org_id {
+            Some(org) => organizations::lock(conn, org, now).await?,
+            None => now,
+        };
         row.org_id = org_id.clone().or(row.org_id);
         row.updated_at = now;
         subscriptions::save(conn, &row).await?;

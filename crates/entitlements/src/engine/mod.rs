@@ -8,14 +8,16 @@ use std::sync::Arc;
 
 use crate::Error;
 use crate::catalog::Catalog;
+use crate::clock::now;
 use crate::compute::{Policy, compute, default_entitlement};
 use crate::counters::Counters;
 use crate::db::{Conn, Database};
 use crate::event::{Event, SubscriptionObject};
 use crate::history::{Cursor, HistoryEntry, HistoryPage, merge_page};
 use crate::receipt::{Change, Delivery, Outcome, Receipt};
+use crate::store::events::Placement;
 use crate::store::materialized::EntitlementRow;
-use crate::store::{events, history, materialized, subscriptions};
+use crate::store::{events, history, materialized, organizations, subscriptions};
 use crate::view::EntitlementView;
 
 pub use apply::{HANDLED_EVENTS, SUBSCRIPTION_EVENTS, needs_subscription};
@@ -84,7 +86,7 @@ impl Engine {
                     return Ok(Delivery::Duplicate);
                 }
                 let receipt = self.apply(conn, event, fresh, now).await?;
-                events::record_outcome(conn, &event.id, &receipt).await?;
+                record(conn, &event.id, &receipt, true).await?;
                 Ok(Delivery::Recorded(receipt))
             })
             .await?;
@@ -109,13 +111,14 @@ impl Engine {
         let now = now();
         let receipt = self
             .write(async |conn| {
-                let Some(payload) = events::payload_of(conn, event_id).await? else {
+                let Some((payload, position)) = events::payload_of(conn, event_id).await? else {
                     return Ok(None);
                 };
                 let event =
                     Event::parse(payload.as_bytes()).map_err(|e| Error::Corrupt(e.to_string()))?;
                 let receipt = self.apply(conn, &event, None, now).await?;
-                events::record_outcome(conn, event_id, &receipt).await?;
+                // A replayed event keeps its place in the history.
+                record(conn, event_id, &receipt, position.is_none()).await?;
                 Ok(Some(receipt))
             })
             .await?;
@@ -245,7 +248,7 @@ impl Engine {
         let row = match row {
             Some(row) if row.lapsed(now) => {
                 self.write(async |conn| {
-                    crate::store::organizations::lock(conn, org_id, now).await?;
+                    let now = organizations::lock(conn, org_id, now).await?;
                     self.recompute(conn, org_id, None, now).await?;
                     materialized::get(conn, org_id).await
                 })
@@ -289,7 +292,7 @@ impl Engine {
     /// The Stripe customer stored for the organization.
     pub async fn customer_of(&self, org_id: &str) -> Result<Option<String>, Error> {
         let mut pooled = self.db.get().await?;
-        crate::store::organizations::customer_of(&mut pooled.conn(), org_id).await
+        organizations::customer_of(&mut pooled.conn(), org_id).await
     }
 
     /// Stores the organization's Stripe customer unless it has one already,
@@ -297,10 +300,32 @@ impl Engine {
     pub async fn remember_customer(&self, org_id: &str, customer: &str) -> Result<String, Error> {
         let now = now();
         self.write(async |conn| {
-            crate::store::organizations::set_customer_if_unset(conn, org_id, customer, now).await
+            organizations::set_customer_if_unset(conn, org_id, customer, now).await
         })
         .await
     }
+}
+
+/// Stores what applying an event did. With `place`, an event that concerns
+/// an organization takes the organization's next history position and is
+/// stamped with the time read once that lock is held.
+async fn record(
+    conn: &mut Conn<'_>,
+    event_id: &str,
+    receipt: &Receipt,
+    place: bool,
+) -> Result<(), Error> {
+    let placement = match receipt.org_id.as_deref().filter(|_| place) {
+        Some(org_id) => {
+            let position = organizations::next_position(conn, org_id, now()).await?;
+            Some(Placement {
+                position,
+                at: now(),
+            })
+        }
+        None => None,
+    };
+    events::record_outcome(conn, event_id, receipt, placement).await
 }
 
 /// What a recomputation found.
@@ -331,8 +356,4 @@ impl Receipt {
     fn invalid(reason: impl Into<String>) -> Self {
         Receipt::new(Outcome::Invalid).detail(reason)
     }
-}
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
 }

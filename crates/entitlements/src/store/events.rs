@@ -46,25 +46,55 @@ pub(crate) async fn insert_new(
     Ok(run!(conn, |c| query.execute(c).await)? == 1)
 }
 
-/// Stores what applying the event did.
+/// Where an event stands in its organization's history, and when it was
+/// recorded there.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Placement {
+    pub position: i64,
+    pub at: i64,
+}
+
+/// Stores what applying the event did, and its place in its
+/// organization's history when given.
 pub(crate) async fn record_outcome(
     conn: &mut Conn<'_>,
     id: &str,
     receipt: &Receipt,
+    placement: Option<Placement>,
 ) -> Result<(), Error> {
-    let query = diesel::update(events::table.find(id)).set((
+    let outcome = (
         events::outcome.eq(receipt.outcome.as_str()),
         events::detail.eq(receipt.detail.as_deref()),
         events::org_id.eq(receipt.org_id.as_deref()),
         events::subscription_id.eq(receipt.subscription_id.as_deref()),
-    ));
-    run!(conn, |c| query.execute(c).await)?;
+    );
+    let target = events::table.find(id);
+    match placement {
+        Some(Placement { position, at }) => {
+            let query = diesel::update(target).set((
+                outcome,
+                events::position.eq(position),
+                events::received_at.eq(at),
+            ));
+            run!(conn, |c| query.execute(c).await)?
+        }
+        None => {
+            let query = diesel::update(target).set(outcome);
+            run!(conn, |c| query.execute(c).await)?
+        }
+    };
     Ok(())
 }
 
-/// The raw payload of a recorded event.
-pub(crate) async fn payload_of(conn: &mut Conn<'_>, id: &str) -> Result<Option<String>, Error> {
-    let query = events::table.find(id).select(events::payload);
+/// The raw payload of a recorded event and its history position, if it
+/// has one.
+pub(crate) async fn payload_of(
+    conn: &mut Conn<'_>,
+    id: &str,
+) -> Result<Option<(String, Option<i64>)>, Error> {
+    let query = events::table
+        .find(id)
+        .select((events::payload, events::position));
     Ok(run!(conn, |c| query.first(c).await.optional())?)
 }
 

@@ -8,6 +8,7 @@ use crate::catalog::Features;
 use crate::compute::Entitlement;
 use crate::db::schema::{entitlement_changes as changes, entitlements as ents};
 use crate::db::{Conn, run};
+use crate::store::organizations;
 
 /// An `entitlements` row.
 #[derive(Debug, Clone, Queryable, Insertable, AsChangeset)]
@@ -79,7 +80,9 @@ pub(crate) async fn get(
     Ok(run!(conn, |c| query.first(c).await.optional())?)
 }
 
-/// Stores the row and a history entry naming the event that caused it.
+/// Stores the row and a history entry naming the event that caused it, at
+/// the organization's next history position. The caller holds the
+/// organization's lock.
 pub(crate) async fn save_change(
     conn: &mut Conn<'_>,
     row: &EntitlementRow,
@@ -91,6 +94,7 @@ pub(crate) async fn save_change(
         .do_update()
         .set(row);
     run!(conn, |c| upsert.execute(c).await)?;
+    let position = organizations::next_position(conn, &row.org_id, row.updated_at).await?;
     let history = diesel::insert_into(changes::table).values((
         changes::org_id.eq(&row.org_id),
         changes::version.eq(row.version),
@@ -99,6 +103,7 @@ pub(crate) async fn save_change(
         changes::status.eq(&row.status),
         changes::features.eq(&row.features),
         changes::changed_at.eq(row.updated_at),
+        changes::position.eq(position),
     ));
     run!(conn, |c| history.execute(c).await)?;
     Ok(())

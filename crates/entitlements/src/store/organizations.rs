@@ -3,14 +3,16 @@
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::Error;
 use crate::db::schema::organizations as orgs;
 use crate::db::schema::subscriptions as subs;
 use crate::db::{Conn, run};
+use crate::{Error, clock};
 
 /// Creates the organization if it is new and holds its row lock until the
 /// transaction ends, so events of one organization apply one at a time.
-pub(crate) async fn lock(conn: &mut Conn<'_>, org_id: &str, now: i64) -> Result<(), Error> {
+/// Returns the time read once the lock is held: stamps taken after it
+/// order like the organization's versions, whoever waited longest.
+pub(crate) async fn lock(conn: &mut Conn<'_>, org_id: &str, now: i64) -> Result<i64, Error> {
     let query = diesel::insert_into(orgs::table)
         .values((
             orgs::id.eq(org_id),
@@ -21,7 +23,29 @@ pub(crate) async fn lock(conn: &mut Conn<'_>, org_id: &str, now: i64) -> Result<
         .do_update()
         .set(orgs::updated_at.eq(now));
     run!(conn, |c| query.execute(c).await)?;
-    Ok(())
+    Ok(clock::now())
+}
+
+/// Takes the organization's next history position, creating the
+/// organization if it is new. The update holds its row lock, so positions
+/// follow the order in which the organization's transactions commit.
+pub(crate) async fn next_position(
+    conn: &mut Conn<'_>,
+    org_id: &str,
+    now: i64,
+) -> Result<i64, Error> {
+    let query = diesel::insert_into(orgs::table)
+        .values((
+            orgs::id.eq(org_id),
+            orgs::created_at.eq(now),
+            orgs::updated_at.eq(now),
+            orgs::history_position.eq(1),
+        ))
+        .on_conflict(orgs::id)
+        .do_update()
+        .set(orgs::history_position.eq(orgs::history_position + 1))
+        .returning(orgs::history_position);
+    Ok(run!(conn, |c| query.get_result(c).await)?)
 }
 
 /// The Stripe customer stored for an organization.

@@ -1,0 +1,6 @@
+//! The wall clock, in the unix seconds the store keeps.
+
+/// The current time in unix seconds.
+pub(crate) fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}

@@ -1,0 +1,32 @@
+-- An organization's history in the order its entries were written: every
+-- event applied to an organization and every change of its entitlements
+-- takes the next position of that organization, under its row lock, so
+-- positions follow commit order and pages never skip or repeat an entry.
+ALTER TABLE organizations ADD COLUMN history_position BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE webhook_events ADD COLUMN position BIGINT;
+ALTER TABLE entitlement_changes ADD COLUMN position BIGINT NOT NULL DEFAULT 0;
+
+-- Existing entries keep the order the history showed them in: by time,
+-- events before the changes of the same second.
+CREATE TEMPORARY TABLE history_backfill AS
+SELECT kind, event_id, change_id, org_id,
+       ROW_NUMBER() OVER (PARTITION BY org_id ORDER BY at, kind, version, event_id) AS position
+FROM (
+    SELECT 0 AS kind, id AS event_id, NULL AS change_id, org_id, received_at AS at, 0 AS version
+    FROM webhook_events WHERE org_id IS NOT NULL
+    UNION ALL
+    SELECT 1, NULL, id, org_id, changed_at, version FROM entitlement_changes
+) AS entries;
+
+UPDATE webhook_events SET position = b.position
+FROM history_backfill AS b WHERE b.kind = 0 AND b.event_id = webhook_events.id;
+UPDATE entitlement_changes SET position = b.position
+FROM history_backfill AS b WHERE b.kind = 1 AND b.change_id = entitlement_changes.id;
+UPDATE organizations SET history_position = (
+    SELECT COALESCE(MAX(b.position), 0) FROM history_backfill AS b WHERE b.org_id = organizations.id
+);
+DROP TABLE history_backfill;
+
+DROP INDEX webhook_events_org_id;
+CREATE INDEX webhook_events_org_position ON webhook_events (org_id, position);
+CREATE INDEX entitlement_changes_org_position ON entitlement_changes (org_id, position);
