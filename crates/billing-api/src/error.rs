@@ -41,6 +41,9 @@ pub enum ApiError {
         /// What was not found.
         message: String,
     },
+    /// The path is served, but not for this method.
+    #[error("this path answers only {0}")]
+    MethodNotAllowed(actix_web::http::Method),
     /// The organization already holds a granting subscription.
     #[error("organization {0} already has an active subscription")]
     AlreadySubscribed(String),
@@ -80,6 +83,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound { code, .. } => code,
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::AlreadySubscribed(_) => "already_subscribed",
             ApiError::Stripe(_) => "stripe_error",
             ApiError::StripeUnavailable(_) => "stripe_unavailable",
@@ -100,6 +104,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::AlreadySubscribed(_) => StatusCode::CONFLICT,
             ApiError::Stripe(_) => StatusCode::BAD_GATEWAY,
             ApiError::StripeUnavailable(_) | ApiError::StripeNotConfigured => {
@@ -127,8 +132,14 @@ impl ResponseError for ApiError {
             tracing::info!(code = self.code(), %message, "request refused");
         }
         let mut response = HttpResponse::build(status);
-        if status == StatusCode::UNAUTHORIZED {
-            response.insert_header(("WWW-Authenticate", "Bearer"));
+        match self {
+            ApiError::Unauthorized => {
+                response.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            ApiError::MethodNotAllowed(allow) => {
+                response.insert_header(("Allow", allow.as_str()));
+            }
+            _ => {}
         }
         response.json(ErrorBody {
             error: self.code(),

@@ -16,7 +16,7 @@ const BUCKETS: [f64; 12] = [
 /// Everything the service counts besides the engine.
 #[derive(Default)]
 pub struct Metrics {
-    http: Mutex<BTreeMap<(String, String, u16), Histogram>>,
+    http: Mutex<BTreeMap<(&'static str, String, u16), Histogram>>,
     webhooks: Mutex<BTreeMap<(String, &'static str), u64>>,
     stripe: Mutex<BTreeMap<(&'static str, bool), u64>>,
 }
@@ -29,12 +29,11 @@ struct Histogram {
 }
 
 impl Metrics {
-    /// Counts an HTTP request by method, route pattern and status.
-    pub fn http_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+    /// Counts an HTTP request by method label (see [`method_label`]),
+    /// route pattern and status.
+    pub fn http_request(&self, method: &'static str, route: &str, status: u16, elapsed: Duration) {
         let mut http = lock(&self.http);
-        let histogram = http
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default();
+        let histogram = http.entry((method, route.to_owned(), status)).or_default();
         let secs = elapsed.as_secs_f64();
         for (bucket, bound) in histogram.buckets.iter_mut().zip(BUCKETS) {
             if secs <= bound {
@@ -146,6 +145,26 @@ impl Metrics {
         }
         out
     }
+}
+
+/// The label of a request method: the standard ones by name, any other
+/// (clients may send arbitrary tokens) as `other`.
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    const KNOWN: [(Method, &str); 8] = [
+        (Method::GET, "GET"),
+        (Method::HEAD, "HEAD"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::PATCH, "PATCH"),
+        (Method::DELETE, "DELETE"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::TRACE, "TRACE"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(known, _)| known == method)
+        .map_or("other", |(_, label)| label)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -1,6 +1,7 @@
 //! The OpenAPI document, generated from the handlers' annotations and
 //! served at `GET /openapi.json`.
 
+use actix_web::http::Method;
 use actix_web::{HttpResponse, web};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -40,7 +41,7 @@ impl Modify for BearerTokens {
 
 /// Mounts `GET /openapi.json`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/openapi.json", web::get().to(document));
+    crate::routes::mount(cfg, "/openapi.json", Method::GET, document);
 }
 
 async fn document() -> HttpResponse {

@@ -153,7 +153,9 @@ impl Application {
                 .wrap(TracingLogger::default())
                 .app_data(shared.clone())
                 .app_data(web::JsonConfig::default().error_handler(routes::json_error))
+                .app_data(web::QueryConfig::default().error_handler(routes::query_error))
                 .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
         })
         .listen(listener)
         .map_err(|source| StartError::Bind {
@@ -218,13 +220,14 @@ pub async fn engine(settings: &Settings) -> Result<Engine, StartError> {
 }
 
 /// Times every request into the metrics, labelled by its route pattern
-/// (not its path, so organization ids do not become labels).
+/// (not its path, so organization ids do not become labels) and a method
+/// of a fixed set, so no client can grow the series without bound.
 async fn count_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = std::time::Instant::now();
-    let method = req.method().to_string();
+    let method = crate::metrics::method_label(req.method());
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
@@ -234,7 +237,7 @@ async fn count_request(
     let response = next.call(req).await?;
     if let Some(metrics) = metrics {
         metrics.http_request(
-            &method,
+            method,
             &route,
             response.status().as_u16(),
             started.elapsed(),

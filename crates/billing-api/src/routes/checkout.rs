@@ -1,5 +1,6 @@
 //! `POST /v1/checkout/sessions`: a Stripe Checkout URL for an organization.
 
+use actix_web::http::Method;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
@@ -11,7 +12,7 @@ use crate::stripe_api::SessionRequest;
 
 /// Mounts the route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/checkout/sessions", web::post().to(create));
+    super::mount(cfg, "/v1/checkout/sessions", Method::POST, create);
 }
 
 const MAX_QUANTITY: u64 = 10_000;

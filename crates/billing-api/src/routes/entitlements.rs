@@ -1,6 +1,7 @@
 //! `GET /v1/entitlements/{org_id}` (also `/entitlements/{org_id}`) and
 //! `GET /v1/entitlements/{org_id}/features/{feature}`.
 
+use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use entitlements::{EntitlementView, FeatureValue};
@@ -13,12 +14,14 @@ use crate::startup::AppState;
 
 /// Mounts the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/entitlements/{org_id}", web::get().to(get))
-        .route("/entitlements/{org_id}", web::get().to(get))
-        .route(
-            "/v1/entitlements/{org_id}/features/{feature}",
-            web::get().to(feature),
-        );
+    super::mount(cfg, "/v1/entitlements/{org_id}", Method::GET, get);
+    super::mount(cfg, "/entitlements/{org_id}", Method::GET, get);
+    super::mount(
+        cfg,
+        "/v1/entitlements/{org_id}/features/{feature}",
+        Method::GET,
+        feature,
+    );
 }
 
 /// An organization's entitlements (also served at `/entitlements/{org_id}`).

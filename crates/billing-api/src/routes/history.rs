@@ -1,6 +1,7 @@
 //! `GET /v1/orgs/{org_id}/history`: an organization's events and
 //! entitlement changes, newest first, a page at a time.
 
+use actix_web::http::Method;
 use actix_web::{HttpResponse, web};
 use entitlements::history::{Cursor, HistoryEntry};
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,7 @@ use crate::startup::AppState;
 
 /// Mounts the route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/orgs/{org_id}/history", web::get().to(list));
+    super::mount(cfg, "/v1/orgs/{org_id}/history", Method::GET, list);
 }
 
 const DEFAULT_LIMIT: usize = 50;

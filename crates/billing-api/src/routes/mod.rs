@@ -7,7 +7,9 @@ pub(crate) mod operations;
 pub(crate) mod portal;
 pub(crate) mod webhooks;
 
-use actix_web::{HttpRequest, error::JsonPayloadError, web};
+use actix_web::error::{JsonPayloadError, QueryPayloadError};
+use actix_web::http::Method;
+use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Responder, web};
 
 use crate::error::ApiError;
 
@@ -20,6 +22,38 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(portal::configure)
         .configure(crate::openapi::configure)
         .configure(webhooks::configure);
+}
+
+/// Mounts `handler` for `method` at `path`; any other method answers 405
+/// with an `Allow` header naming the one the path serves.
+pub(crate) fn mount<F, Args>(cfg: &mut web::ServiceConfig, path: &str, method: Method, handler: F)
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    let allow = method.clone();
+    cfg.service(
+        web::resource(path)
+            .route(web::method(method).to(handler))
+            .default_service(web::to(move || {
+                let allow = allow.clone();
+                async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed(allow)) }
+            })),
+    );
+}
+
+/// What a path that no route serves answers.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound {
+        code: "not_found",
+        message: format!("no route serves {}", req.path()),
+    })
+}
+
+/// Turns a query string the extractor refused into our error shape.
+pub fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::InvalidRequest(format!("invalid query string: {error}")).into()
 }
 
 /// Turns a JSON body the extractor refused into our error shape.

@@ -2,6 +2,7 @@
 //! machines that run the service. No token: keep them on an internal
 //! network.
 
+use actix_web::http::Method;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
@@ -10,9 +11,9 @@ use crate::startup::AppState;
 
 /// Mounts the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health))
-        .route("/readyz", web::get().to(ready))
-        .route("/metrics", web::get().to(metrics));
+    super::mount(cfg, "/healthz", Method::GET, health);
+    super::mount(cfg, "/readyz", Method::GET, ready);
+    super::mount(cfg, "/metrics", Method::GET, metrics);
 }
 
 /// The process is up and serving.

@@ -1,6 +1,7 @@
 //! `POST /v1/portal/sessions`: a Stripe customer portal URL for an
 //! organization that has a Stripe customer.
 
+use actix_web::http::Method;
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
@@ -12,7 +13,7 @@ use crate::startup::AppState;
 
 /// Mounts the route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/portal/sessions", web::post().to(create));
+    super::mount(cfg, "/v1/portal/sessions", Method::POST, create);
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -1,6 +1,7 @@
 //! `POST /webhooks/stripe`: verified, recorded once, applied in one
 //! transaction. The signature is the authentication.
 
+use actix_web::http::Method;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use entitlements::{Delivery, Event, Fresh, needs_subscription};
@@ -15,7 +16,7 @@ pub const MAX_BODY: usize = 1024 * 1024;
 
 /// Mounts the route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/webhooks/stripe", web::post().to(receive));
+    super::mount(cfg, "/webhooks/stripe", Method::POST, receive);
 }
 
 /// Stripe's webhooks; the `Stripe-Signature` header is the authentication.

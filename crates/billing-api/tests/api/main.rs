@@ -8,6 +8,7 @@ mod auth;
 mod checkout;
 mod cli;
 mod concurrency;
+mod contract;
 mod entitlements;
 mod helpers;
 mod history;

@@ -76,3 +76,38 @@ async fn metrics_count_stripe_calls_and_their_failures() {
     let line = r#"billing_stripe_requests_total{operation="create_customer",result="error"} 1"#;
     assert!(text.lines().any(|l| l == line), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    for i in 0..200 {
+        let method =
+            reqwest::Method::from_bytes(format!("M{i}{}", "X".repeat(500)).as_bytes()).unwrap();
+        app.client
+            .request(method, format!("{}/v1/entitlements/acme", app.address))
+            .send()
+            .await
+            .unwrap();
+        app.client
+            .get(format!("{}/no/such/route/{i}", app.address))
+            .send()
+            .await
+            .unwrap();
+    }
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("billing_http_request_duration_seconds_count"))
+        .collect();
+    assert!(series.len() <= 4, "{series:#?}");
+    assert!(
+        !text.contains("XXXX") && !text.contains("/no/such"),
+        "{text}"
+    );
+    assert!(
+        series
+            .iter()
+            .any(|l| l.contains(r#"method="other""#) && l.ends_with(" 200")),
+        "{series:#?}"
+    );
+}
