@@ -111,3 +111,35 @@ async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
         "{series:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_probes_reuse_pooled_connections() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    if !crate::helpers::postgres_configured() {
+        eprintln!("TEST_DATABASE_URL is not set: skipped");
+        return;
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Sessions {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        sessions: i64,
+    }
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let mut observer = AsyncPgConnection::establish(&app.db.url).await.unwrap();
+    let sessions = async |conn: &mut AsyncPgConnection| {
+        diesel::sql_query(
+            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .get_result::<Sessions>(conn)
+        .await
+        .unwrap()
+        .sessions
+    };
+    let before = sessions(&mut observer).await;
+    for _ in 0..30 {
+        assert_eq!(app.get("/readyz", None).await.status(), 200);
+    }
+    let opened = sessions(&mut observer).await - before;
+    let pool = i64::try_from(app.settings.database.max_connections).unwrap();
+    assert!(opened <= pool, "30 probes opened {opened} sessions");
+}
