@@ -13,7 +13,10 @@ WORKDIR /app
 COPY --from=build /src/target/release/billing-api /usr/local/bin/billing-api
 COPY config /app/config
 USER billing
-ENV BILLING_CONFIG_DIR=/app/config \
+# Production by default: the image refuses to start with the development
+# tokens and webhook secret; give it real ones (see docs/production.md).
+ENV BILLING_ENV=production \
+    BILLING_CONFIG_DIR=/app/config \
     BILLING__SERVER__HOST=0.0.0.0 \
     DATABASE_URL=sqlite:///app/data/billing.db
 EXPOSE 8080

@@ -99,6 +99,15 @@ impl RequiredScope for AdminScope {
     const SCOPE: Scope = Scope::Admin;
 }
 
+/// The token of an `Authorization` value in the `Bearer` scheme, whose
+/// name is case-insensitive (RFC 6750, RFC 9110).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
 /// Extracting this proves the request carries a token with scope `S`.
 pub struct Authorized<S>(PhantomData<S>);
 
@@ -111,8 +120,7 @@ impl<S: RequiredScope> FromRequest for Authorized<S> {
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+            .and_then(bearer_token);
         let result = match req.app_data::<web::Data<AppState>>() {
             Some(state) => state.tokens.authorize(presented, S::SCOPE),
             None => Err(ApiError::Unauthorized),

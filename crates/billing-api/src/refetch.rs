@@ -44,41 +44,88 @@ impl Refetcher {
 
     /// The subscription's state, read after this call began.
     pub async fn read(&self, subscription_id: &str) -> Result<Fresh, StripeFailure> {
-        let slot = self
-            .lock_slots()
-            .entry(subscription_id.to_owned())
-            .or_default()
-            .clone();
+        let claim = Claim::new(self, subscription_id);
+        let slot = &claim.slot;
         let ticket = slot.arrivals.fetch_add(1, Ordering::SeqCst) + 1;
-        let result =
-            {
-                let mut last = slot.last.lock().await;
-                match &*last {
-                    Some((covered, result)) if *covered >= ticket => result.clone(),
-                    _ => {
-                        tokio::time::sleep(self.window).await;
-                        // Everyone who has arrived by now arrived before this read.
-                        let covered = slot.arrivals.load(Ordering::SeqCst);
-                        let result = self.api.retrieve_subscription(subscription_id).await.map(
-                            |subscription| Fresh {
-                                subscription,
-                                read_at_ms: chrono::Utc::now().timestamp_millis(),
-                            },
-                        );
-                        *last = Some((covered, result.clone()));
-                        result
-                    }
-                }
-            };
-        let mut slots = self.lock_slots();
-        // Only the map and this call hold the slot: nobody waits on it.
-        if Arc::strong_count(&slot) == 2 {
-            slots.remove(subscription_id);
+        let mut last = slot.last.lock().await;
+        match &*last {
+            Some((covered, result)) if *covered >= ticket => result.clone(),
+            _ => {
+                tokio::time::sleep(self.window).await;
+                // Everyone who has arrived by now arrived before this read.
+                let covered = slot.arrivals.load(Ordering::SeqCst);
+                let result =
+                    self.api
+                        .retrieve_subscription(subscription_id)
+                        .await
+                        .map(|subscription| Fresh {
+                            subscription,
+                            read_at_ms: chrono::Utc::now().timestamp_millis(),
+                        });
+                *last = Some((covered, result.clone()));
+                result
+            }
         }
-        result
     }
 
     fn lock_slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Slot>>> {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A caller's hold on a subscription's slot. Dropping it, also when the
+/// caller's request is dropped mid-read, removes the slot once nobody
+/// else holds it.
+struct Claim<'a> {
+    refetcher: &'a Refetcher,
+    subscription_id: &'a str,
+    slot: Arc<Slot>,
+}
+
+impl<'a> Claim<'a> {
+    fn new(refetcher: &'a Refetcher, subscription_id: &'a str) -> Self {
+        let slot = refetcher
+            .lock_slots()
+            .entry(subscription_id.to_owned())
+            .or_default()
+            .clone();
+        Self {
+            refetcher,
+            subscription_id,
+            slot,
+        }
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut slots = self.refetcher.lock_slots();
+        // Only the map and this claim hold the slot: nobody waits on it.
+        if Arc::strong_count(&self.slot) == 2 {
+            slots.remove(self.subscription_id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use wiremock::{Mock, MockServer, ResponseTemplate, matchers::any};
+
+    #[tokio::test]
+    async fn a_read_dropped_half_way_leaves_no_slot_behind() {
+        let stripe = MockServer::start().await;
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(500).set_delay(Duration::from_secs(30)))
+            .mount(&stripe)
+            .await;
+        let api = StripeApi::new("sk_test_fake", &stripe.uri(), Arc::new(Metrics::default()))
+            .expect("client builds");
+        let refetcher = Refetcher::new(api, Duration::from_millis(1));
+        let reads = futures_util::future::join(refetcher.read("sub_1"), refetcher.read("sub_1"));
+        let outcome = tokio::time::timeout(Duration::from_millis(300), reads).await;
+        assert!(outcome.is_err(), "the fake Stripe answers far later");
+        assert!(refetcher.lock_slots().is_empty());
     }
 }

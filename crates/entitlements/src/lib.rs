@@ -11,6 +11,7 @@ mod engine;
 mod error;
 pub mod event;
 pub mod history;
+pub mod org;
 mod receipt;
 mod store;
 mod view;

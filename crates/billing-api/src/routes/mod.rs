@@ -70,16 +70,12 @@ pub fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error 
 
 /// Organization ids are short opaque strings chosen by the SaaS.
 pub fn check_org_id(org_id: &str) -> Result<(), ApiError> {
-    let valid = !org_id.is_empty()
-        && org_id.len() <= 128
-        && org_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:@".contains(&b));
-    if valid {
+    if ::entitlements::org::is_valid_org_id(org_id) {
         Ok(())
     } else {
-        Err(ApiError::InvalidRequest(
-            "org_id: 1 to 128 characters of letters, digits and - _ . : @".into(),
-        ))
+        Err(ApiError::InvalidRequest(format!(
+            "org_id: {}",
+            ::entitlements::org::ORG_ID_RULE
+        )))
     }
 }

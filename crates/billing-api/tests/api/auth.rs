@@ -23,4 +23,18 @@ on_both_backends! {
         }
         assert_eq!(app.get("/v1/entitlements/acme", Some(READ_TOKEN)).await.status(), 200);
     }
+
+    async fn the_bearer_scheme_is_matched_in_any_case(backend) {
+        let app = TestApp::spawn(backend).await;
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            let response = app.client.get(format!("{}/v1/entitlements/acme", app.address))
+                .header("Authorization", format!("{scheme} {READ_TOKEN}"))
+                .send().await.unwrap();
+            assert_eq!(response.status(), 200, "{scheme}");
+        }
+        let response = app.client.get(format!("{}/v1/entitlements/acme", app.address))
+            .header("Authorization", format!("Basic {READ_TOKEN}"))
+            .send().await.unwrap();
+        assert_eq!(response.status(), 401);
+    }
 }

@@ -44,6 +44,48 @@ fn check_config_accepts_the_defaults_and_names_a_bad_key() {
     );
 }
 
+/// The `ENV` settings of the Docker image, with its config folder pointing
+/// at the repository's.
+fn docker_image_environment() -> Vec<(String, String)> {
+    let dockerfile = include_str!("../../../../Dockerfile");
+    let runtime_stage = dockerfile.rsplit("\nFROM ").next().unwrap();
+    let env_block = runtime_stage
+        .split("\nENV ")
+        .nth(1)
+        .expect("the runtime stage sets ENV");
+    let mut vars = Vec::new();
+    for line in env_block.lines() {
+        let continued = line.trim_end().ends_with('\\');
+        let pair = line.trim().trim_end_matches('\\').trim();
+        if let Some((name, value)) = pair.split_once('=') {
+            let value = match name {
+                "BILLING_CONFIG_DIR" => {
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/../../config").to_owned()
+                }
+                _ => value.to_owned(),
+            };
+            vars.push((name.to_owned(), value));
+        }
+        if !continued {
+            break;
+        }
+    }
+    vars
+}
+
+#[test]
+fn the_docker_image_refuses_the_development_tokens() {
+    let vars = docker_image_environment();
+    assert!(
+        vars.iter().any(|(name, _)| name == "BILLING_ENV"),
+        "{vars:?}"
+    );
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let output = billing_api(&["check-config"], &vars);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("production"), "{}", text(&output));
+}
+
 #[test]
 fn migrate_applies_the_schema_once() {
     let dir = tempfile::tempdir().unwrap();

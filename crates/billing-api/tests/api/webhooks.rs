@@ -166,6 +166,22 @@ on_both_backends! {
         assert_eq!(app.deliver(&checkout).await.1["duplicate"], true);
     }
 
+    async fn an_organization_id_the_api_would_refuse_makes_the_event_invalid(backend) {
+        let app = TestApp::spawn(backend).await;
+        let bad = "acme/../<b>";
+        for kind in ["checkout.session.completed", "customer.subscription.created", "charge.refunded"] {
+            let mut event = app.event(kind, "acme", now());
+            event["data"]["object"]["metadata"]["org_id"] = json!(bad);
+            let answer = app.deliver(&event).await.1;
+            assert_eq!(answer["outcome"], "invalid", "{kind}: {answer}");
+        }
+        let mut event = app.event("checkout.session.completed", "acme", now());
+        event["data"]["object"]["metadata"] = json!({});
+        event["data"]["object"]["client_reference_id"] = json!("x".repeat(129));
+        assert_eq!(app.deliver(&event).await.1["outcome"], "invalid");
+        assert_eq!(plan_of(&app, "acme").await, ("free".into(), 0));
+    }
+
     async fn prices_in_no_plan_grant_nothing(backend) {
         let app = TestApp::spawn(backend).await;
         let mut created = app.event("customer.subscription.created", "acme", now());

@@ -11,6 +11,7 @@ use crate::db::Conn;
 use crate::event::{
     CheckoutSessionObject, Event, InvoiceObject, PaymentObject, SubscriptionObject,
 };
+use crate::org::{ORG_ID_RULE, is_valid_org_id};
 use crate::receipt::{Outcome, Receipt};
 use crate::store::subscriptions::{ItemInput, SubscriptionRow};
 use crate::store::{organizations, subscriptions};
@@ -129,10 +130,14 @@ impl Engine {
         if session.mode.as_deref() != Some("subscription") {
             return Ok(Receipt::new(Outcome::Ignored).detail("not a subscription checkout"));
         }
-        let Some(org_id) = session.org_id().map(str::to_owned) else {
-            return Ok(Receipt::invalid(
-                "neither metadata.org_id nor client_reference_id names an organization",
-            ));
+        let org_id = match org_from_payload(session.org_id()) {
+            Ok(Some(org_id)) => org_id,
+            Ok(None) => {
+                return Ok(Receipt::invalid(
+                    "neither metadata.org_id nor client_reference_id names an organization",
+                ));
+            }
+            Err(invalid) => return Ok(invalid),
         };
         let sub = match &session.subscription {
             Some(id) => {
@@ -183,6 +188,10 @@ impl Engine {
         fresh: Option<&Fresh>,
         now: i64,
     ) -> Result<Receipt, Error> {
+        let named_org = match org_from_payload(sub.org_id()) {
+            Ok(org) => org,
+            Err(invalid) => return Ok(invalid.subscription(&sub.id)),
+        };
         let mut row = subscriptions::lock(conn, &sub.id, sub.customer.as_deref(), now).await?;
         let read_at = fresh.map(|f| f.read_at_ms);
         if let Some(reason) = staleness(&row, event.created, read_at, &sub.status) {
@@ -191,8 +200,8 @@ impl Engine {
                 .subscription(&sub.id)
                 .detail(reason));
         }
-        let org_id = match sub.org_id() {
-            Some(org) => Some(org.to_owned()),
+        let org_id = match named_org {
+            Some(org) => Some(org),
             None => self.org_of(conn, &row, sub.customer.as_deref()).await?,
         };
         let now = match &org_id {
@@ -287,8 +296,12 @@ impl Engine {
             Ok(payment) => payment,
             Err(reason) => return Ok(Receipt::invalid(reason)),
         };
-        let org_id = match (payment.org_id(), payment.customer_id()) {
-            (Some(org), _) => Some(org.to_owned()),
+        let named_org = match org_from_payload(payment.org_id()) {
+            Ok(org) => org,
+            Err(invalid) => return Ok(invalid),
+        };
+        let org_id = match (named_org, payment.customer_id()) {
+            (Some(org), _) => Some(org),
             (None, Some(customer)) => organizations::org_of_customer(conn, customer).await?,
             (None, None) => None,
         };
@@ -320,6 +333,17 @@ impl Engine {
             (None, Some(customer)) => organizations::org_of_customer(conn, customer).await,
             (None, None) => Ok(None),
         }
+    }
+}
+
+/// An organization id an event names, refused (`invalid`) unless it is one
+/// the API would accept, so that no row is stored that nobody can query.
+fn org_from_payload(org_id: Option<&str>) -> Result<Option<String>, Receipt> {
+    match org_id {
+        Some(org_id) if !is_valid_org_id(org_id) => Err(Receipt::invalid(format!(
+            "organization id {org_id:?} is not valid: {ORG_ID_RULE}"
+        ))),
+        org_id => Ok(org_id.map(str::to_owned)),
     }
 }
 
