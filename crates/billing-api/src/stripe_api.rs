@@ -13,7 +13,7 @@ use stripe_billing::subscription::{
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
 };
-use stripe_core::customer::CreateCustomer;
+use stripe_core::customer::{CreateCustomer, UpdateCustomer};
 use stripe_shared::CheckoutSessionMode;
 
 use crate::metrics::Metrics;
@@ -36,6 +36,16 @@ pub struct StripeFailure {
     what: &'static str,
     message: String,
     request_id: Option<String>,
+    /// Stripe's HTTP status; none when Stripe was not reached.
+    status: Option<u16>,
+}
+
+impl StripeFailure {
+    /// Whether the failure is Stripe's or the network's (5xx, a timeout,
+    /// no connection) rather than a refusal of the request.
+    pub fn is_server_side(&self) -> bool {
+        self.status.is_none_or(|status| status >= 500)
+    }
 }
 
 /// What the caller needs of a new Checkout Session.
@@ -93,20 +103,19 @@ impl StripeApi {
         Ok(Self { client, metrics })
     }
 
-    /// Creates the organization's customer. The idempotency key is derived
-    /// from the organization, so concurrent first checkouts of one
-    /// organization get one customer.
+    /// Creates the organization's customer. The idempotency key names the
+    /// organization and the attempt, nothing a caller varies (such as an
+    /// email), so concurrent first checkouts of one organization get one
+    /// customer; the caller moves to a new attempt after a server-side
+    /// failure, which Stripe would otherwise replay for a day.
     pub async fn create_customer(
         &self,
         org_id: &str,
-        email: Option<&str>,
+        attempt: i64,
     ) -> Result<String, StripeFailure> {
-        let mut request = CreateCustomer::new()
+        let request = CreateCustomer::new()
             .metadata(HashMap::from([("org_id".to_owned(), org_id.to_owned())]));
-        if let Some(email) = email {
-            request = request.email(email);
-        }
-        let key = format!("customer-{org_id}-{}", email.unwrap_or_default());
+        let key = format!("customer-{org_id}-{attempt}");
         let customer = request
             .customize()
             .request_strategy(idempotent(&key)?)
@@ -116,6 +125,23 @@ impl StripeApi {
             .observe("create_customer", customer)
             .map_err(|e| failure("refused to create the customer", e))?;
         Ok(customer.id.to_string())
+    }
+
+    /// Sets the customer's email, which Checkout shows and receipts go to.
+    pub async fn set_customer_email(
+        &self,
+        customer: &str,
+        email: &str,
+    ) -> Result<(), StripeFailure> {
+        let updated = UpdateCustomer::new(customer)
+            .email(email)
+            .customize()
+            .request_strategy(RequestStrategy::ExponentialBackoff(ATTEMPTS))
+            .send(&self.client)
+            .await;
+        self.observe("update_customer", updated)
+            .map_err(|e| failure("refused to set the customer's email", e))?;
+        Ok(())
     }
 
     /// Creates a subscription-mode Checkout Session tagged with the
@@ -158,6 +184,7 @@ impl StripeApi {
             what: "returned a checkout session",
             message: "without a url".into(),
             request_id: None,
+            status: None,
         })?;
         Ok(Session {
             id: session.id.to_string(),
@@ -289,6 +316,7 @@ fn idempotent(key: &str) -> Result<RequestStrategy, StripeFailure> {
             what: "idempotency key",
             message: e.to_string(),
             request_id: None,
+            status: Some(400),
         })
 }
 
@@ -303,11 +331,13 @@ fn failure(what: &'static str, error: StripeError) -> StripeFailure {
                     .unwrap_or_else(|| api.type_.as_str().to_owned())
             ),
             request_id: api.request_log_url.as_deref().and_then(request_id_of),
+            status: Some(status),
         },
         other => StripeFailure {
             what,
             message: other.to_string(),
             request_id: None,
+            status: None,
         },
     }
 }

@@ -8,7 +8,7 @@ use super::check_org_id;
 use crate::auth::{Authorized, CheckoutScope};
 use crate::error::{ApiError, ErrorBody};
 use crate::startup::AppState;
-use crate::stripe_api::SessionRequest;
+use crate::stripe_api::{SessionRequest, StripeApi};
 
 /// Mounts the route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -111,15 +111,7 @@ pub(crate) async fn create(
     }
     let customer = match customer {
         Some(customer) => customer,
-        None => {
-            let created = stripe
-                .create_customer(&req.org_id, req.customer_email.as_deref())
-                .await?;
-            let org_id = req.org_id.clone();
-            state
-                .domain(async move |engine| engine.remember_customer(&org_id, &created).await)
-                .await?
-        }
+        None => create_customer(&state, stripe, &req.org_id, req.customer_email.as_deref()).await?,
     };
     let session = stripe
         .create_checkout_session(&SessionRequest {
@@ -140,6 +132,40 @@ pub(crate) async fn create(
         url: session.url,
         expires_at: session.expires_at,
     }))
+}
+
+/// Creates the organization's Stripe customer and stores it; returns the
+/// customer the organization has afterwards (a concurrent checkout may have
+/// stored the same one first).
+async fn create_customer(
+    state: &AppState,
+    stripe: &StripeApi,
+    org_id: &str,
+    email: Option<&str>,
+) -> Result<String, ApiError> {
+    let org = org_id.to_owned();
+    let attempt = state
+        .domain(async move |engine| engine.customer_attempt(&org).await)
+        .await?;
+    let created = match stripe.create_customer(org_id, attempt).await {
+        Ok(created) => created,
+        Err(failure) => {
+            if failure.is_server_side() {
+                let org = org_id.to_owned();
+                state
+                    .domain(async move |engine| engine.next_customer_attempt(&org).await)
+                    .await?;
+            }
+            return Err(failure.into());
+        }
+    };
+    if let Some(email) = email {
+        stripe.set_customer_email(&created, email).await?;
+    }
+    let org = org_id.to_owned();
+    state
+        .domain(async move |engine| engine.remember_customer(&org, &created).await)
+        .await
 }
 
 /// The plan and price to buy: `plan` (its first price) or `price_id`

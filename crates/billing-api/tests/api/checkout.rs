@@ -1,7 +1,7 @@
 //! `POST /v1/checkout/sessions` against a fake Stripe API.
 
 use serde_json::{Value, json};
-use wiremock::matchers::{header_exists, method, path};
+use wiremock::matchers::{header, header_exists, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::helpers::{Backend, CHECKOUT_TOKEN, TestApp, now};
@@ -60,8 +60,15 @@ on_both_backends! {
         let (app, stripe) = app_with_stripe(backend).await;
         Mock::given(method("POST"))
             .and(path("/v1/customers"))
-            .and(header_exists("idempotency-key"))
-            .and(form(&[("metadata[org_id]", "acme"), ("email", "ops@acme.test")]))
+            .and(header("idempotency-key", "customer-acme-0"))
+            .and(form(&[("metadata[org_id]", "acme")]))
+            .respond_with(ResponseTemplate::new(200).set_body_json(customer("cus_acme")))
+            .expect(1)
+            .mount(&stripe)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v1/customers/cus_acme"))
+            .and(form(&[("email", "ops@acme.test")]))
             .respond_with(ResponseTemplate::new(200).set_body_json(customer("cus_acme")))
             .expect(1)
             .mount(&stripe)
@@ -98,6 +105,70 @@ on_both_backends! {
         // The second checkout reuses the stored customer (the mock expects one creation).
         let (status, body) = app.post_checkout(&request, Some(CHECKOUT_TOKEN)).await;
         assert_eq!(status, 201, "{body}");
+    }
+
+    async fn a_server_error_creating_the_customer_moves_to_a_new_idempotency_key(backend) {
+        let (app, stripe) = app_with_stripe(backend).await;
+        // Stripe replays the answer it gave to a key: the first key fails for good.
+        Mock::given(method("POST"))
+            .and(path("/v1/customers"))
+            .and(header("idempotency-key", "customer-acme-0"))
+            .respond_with(ResponseTemplate::new(500).set_body_json(json!({"error": {"type": "api_error"}})))
+            .mount(&stripe)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v1/customers"))
+            .and(header("idempotency-key", "customer-acme-1"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(customer("cus_acme")))
+            .expect(1)
+            .mount(&stripe)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v1/checkout/sessions"))
+            .and(form(&[("customer", "cus_acme")]))
+            .respond_with(ResponseTemplate::new(200).set_body_json(session()))
+            .mount(&stripe)
+            .await;
+        let request = json!({"org_id": "acme", "plan": "pro"});
+        let (status, body) = app.post_checkout(&request, Some(CHECKOUT_TOKEN)).await;
+        assert_eq!((status, body["error"].as_str()), (502, Some("stripe_error")), "{body}");
+        let (status, body) = app.post_checkout(&request, Some(CHECKOUT_TOKEN)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    async fn first_checkouts_with_different_emails_share_one_customer(backend) {
+        let (app, stripe) = app_with_stripe(backend).await;
+        Mock::given(method("POST"))
+            .and(path("/v1/customers"))
+            .and(header("idempotency-key", "customer-acme-0"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(customer("cus_acme")))
+            .mount(&stripe)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v1/customers/cus_acme"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(customer("cus_acme")))
+            .expect(2)
+            .mount(&stripe)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v1/checkout/sessions"))
+            .and(form(&[("customer", "cus_acme")]))
+            .respond_with(ResponseTemplate::new(200).set_body_json(session()))
+            .expect(2)
+            .mount(&stripe)
+            .await;
+        let first = json!({"org_id": "acme", "plan": "pro", "customer_email": "a@acme.test"});
+        let second = json!({"org_id": "acme", "plan": "pro", "customer_email": "b@acme.test"});
+        let (a, b) = tokio::join!(
+            app.post_checkout(&first, Some(CHECKOUT_TOKEN)),
+            app.post_checkout(&second, Some(CHECKOUT_TOKEN))
+        );
+        assert_eq!((a.0, b.0), (201, 201), "{a:?} {b:?}");
+        let creations: Vec<String> = stripe.received_requests().await.unwrap().iter()
+            .filter(|r| r.url.path() == "/v1/customers")
+            .map(|r| r.headers.get("idempotency-key").unwrap().to_str().unwrap().to_owned())
+            .collect();
+        assert!(creations.iter().all(|key| key == "customer-acme-0"), "{creations:?}");
     }
 
     async fn invalid_checkout_requests_name_the_problem(backend) {

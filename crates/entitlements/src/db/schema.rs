@@ -7,6 +7,7 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         history_position -> BigInt,
+        customer_attempt -> BigInt,
     }
 }
 

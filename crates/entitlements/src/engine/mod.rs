@@ -295,6 +295,22 @@ impl Engine {
         organizations::customer_of(&mut pooled.conn(), org_id).await
     }
 
+    /// Which attempt at creating the organization's Stripe customer is
+    /// next; it names the creation's idempotency key.
+    pub async fn customer_attempt(&self, org_id: &str) -> Result<i64, Error> {
+        let mut pooled = self.db.get().await?;
+        organizations::customer_attempt(&mut pooled.conn(), org_id).await
+    }
+
+    /// Moves on to the next attempt at creating the organization's
+    /// customer, after Stripe failed on its side: Stripe replays a failed
+    /// answer for a day to a key it has seen.
+    pub async fn next_customer_attempt(&self, org_id: &str) -> Result<(), Error> {
+        let now = now();
+        self.write(async |conn| organizations::next_customer_attempt(conn, org_id, now).await)
+            .await
+    }
+
     /// Stores the organization's Stripe customer unless it has one already,
     /// and returns the one it has afterwards.
     pub async fn remember_customer(&self, org_id: &str, customer: &str) -> Result<String, Error> {

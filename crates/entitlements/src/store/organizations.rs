@@ -58,6 +58,33 @@ pub(crate) async fn customer_of(
     Ok(found.flatten())
 }
 
+/// Which attempt at creating the organization's Stripe customer is next.
+pub(crate) async fn customer_attempt(conn: &mut Conn<'_>, org_id: &str) -> Result<i64, Error> {
+    let query = orgs::table.find(org_id).select(orgs::customer_attempt);
+    let found: Option<i64> = run!(conn, |c| query.first(c).await.optional())?;
+    Ok(found.unwrap_or(0))
+}
+
+/// Moves the organization on to its next attempt at creating a customer.
+pub(crate) async fn next_customer_attempt(
+    conn: &mut Conn<'_>,
+    org_id: &str,
+    now: i64,
+) -> Result<(), Error> {
+    let query = diesel::insert_into(orgs::table)
+        .values((
+            orgs::id.eq(org_id),
+            orgs::created_at.eq(now),
+            orgs::updated_at.eq(now),
+            orgs::customer_attempt.eq(1),
+        ))
+        .on_conflict(orgs::id)
+        .do_update()
+        .set(orgs::customer_attempt.eq(orgs::customer_attempt + 1));
+    run!(conn, |c| query.execute(c).await)?;
+    Ok(())
+}
+
 /// The organization a Stripe customer belongs to: the one it was created
 /// for, else the one its linked subscriptions belong to.
 pub(crate) async fn org_of_customer(

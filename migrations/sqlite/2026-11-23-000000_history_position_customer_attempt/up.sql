@@ -3,6 +3,9 @@
 -- takes the next position of that organization, under its row lock, so
 -- positions follow commit order and pages never skip or repeat an entry.
 ALTER TABLE organizations ADD COLUMN history_position BIGINT NOT NULL DEFAULT 0;
+-- Which attempt at creating the organization's Stripe customer is next:
+-- part of the idempotency key, moved on after Stripe fails on its side.
+ALTER TABLE organizations ADD COLUMN customer_attempt BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE webhook_events ADD COLUMN position BIGINT;
 ALTER TABLE entitlement_changes ADD COLUMN position BIGINT NOT NULL DEFAULT 0;
 

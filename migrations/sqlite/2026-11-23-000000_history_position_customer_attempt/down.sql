@@ -4,3 +4,4 @@ CREATE INDEX webhook_events_org_id ON webhook_events (org_id, received_at);
 ALTER TABLE entitlement_changes DROP COLUMN position;
 ALTER TABLE webhook_events DROP COLUMN position;
 ALTER TABLE organizations DROP COLUMN history_position;
+ALTER TABLE organizations DROP COLUMN customer_attempt;
