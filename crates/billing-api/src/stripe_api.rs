@@ -46,6 +46,13 @@ impl StripeFailure {
     pub fn is_server_side(&self) -> bool {
         self.status.is_none_or(|status| status >= 500)
     }
+
+    /// Whether Stripe will give the same refusal however often it is
+    /// asked: the object does not exist (404) or the key may not read it
+    /// (403).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self.status, Some(403 | 404))
+    }
 }
 
 /// What the caller needs of a new Checkout Session.

@@ -20,7 +20,9 @@ pub use catalog::{Catalog, FeatureValue, Features, PlanConfig};
 pub use compute::Policy;
 pub use counters::Counters;
 pub use db::{Backend, Database, DatabaseOptions};
-pub use engine::{Engine, Fresh, HANDLED_EVENTS, SUBSCRIPTION_EVENTS, needs_subscription};
+pub use engine::{
+    Engine, Fresh, HANDLED_EVENTS, Refetched, SUBSCRIPTION_EVENTS, needs_subscription,
+};
 pub use error::Error;
 pub use event::Event;
 pub use receipt::{Change, Delivery, Outcome, Receipt};

@@ -4,7 +4,7 @@
 use actix_web::http::Method;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use entitlements::{Delivery, Event, Fresh, needs_subscription};
+use entitlements::{Delivery, Event, Refetched, needs_subscription};
 use futures_util::StreamExt;
 use serde_json::json;
 
@@ -64,7 +64,7 @@ pub(crate) async fn receive(
 /// In refetch mode, the event's subscription as Stripe's API returns it
 /// now. Not read for a redelivery (the engine answers it) nor for an event
 /// of the other mode (the engine rejects it, and the key could not read it).
-async fn fresh_state(state: &AppState, event: &Event) -> Result<Option<Fresh>, ApiError> {
+async fn fresh_state(state: &AppState, event: &Event) -> Result<Option<Refetched>, ApiError> {
     let (Some(refetcher), Some(id)) = (&state.refetcher, needs_subscription(event)) else {
         return Ok(None);
     };
@@ -76,12 +76,13 @@ async fn fresh_state(state: &AppState, event: &Event) -> Result<Option<Fresh>, A
     {
         return Ok(None);
     }
-    Ok(Some(
-        refetcher
-            .read(&id)
-            .await
-            .map_err(ApiError::StripeUnavailable)?,
-    ))
+    match refetcher.read(&id).await {
+        Ok(fresh) => Ok(Some(Refetched::State(fresh))),
+        Err(failure) if failure.is_permanent() => Ok(Some(Refetched::Unreadable(format!(
+            "subscription {id} cannot be read: {failure}"
+        )))),
+        Err(failure) => Err(ApiError::StripeUnavailable(failure)),
+    }
 }
 
 /// Reads the raw body, refusing more than [`MAX_BODY`] bytes (by the

@@ -111,6 +111,23 @@ on_both_backends! {
         assert_eq!(app.deliver(&event).await.1["outcome"], "applied");
     }
 
+    async fn a_subscription_stripe_does_not_have_makes_the_event_invalid(backend) {
+        let (app, stripe) = refetching_app(backend).await;
+        for (status, id) in [(404, "sub_gone"), (403, "sub_forbidden")] {
+            let error = json!({"error": {"type": "invalid_request_error", "message": format!("No such subscription: '{id}'")}});
+            Mock::given(method("GET")).and(path(format!("/v1/subscriptions/{id}")))
+                .respond_with(ResponseTemplate::new(status).set_body_json(error))
+                .mount(&stripe)
+                .await;
+            let mut event = app.event("customer.subscription.updated", "acme", now());
+            event["data"]["object"]["id"] = json!(id);
+            let (code, body) = app.deliver(&event).await;
+            assert_eq!((code, body["outcome"].as_str()), (200, Some("invalid")), "{status}: {body}");
+        }
+        let history = crate::helpers::json_of(app.get("/v1/orgs/acme/history", Some(crate::helpers::ADMIN_TOKEN)).await).await.1;
+        assert_eq!(history["entries"], json!([]), "nothing was applied to acme");
+    }
+
     async fn an_event_of_the_other_mode_is_rejected_without_a_read(backend) {
         let (app, stripe) = refetching_app(backend).await;
         Mock::given(method("GET")).and(path(SUB_PATH))

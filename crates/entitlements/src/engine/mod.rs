@@ -33,6 +33,16 @@ pub struct Fresh {
     pub read_at_ms: i64,
 }
 
+/// What refetch mode learned of an event's subscription from Stripe.
+#[derive(Debug, Clone)]
+pub enum Refetched {
+    /// Its state now.
+    State(Fresh),
+    /// Stripe will never show it (it does not exist, or the key may not
+    /// read it): the event is recorded as `invalid` with this reason.
+    Unreadable(String),
+}
+
 /// The domain service: owns the database, the catalog and the rules.
 #[derive(Clone)]
 pub struct Engine {
@@ -71,13 +81,13 @@ impl Engine {
     }
 
     /// Records a verified event once and applies it, all in one transaction.
-    /// `fresh` is the event's subscription as just read from Stripe.
+    /// `refetched` is what Stripe said of the event's subscription just now.
     #[tracing::instrument(skip_all, fields(event_id = %event.id, event_type = %event.kind))]
     pub async fn receive(
         &self,
         event: &Event,
         payload: &str,
-        fresh: Option<&Fresh>,
+        refetched: Option<&Refetched>,
     ) -> Result<Delivery, Error> {
         let now = now();
         let delivery = self
@@ -85,7 +95,13 @@ impl Engine {
                 if !events::insert_new(conn, event, payload, now).await? {
                     return Ok(Delivery::Duplicate);
                 }
-                let receipt = self.apply(conn, event, fresh, now).await?;
+                let receipt = match refetched {
+                    Some(Refetched::Unreadable(reason)) => Receipt::invalid(reason.clone()),
+                    Some(Refetched::State(fresh)) => {
+                        self.apply(conn, event, Some(fresh), now).await?
+                    }
+                    None => self.apply(conn, event, None, now).await?,
+                };
                 record(conn, &event.id, &receipt, true).await?;
                 Ok(Delivery::Recorded(receipt))
             })
