@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::catalog::{Catalog, Features, merge};
+use crate::catalog::{Catalog, FeatureValue, Features, merge};
 
 /// The state of one subscription as the service last applied it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +106,19 @@ fn grant_window(sub: &SubscriptionState, now: i64, policy: Policy) -> Option<Win
     }
 }
 
+/// How much a set of features grants: how many it turns on (true, or a
+/// number above zero), then the sum of its numbers.
+type Weight = (usize, i64);
+
+fn weight(features: &Features) -> Weight {
+    features
+        .values()
+        .fold((0, 0), |(count, sum), value| match value {
+            FeatureValue::Flag(on) => (count + usize::from(*on), sum),
+            FeatureValue::Limit(n) => (count + usize::from(*n > 0), sum.saturating_add(*n)),
+        })
+}
+
 struct Window {
     until: Option<i64>,
     grace_until: Option<i64>,
@@ -128,19 +141,30 @@ pub fn compute(
         let Some(window) = grant_window(sub, now, policy) else {
             continue;
         };
-        let mut plan_name = None;
+        // The subscription's plan, when its items buy several: the one
+        // that grants most, then the first by name.
+        let mut plan_name: Option<(Weight, &str)> = None;
         for item in &sub.items {
             match catalog.plan_for_price(&item.price_id) {
                 Some(plan) => {
-                    merge(&mut features, plan.features_for(item.quantity));
-                    plan_name.get_or_insert(plan.name.as_str());
+                    let granted = plan.features_for(item.quantity);
+                    let candidate = (weight(&granted), plan.name.as_str());
+                    merge(&mut features, granted);
+                    let better = plan_name.is_none_or(|(w, name)| {
+                        candidate.0 > w || (candidate.0 == w && candidate.1 < name)
+                    });
+                    if better {
+                        plan_name = Some(candidate);
+                    }
                 }
                 None => {
                     unknown_prices.insert(item.price_id.clone());
                 }
             }
         }
-        let Some(plan_name) = plan_name else { continue };
+        let Some((_, plan_name)) = plan_name else {
+            continue;
+        };
         if let Some(until) = window.until {
             valid_until = Some(valid_until.map_or(until, |v| v.min(until)));
         }
@@ -330,6 +354,19 @@ mod tests {
         assert_eq!(e.features["seats"], FeatureValue::Limit(25));
         assert_eq!(e.features["projects"], FeatureValue::Limit(100));
         assert_eq!(e.features["sso"], FeatureValue::Flag(true));
+    }
+
+    #[test]
+    fn a_subscription_of_two_plans_is_named_for_the_one_granting_most() {
+        for prices in [["price_pro", "price_team"], ["price_team", "price_pro"]] {
+            let mut s = sub("sub_1", "active", prices[0], 1);
+            s.items.push(Item {
+                price_id: prices[1].into(),
+                quantity: 1,
+            });
+            // pro turns on seats, sso and projects; team only seats and projects.
+            assert_eq!(entitlement(&[s]).plan, "pro", "{prices:?}");
+        }
     }
 
     #[test]
