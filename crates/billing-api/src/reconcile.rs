@@ -63,6 +63,9 @@ pub async fn reconcile(
     let mut orgs: BTreeMap<String, Movement> = BTreeMap::new();
     let mut after: Option<String> = None;
     loop {
+        // The page shows Stripe's state as of its request, however long it
+        // takes to apply: a webhook applied meanwhile is newer than it.
+        let read_at_ms = chrono::Utc::now().timestamp_millis();
         let (page, more) = api
             .list_subscriptions(customer.as_deref(), after.as_deref())
             .await?;
@@ -71,7 +74,7 @@ pub async fn reconcile(
             summary.subscriptions += 1;
             let fresh = Fresh {
                 subscription,
-                read_at_ms: chrono::Utc::now().timestamp_millis(),
+                read_at_ms,
             };
             let receipt = engine.reconcile(&fresh, only_org, dry_run).await?;
             summary

@@ -101,6 +101,35 @@ on_both_backends! {
         assert!(again.contains("0 granted, 0 revoked, 0 changed, 3 unchanged"), "{again}");
     }
 
+    async fn a_page_read_before_a_webhook_does_not_undo_it(backend) {
+        let app = TestApp::spawn(backend).await;
+        let mut created = app.event("customer.subscription.created", "acme", now() - 60);
+        created["data"]["object"]["items"]["data"][0]["quantity"] = json!(2);
+        app.deliver(&created).await;
+        // Stripe reads the page (2 seats), and takes its time to answer.
+        let stripe = MockServer::start().await;
+        let old = page(vec![stripe_subscription("sub_trigger_acme", "acme", "active", "price_pro_monthly", 2)], false);
+        Mock::given(method("GET")).and(path("/v1/subscriptions"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(old).set_delay(std::time::Duration::from_millis(1500)))
+            .mount(&stripe)
+            .await;
+        let api = billing_api::stripe_api::StripeApi::new("sk_test_fake", &stripe.uri(), Default::default()).unwrap();
+        // Meanwhile the customer buys 5 seats and the webhook says so.
+        let webhook = async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let mut updated = app.event("customer.subscription.updated", "acme", now());
+            updated["data"]["object"]["items"]["data"][0]["quantity"] = json!(5);
+            app.deliver(&updated).await
+        };
+        let (summary, (_, answer)) = tokio::join!(
+            billing_api::reconcile::reconcile(&app.engine, &api, None, false),
+            webhook
+        );
+        assert_eq!(answer["outcome"], "applied");
+        assert_eq!(summary.unwrap().subscriptions, 1);
+        assert_eq!(app.get_entitlements("acme").await.1["features"]["seats"], 5);
+    }
+
     async fn reconcile_can_be_limited_to_one_organization(backend) {
         let app = TestApp::spawn(backend).await;
         let stripe = stripe_with_two_pages().await;

@@ -194,7 +194,7 @@ impl Engine {
         };
         let mut row = subscriptions::lock(conn, &sub.id, sub.customer.as_deref(), now).await?;
         let read_at = fresh.map(|f| f.read_at_ms);
-        if let Some(reason) = staleness(&row, event.created, read_at, &sub.status) {
+        if let Some(reason) = staleness(&row, event, read_at, &sub.status) {
             return Ok(Receipt::new(Outcome::Stale)
                 .org(row.org_id)
                 .subscription(&sub.id)
@@ -349,14 +349,16 @@ fn org_from_payload(org_id: Option<&str>) -> Result<Option<String>, Receipt> {
 
 /// Why an event may not change a subscription, if it may not. A state read
 /// from Stripe is ordered by when it was read; a payload by the event's
-/// `created`, where equal seconds are not stale. No state revives a
-/// canceled subscription.
+/// `created`, where equal seconds are not stale. A reconciliation's read is
+/// also older than any event applied since its second began (webhooks are
+/// the first source of truth). No state revives a canceled subscription.
 fn staleness(
     row: &SubscriptionRow,
-    created: i64,
+    source: Source<'_>,
     read_at_ms: Option<i64>,
     status: &str,
 ) -> Option<String> {
+    let created = source.created;
     if let Some(current) = row
         .status
         .as_deref()
@@ -369,6 +371,11 @@ fn staleness(
     match (read_at_ms, row.state_read_at, row.last_event_created) {
         (Some(read), Some(last_read), _) if read < last_read => {
             Some("a newer read of the subscription was already applied".to_owned())
+        }
+        (Some(read), _, Some(last)) if source.id.is_none() && last >= read.div_euclid(1000) => {
+            Some(format!(
+                "an event created at {last} was applied since this state was read"
+            ))
         }
         (None, _, Some(last)) if created < last => Some(format!(
             "event created at {created} is older than the applied one of {last}"
