@@ -77,6 +77,16 @@ impl Receipt {
         self
     }
 
+    /// Adds `note` to the detail, after what it says already.
+    pub(crate) fn note(mut self, note: impl Into<String>) -> Self {
+        let note = note.into();
+        self.detail = Some(match self.detail.take() {
+            Some(existing) => format!("{existing}; {note}"),
+            None => note,
+        });
+        self
+    }
+
     pub(crate) fn org(mut self, org_id: Option<String>) -> Self {
         self.org_id = org_id;
         self

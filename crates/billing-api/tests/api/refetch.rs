@@ -128,6 +128,36 @@ on_both_backends! {
         assert_eq!(history["entries"], json!([]), "nothing was applied to acme");
     }
 
+    async fn an_older_read_with_a_checkout_does_not_revive_a_canceled_subscription(backend) {
+        use entitlements::{Delivery, Event, Fresh, Refetched};
+        let app = TestApp::spawn(backend).await;
+        let state = |status: &str, read_at_ms: i64| {
+            let subscription = serde_json::from_value(stripe_state(status, 3)).unwrap();
+            Refetched::State(Fresh { subscription, read_at_ms })
+        };
+        let receive = async |event: &Value, refetched: Refetched| {
+            let payload = event.to_string();
+            let parsed = Event::parse(payload.as_bytes()).unwrap();
+            match app.engine.receive(&parsed, &payload, Some(&refetched)).await.unwrap() {
+                Delivery::Recorded(receipt) => receipt,
+                Delivery::Duplicate => panic!("a new event"),
+            }
+        };
+        let t = now();
+        let read = t * 1000;
+        // Stripe was read for the checkout (active) before it was read for
+        // the deletion (canceled), but the deletion commits first.
+        receive(&app.event("customer.subscription.created", "acme", t), state("active", read - 10)).await;
+        receive(&app.event("customer.subscription.deleted", "acme", t), state("canceled", read)).await;
+        let receipt = receive(&app.event("checkout.session.completed", "acme", t), state("active", read - 5)).await;
+        assert!(receipt.detail.as_deref().is_some_and(|d| d.contains("already canceled")), "{receipt:?}");
+        assert_eq!(app.get_entitlements("acme").await.1["plan"], "free");
+
+        // Nor did the checkout's older read move the read time backwards.
+        let receipt = receive(&app.event("customer.subscription.updated", "acme", t), state("canceled", read - 2)).await;
+        assert_eq!(receipt.outcome, entitlements::Outcome::Stale, "{receipt:?}");
+    }
+
     async fn an_event_of_the_other_mode_is_rejected_without_a_read(backend) {
         let (app, stripe) = refetching_app(backend).await;
         Mock::given(method("GET")).and(path(SUB_PATH))

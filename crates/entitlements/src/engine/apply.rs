@@ -150,7 +150,7 @@ impl Engine {
         if let Some(customer) = &session.customer {
             match organizations::org_of_customer(conn, customer).await? {
                 Some(owner) if owner != org_id => {
-                    receipt = receipt.detail(format!(
+                    receipt = receipt.note(format!(
                         "customer {customer} belongs to organization {owner}"
                     ));
                 }
@@ -165,14 +165,18 @@ impl Engine {
             receipt = receipt.subscription(&sub.id);
             sub.org_id = Some(org_id.clone());
             if let Some(fresh) = fresh.filter(|f| f.subscription.id == sub.id) {
-                update_row(
-                    &mut sub,
-                    &fresh.subscription,
-                    event.created,
-                    Some(fresh.read_at_ms),
-                    now,
-                );
-                subscriptions::replace_items(conn, &sub.id, &items_of(&fresh.subscription)).await?;
+                let read_at = Some(fresh.read_at_ms);
+                let status = &fresh.subscription.status;
+                match staleness(&sub, Source::of(event), read_at, status) {
+                    Some(reason) => {
+                        receipt = receipt.note(format!("state not applied: {reason}"));
+                    }
+                    None => {
+                        update_row(&mut sub, &fresh.subscription, event.created, read_at, now);
+                        let items = items_of(&fresh.subscription);
+                        subscriptions::replace_items(conn, &sub.id, &items).await?;
+                    }
+                }
             }
             subscriptions::save(conn, &sub).await?;
         }
@@ -402,8 +406,8 @@ fn update_row(
         row.last_event_created
             .map_or(created, |last| last.max(created)),
     );
-    if read_at_ms.is_some() {
-        row.state_read_at = read_at_ms;
+    if let Some(read) = read_at_ms {
+        row.state_read_at = Some(row.state_read_at.map_or(read, |last| last.max(read)));
     }
     row.updated_at = now;
 }

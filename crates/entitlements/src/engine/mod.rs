@@ -378,10 +378,7 @@ fn conclude(mut receipt: Receipt, recomputed: Recomputed) -> Receipt {
         recomputed.unknown_prices.join(", ")
     );
     receipt.unknown_prices = recomputed.unknown_prices;
-    match receipt.detail.clone() {
-        Some(existing) => receipt.detail(format!("{existing}; {note}")),
-        None => receipt.detail(note),
-    }
+    receipt.note(note)
 }
 
 impl Receipt {
