@@ -137,6 +137,27 @@ on_both_backends! {
         assert_eq!(body["valid_until"], "2100-01-01T00:00:00Z");
     }
 
+    async fn a_subscription_moved_to_another_organization_leaves_the_first(backend) {
+        let app = TestApp::spawn(backend).await;
+        let t = now();
+        app.deliver(&app.event("customer.subscription.created", "acme", t)).await;
+        let mut moved = app.event("customer.subscription.updated", "acme", t + 1);
+        moved["data"]["object"]["metadata"]["org_id"] = json!("beta");
+        let answer = app.deliver(&moved).await.1;
+        assert_eq!(answer["outcome"], "applied", "{answer}");
+
+        let acme = app.get_entitlements("acme").await.1;
+        assert_eq!((acme["plan"].as_str(), acme["version"].as_i64()), (Some("free"), Some(2)));
+        let beta = app.get_entitlements("beta").await.1;
+        assert_eq!((beta["plan"].as_str(), beta["version"].as_i64()), (Some("pro"), Some(1)));
+        for org in ["acme", "beta"] {
+            let history = json_of(app.get(&format!("/v1/orgs/{org}/history"), Some(ADMIN_TOKEN)).await).await.1;
+            let newest_change = history["entries"].as_array().unwrap().iter()
+                .find(|e| e["kind"] == "entitlement_change").unwrap().clone();
+            assert_eq!(newest_change["event_id"], moved["id"], "{org}: {history}");
+        }
+    }
+
     async fn plan_changes_replace_the_items(backend) {
         let app = TestApp::spawn_with(backend, |s| {
             let team = serde_json::from_value(json!({"prices": ["price_team"], "features": {"seats": 50, "sso": true, "projects": 1000}})).unwrap();

@@ -1,8 +1,8 @@
 //! What each event type does to the state, inside the event's transaction.
 //!
-//! Lock order everywhere: the subscription row, then the organization row,
-//! so that concurrent events of one organization apply one at a time and
-//! never deadlock.
+//! Lock order everywhere: the subscription row, then the organization rows
+//! (two when a subscription moves, in name order), so that concurrent
+//! events of one organization apply one at a time and never deadlock.
 
 use super::{Engine, Fresh, conclude};
 use crate::Error;
@@ -208,20 +208,32 @@ impl Engine {
             Some(org) => Some(org),
             None => self.org_of(conn, &row, sub.customer.as_deref()).await?,
         };
-        let now = match &org_id {
-            Some(org) => {
-                row.org_id = Some(org.clone());
-                organizations::lock(conn, org, now).await?
-            }
-            None => now,
-        };
+        // Moved to another organization (its metadata changed in the
+        // Dashboard): the one it leaves is recomputed too.
+        let left = row
+            .org_id
+            .clone()
+            .filter(|_| row.org_id != org_id && org_id.is_some());
+        let mut orgs: Vec<&String> = org_id.iter().chain(&left).collect();
+        orgs.sort();
+        let mut now = now;
+        for org in orgs {
+            now = organizations::lock(conn, org, now).await?;
+        }
+        if org_id.is_some() {
+            row.org_id = org_id.clone();
+        }
         update_row(&mut row, sub, event.created, read_at, now);
         subscriptions::save(conn, &row).await?;
         subscriptions::replace_items(conn, &sub.id, &items_of(sub)).await?;
 
-        let receipt = Receipt::new(Outcome::Applied)
+        let mut receipt = Receipt::new(Outcome::Applied)
             .org(org_id.clone())
             .subscription(&sub.id);
+        if let Some(left) = &left {
+            self.recompute(conn, left, event.id, now).await?;
+            receipt = receipt.note(format!("moved from organization {left}"));
+        }
         let Some(org_id) = org_id else {
             return Ok(Receipt {
                 outcome: Outcome::Unlinked,
