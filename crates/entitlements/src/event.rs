@@ -169,6 +169,9 @@ fn org_in(metadata: &Metadata) -> Option<&str> {
 pub struct InvoiceObject {
     /// `in_...`.
     pub id: String,
+    /// When the invoice was created (unix seconds).
+    #[serde(default)]
+    pub created: Option<i64>,
     /// The customer id (or the expanded customer).
     #[serde(default, deserialize_with = "id_or_object")]
     pub customer: Option<String>,

@@ -34,6 +34,34 @@ async fn state(app: &TestApp) -> (String, String, i64) {
     )
 }
 
+/// A fixture event for invoice `id` (created at `invoice_created`), sent at
+/// `created`.
+fn invoice_event(name: &str, id: &str, invoice_created: i64, created: i64) -> Value {
+    let mut event = fixture(name);
+    event["id"] = json!(format!("evt_{name}_{id}_{created}"));
+    event["created"] = json!(created);
+    event["data"]["object"]["id"] = json!(id);
+    event["data"]["object"]["created"] = json!(invoice_created);
+    event
+}
+
+/// The fixture subscription with `status`, sent at `created`.
+fn status_event(status: &str, created: i64) -> Value {
+    let mut event = fixture("customer.subscription.updated");
+    event["id"] = json!(format!("evt_status_{status}_{created}"));
+    event["created"] = json!(created);
+    event["data"]["object"]["status"] = json!(status);
+    event
+}
+
+fn grace_until(body: &Value) -> Value {
+    body["grace_until"].clone()
+}
+
+fn at(t: i64) -> Value {
+    json!(chrono::DateTime::from_timestamp(t, 0).unwrap())
+}
+
 fn with_grace_days(days: u32) -> impl FnOnce(&mut billing_api::settings::Settings) {
     move |s| s.stripe.past_due_grace_days = days
 }
@@ -106,6 +134,41 @@ on_both_backends! {
         // No open dunning: grace counts from the unpaid period's start.
         let body = app.get_entitlements(ORG).await.1;
         assert_eq!(body["grace_until"], json!(chrono::DateTime::from_timestamp(START + 10_000 * DAY, 0).unwrap()));
+    }
+
+    async fn a_new_past_due_counts_its_grace_afresh_after_an_old_invoice_was_voided(backend) {
+        let app = TestApp::spawn_with(backend, with_grace_days(30)).await;
+        outcome(&app, "customer.subscription.created").await;
+        app.deliver(&invoice_event("invoice.payment_failed", "in_old", START + 200, START + 200)).await;
+        app.deliver(&status_event("past_due", START + 201)).await;
+        // in_old is voided (no event); the subscription is active again.
+        app.deliver(&status_event("active", START + 300)).await;
+        let failed = START + 50 * DAY;
+        app.deliver(&invoice_event("invoice.payment_failed", "in_new", failed - 100, failed)).await;
+        app.deliver(&status_event("past_due", failed + 1)).await;
+        let body = app.get_entitlements(ORG).await.1;
+        assert_eq!((body["plan"].as_str(), grace_until(&body)), (Some("pro"), at(failed + 30 * DAY)), "{body}");
+    }
+
+    async fn only_a_payment_of_the_invoice_in_dunning_or_a_newer_one_ends_it(backend) {
+        let app = TestApp::spawn_with(backend, with_grace_days(30)).await;
+        outcome(&app, "customer.subscription.created").await;
+        let failed = START + 50 * DAY;
+        app.deliver(&invoice_event("invoice.payment_failed", "in_new", failed - 100, failed)).await;
+        app.deliver(&status_event("past_due", failed + 1)).await;
+        // An older invoice paid late leaves the newer one in dunning.
+        let paid_old = app.deliver(&invoice_event("invoice.paid", "in_old", START + 200, failed + 500)).await.1;
+        assert_eq!(paid_old["outcome"], "applied");
+        let body = app.get_entitlements(ORG).await.1;
+        assert_eq!(grace_until(&body), at(failed + 30 * DAY), "{body}");
+        // A failure of an older invoice does not restart it either.
+        let late = app.deliver(&invoice_event("invoice.payment_failed", "in_older", START, failed + 600)).await.1;
+        assert_eq!(late["outcome"], "stale", "{late}");
+        // Paying the invoice in dunning ends it.
+        app.deliver(&invoice_event("invoice.paid", "in_new", failed - 100, failed + 700)).await;
+        app.deliver(&status_event("active", failed + 701)).await;
+        let body = app.get_entitlements(ORG).await.1;
+        assert_eq!((body["status"].as_str(), grace_until(&body)), (Some("active"), Value::Null), "{body}");
     }
 
     async fn an_answer_lapses_when_its_grace_period_ends(backend) {

@@ -26,6 +26,7 @@ diesel::table! {
         last_event_created -> Nullable<BigInt>,
         state_read_at -> Nullable<BigInt>,
         updated_at -> BigInt,
+        dunning_invoice_created -> Nullable<BigInt>,
     }
 }
 

@@ -5,6 +5,8 @@
 //! events of one organization apply one at a time and never deadlock.
 
 use super::{Engine, Fresh, conclude};
+use std::cmp::Ordering;
+
 use crate::Error;
 use crate::compute::TERMINAL_STATUSES;
 use crate::db::Conn;
@@ -223,6 +225,15 @@ impl Engine {
         if org_id.is_some() {
             row.org_id = org_id.clone();
         }
+        // A state other than past_due, no older than the dunning, ends it:
+        // the next past_due starts its grace period afresh.
+        if sub.status != "past_due"
+            && row
+                .past_due_since
+                .is_some_and(|since| read_at.is_some() || since <= event.created)
+        {
+            end_dunning(&mut row);
+        }
         update_row(&mut row, sub, event.created, read_at, now);
         subscriptions::save(conn, &row).await?;
         subscriptions::replace_items(conn, &sub.id, &items_of(sub)).await?;
@@ -245,9 +256,11 @@ impl Engine {
         Ok(conclude(receipt, recomputed))
     }
 
-    /// `invoice.payment_failed` starts dunning (the grace period counts from
-    /// the unpaid invoice's first failure); `invoice.paid` ends it. Each
-    /// orders itself by its `created`, so delivery order does not matter.
+    /// `invoice.payment_failed` starts dunning for its invoice (the grace
+    /// period counts from that invoice's first failure); a newer invoice's
+    /// failure starts it anew. `invoice.paid` of that invoice or a newer one
+    /// ends it. Each orders itself by its `created`, so delivery order does
+    /// not matter.
     async fn apply_invoice(
         &self,
         conn: &mut Conn<'_>,
@@ -272,13 +285,26 @@ impl Engine {
                     .subscription(&sub_id)
                     .detail("a later payment already ended this dunning"));
             }
-            row.past_due_since = Some(row.past_due_since.map_or(t, |since| since.min(t)));
-            row.dunning_invoice = Some(invoice.id.clone());
+            match dunning_order(&row, &invoice, t) {
+                Ordering::Equal => {
+                    row.past_due_since = row.past_due_since.map(|since| since.min(t));
+                }
+                Ordering::Greater => {
+                    row.past_due_since = Some(t);
+                    row.dunning_invoice = Some(invoice.id.clone());
+                    row.dunning_invoice_created = invoice.created;
+                }
+                Ordering::Less => {
+                    return Ok(Receipt::new(Outcome::Stale)
+                        .org(row.org_id)
+                        .subscription(&sub_id)
+                        .detail("a newer invoice is already in dunning"));
+                }
+            }
         } else {
             row.last_paid_at = Some(row.last_paid_at.map_or(t, |paid| paid.max(t)));
-            if row.past_due_since.is_some_and(|since| since <= t) {
-                row.past_due_since = None;
-                row.dunning_invoice = None;
+            if row.past_due_since.is_some() && dunning_order(&row, &invoice, t).is_ge() {
+                end_dunning(&mut row);
             }
         }
         let org_id = self.org_of(conn, &row, invoice.customer.as_deref()).await?;
@@ -350,6 +376,31 @@ impl Engine {
             (None, None) => Ok(None),
         }
     }
+}
+
+/// How `invoice` (of an event created at `t`) stands to the invoice in
+/// dunning: the same one, newer (or no dunning at all), or older. Invoices
+/// order by their `created`; without it, by when their events happened.
+fn dunning_order(row: &SubscriptionRow, invoice: &InvoiceObject, t: i64) -> Ordering {
+    let Some(current) = &row.dunning_invoice else {
+        return Ordering::Greater;
+    };
+    if *current == invoice.id {
+        return Ordering::Equal;
+    }
+    match (invoice.created, row.dunning_invoice_created) {
+        (Some(created), Some(current)) => created.cmp(&current).then(Ordering::Greater),
+        _ => match row.past_due_since {
+            Some(since) if since > t => Ordering::Less,
+            _ => Ordering::Greater,
+        },
+    }
+}
+
+fn end_dunning(row: &mut SubscriptionRow) {
+    row.past_due_since = None;
+    row.dunning_invoice = None;
+    row.dunning_invoice_created = None;
 }
 
 /// An organization id an event names, refused (`invalid`) unless it is one

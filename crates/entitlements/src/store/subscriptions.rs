@@ -27,6 +27,7 @@ pub(crate) struct SubscriptionRow {
     pub last_event_created: Option<i64>,
     pub state_read_at: Option<i64>,
     pub updated_at: i64,
+    pub dunning_invoice_created: Option<i64>,
 }
 
 #[derive(Insertable)]

@@ -7,6 +7,9 @@ ALTER TABLE organizations ADD COLUMN history_position BIGINT NOT NULL DEFAULT 0;
 -- part of the idempotency key, moved on after Stripe fails on its side.
 ALTER TABLE organizations ADD COLUMN customer_attempt BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE webhook_events ADD COLUMN position BIGINT;
+-- When the invoice in dunning was created, so that only a payment of that
+-- invoice or a newer one ends dunning.
+ALTER TABLE subscriptions ADD COLUMN dunning_invoice_created BIGINT;
 ALTER TABLE entitlement_changes ADD COLUMN position BIGINT NOT NULL DEFAULT 0;
 
 -- Existing entries keep the order the history showed them in: by time,
