@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use entitlements::Replay;
 
 use std::sync::Arc;
 
@@ -161,19 +162,28 @@ async fn reconcile_command(settings: Settings, org: Option<&str>, dry_run: bool)
 async fn replay(settings: Settings, event_id: &str) -> CommandResult {
     let engine = engine(&settings).await?;
     engine.database().migrate().await?;
-    let receipt = engine
-        .replay(event_id)
-        .await?
-        .ok_or_else(|| format!("no event {event_id} is recorded"))?;
-    println!(
-        "{event_id}: {}{}",
-        receipt.outcome.as_str(),
-        receipt
-            .detail
-            .map(|d| format!(" ({d})"))
-            .unwrap_or_default()
-    );
-    Ok(())
+    match engine.replay(event_id).await? {
+        Replay::UnknownEvent => Err(format!("no event {event_id} is recorded").into()),
+        Replay::NoOrganization => {
+            Err(format!("event {event_id} concerns no organization: nothing to recompute").into())
+        }
+        Replay::Recomputed {
+            org_id,
+            version,
+            change,
+        } => {
+            match change {
+                Some(change) => println!(
+                    "{event_id}: recomputed {org_id}: entitlements {} to version {version}",
+                    change.as_str()
+                ),
+                None => println!(
+                    "{event_id}: recomputed {org_id}: entitlements unchanged at version {version}"
+                ),
+            }
+            Ok(())
+        }
+    }
 }
 
 async fn trigger(settings: Settings, args: TriggerArgs) -> CommandResult {

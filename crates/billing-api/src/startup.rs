@@ -98,6 +98,7 @@ impl Application {
         if applied > 0 {
             tracing::info!(applied, "migrations applied");
         }
+        tokio::spawn(follow_rules(engine.clone()));
         let metrics = Arc::new(Metrics::default());
         let stripe = match settings.stripe.secret_key.expose_secret() {
             "" => None,
@@ -259,6 +260,21 @@ async fn shutdown_signal() -> &'static str {
     tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
+    }
+}
+
+/// Brings every stored answer under the catalog and policy in force, in the
+/// background; reads recompute the organizations it has not reached yet.
+async fn follow_rules(engine: Engine) {
+    match engine.follow_rules().await {
+        Ok(0) => {}
+        Ok(recomputed) => tracing::info!(
+            recomputed,
+            "answers computed again under the rules in force"
+        ),
+        Err(error) => {
+            tracing::error!(%error, "computing answers under the rules in force stopped; reads still do")
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! The plan catalog: which Stripe prices grant which features.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
+
+use sha2::{Digest, Sha256};
 
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +24,7 @@ pub struct PlanConfig {
 }
 
 /// How a plan defines one feature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FeatureSpec {
     /// On or off.
     Flag(bool),
@@ -118,22 +119,28 @@ impl Catalog {
             };
             plans.insert(name.clone(), plan);
         }
-        let mut hasher = std::hash::DefaultHasher::new();
+        // Stored with every answer, so it must not change between builds
+        // (std's hasher may): SHA-256 of a canonical rendering.
+        let mut hasher = Sha256::new();
         for plan in plans.values() {
-            (
-                &plan.name,
-                &plan.prices,
-                &plan.features,
-                default == Some(plan.name.clone()),
-            )
-                .hash(&mut hasher);
+            let rendering = format!(
+                "{:?}|{:?}|{:?}|{}\n",
+                plan.name,
+                plan.prices,
+                plan.features,
+                default.as_deref() == Some(plan.name.as_str())
+            );
+            hasher.update(rendering.as_bytes());
         }
+        let digest = hasher.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
         Ok(Self {
             plans,
             by_price,
             default,
             zeros,
-            fingerprint: hasher.finish(),
+            fingerprint: u64::from_be_bytes(first),
         })
     }
 

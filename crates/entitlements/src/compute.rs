@@ -66,6 +66,9 @@ pub struct Entitlement {
 pub struct Computed {
     /// The organization's entitlement.
     pub entitlement: Entitlement,
+    /// The next moment time alone changes the result (a grace period or a
+    /// canceled subscription's last period ends); always after `now`.
+    pub recheck_at: Option<i64>,
     /// Prices of granting subscriptions that no plan lists.
     pub unknown_prices: Vec<String>,
 }
@@ -84,12 +87,14 @@ pub const TERMINAL_STATUSES: [&str; 2] = ["canceled", "incomplete_expired"];
 fn grant_window(sub: &SubscriptionState, now: i64, policy: Policy) -> Option<Window> {
     match sub.status.as_deref()? {
         "active" | "trialing" => {
-            if sub.cancel_at_period_end && sub.current_period_end.is_some_and(|end| end <= now) {
+            let ends = sub.current_period_end.filter(|_| sub.cancel_at_period_end);
+            if ends.is_some_and(|end| end <= now) {
                 return None;
             }
             Some(Window {
                 until: sub.current_period_end,
                 grace_until: None,
+                ends,
             })
         }
         "past_due" => {
@@ -100,6 +105,7 @@ fn grant_window(sub: &SubscriptionState, now: i64, policy: Policy) -> Option<Win
             (now < grace_until).then_some(Window {
                 until: Some(grace_until),
                 grace_until: Some(grace_until),
+                ends: Some(grace_until),
             })
         }
         _ => None,
@@ -122,6 +128,8 @@ fn weight(features: &Features) -> Weight {
 struct Window {
     until: Option<i64>,
     grace_until: Option<i64>,
+    /// When the subscription stops granting with no further event.
+    ends: Option<i64>,
 }
 
 /// Computes an organization's entitlement from its subscriptions: the merge
@@ -136,6 +144,7 @@ pub fn compute(
     let mut unknown_prices = BTreeSet::new();
     let mut primary: Option<(&SubscriptionState, &str, Window)> = None;
     let mut valid_until: Option<i64> = None;
+    let mut recheck_at: Option<i64> = None;
 
     for sub in subs {
         let Some(window) = grant_window(sub, now, policy) else {
@@ -168,6 +177,9 @@ pub fn compute(
         if let Some(until) = window.until {
             valid_until = Some(valid_until.map_or(until, |v| v.min(until)));
         }
+        if let Some(ends) = window.ends {
+            recheck_at = Some(recheck_at.map_or(ends, |r| r.min(ends)));
+        }
         // The primary subscription is the one paid furthest ahead.
         let better = match &primary {
             None => true,
@@ -195,6 +207,7 @@ pub fn compute(
     };
     Computed {
         entitlement,
+        recheck_at,
         unknown_prices: unknown_prices.into_iter().collect(),
     }
 }
@@ -343,6 +356,21 @@ mod tests {
         assert_eq!(entitlement(std::slice::from_ref(&s)).plan, "pro");
         s.current_period_end = Some(NOW - 1);
         assert_eq!(entitlement(&[s]).plan, "free");
+    }
+
+    #[test]
+    fn only_an_ending_grant_asks_to_be_computed_again() {
+        let mut renewing = sub("sub_a", "active", "price_pro", 1);
+        // Its renewal event is late: the period ended, but it still grants.
+        renewing.current_period_end = Some(NOW - DAY);
+        let computed = compute(&catalog(), std::slice::from_ref(&renewing), NOW, POLICY);
+        assert_eq!(computed.entitlement.plan, "pro");
+        assert_eq!(computed.recheck_at, None);
+        let mut canceled = sub("sub_b", "active", "price_team", 1);
+        canceled.cancel_at_period_end = true;
+        let computed = compute(&catalog(), &[renewing, canceled], NOW, POLICY);
+        assert_eq!(computed.entitlement.valid_until, Some(NOW - DAY));
+        assert_eq!(computed.recheck_at, Some(NOW + 29 * DAY));
     }
 
     #[test]

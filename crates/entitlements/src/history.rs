@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::catalog::{FeatureValue, Features};
 use crate::store::history::{ChangeEntry, EventEntry};
+use crate::store::notes::NoteEntry;
 
 pub use crate::store::history::Cursor;
 
@@ -55,6 +56,17 @@ pub enum HistoryEntry {
         #[schema(value_type = std::collections::HashMap<String, FeatureValue>)]
         features: Features,
     },
+    /// Something an operator did, such as a replay.
+    Note {
+        /// When.
+        at: Option<DateTime<Utc>>,
+        /// What: `replay`.
+        action: String,
+        /// The event it concerned.
+        event_id: Option<String>,
+        /// What came of it.
+        detail: String,
+    },
 }
 
 impl HistoryEntry {
@@ -85,6 +97,18 @@ impl HistoryEntry {
     }
 }
 
+impl HistoryEntry {
+    pub(crate) fn from_note(n: NoteEntry) -> (Cursor, Self) {
+        let entry = HistoryEntry::Note {
+            at: DateTime::from_timestamp(n.noted_at, 0),
+            action: n.action,
+            event_id: n.event_id,
+            detail: n.detail,
+        };
+        (Cursor(n.position), entry)
+    }
+}
+
 impl Cursor {
     /// The cursor as an opaque token for URLs.
     pub fn encode(&self) -> String {
@@ -100,13 +124,10 @@ impl Cursor {
     }
 }
 
-/// Merges two newest-first lists into one page of at most `limit`.
-pub(crate) fn merge_page(
-    events: Vec<(Cursor, HistoryEntry)>,
-    changes: Vec<(Cursor, HistoryEntry)>,
-    limit: usize,
-) -> HistoryPage {
-    let mut all: Vec<(Cursor, HistoryEntry)> = events.into_iter().chain(changes).collect();
+/// Merges newest-first lists, each of up to `limit + 1` entries, into one
+/// page of at most `limit`.
+pub(crate) fn merge_page(lists: Vec<Vec<(Cursor, HistoryEntry)>>, limit: usize) -> HistoryPage {
+    let mut all: Vec<(Cursor, HistoryEntry)> = lists.into_iter().flatten().collect();
     all.sort_by_key(|(cursor, _)| std::cmp::Reverse(cursor.0));
     let more = all.len() > limit;
     all.truncate(limit);
@@ -151,17 +172,20 @@ mod tests {
     fn pages_merge_by_position_newest_first() {
         let events = vec![entry(6), entry(3), entry(2)];
         let changes = vec![entry(5), entry(4), entry(1)];
-        let page = merge_page(events, changes, 4);
+        let page = merge_page(vec![events, changes], 4);
         let ids: Vec<String> = page
             .entries
             .iter()
             .map(|e| match e {
                 HistoryEntry::Event { event_id, .. } => event_id.clone(),
-                HistoryEntry::EntitlementChange { .. } => unreachable!(),
+                _ => unreachable!(),
             })
             .collect();
         assert_eq!(ids, ["evt_6", "evt_5", "evt_4", "evt_3"]);
         assert_eq!(page.next, Some(Cursor(3)));
-        assert_eq!(merge_page(vec![entry(2)], vec![entry(1)], 2).next, None);
+        assert_eq!(
+            merge_page(vec![vec![entry(2)], vec![entry(1)]], 2).next,
+            None
+        );
     }
 }

@@ -21,7 +21,7 @@ pub use compute::Policy;
 pub use counters::Counters;
 pub use db::{Backend, Database, DatabaseOptions};
 pub use engine::{
-    Engine, Fresh, HANDLED_EVENTS, Refetched, SUBSCRIPTION_EVENTS, needs_subscription,
+    Engine, Fresh, HANDLED_EVENTS, Refetched, Replay, SUBSCRIPTION_EVENTS, needs_subscription,
 };
 pub use error::Error;
 pub use event::Event;

@@ -109,6 +109,17 @@ pub enum Change {
     Changed,
 }
 
+impl Change {
+    /// The change as a word: `granted`, `revoked` or `changed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Granted => "granted",
+            Change::Revoked => "revoked",
+            Change::Changed => "changed",
+        }
+    }
+}
+
 /// The result of receiving an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {

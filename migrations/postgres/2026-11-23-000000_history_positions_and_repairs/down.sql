@@ -1,3 +1,6 @@
+DROP TABLE history_notes;
+ALTER TABLE entitlements DROP COLUMN recheck_at;
+ALTER TABLE entitlements DROP COLUMN rules;
 DROP INDEX entitlement_changes_org_position;
 DROP INDEX webhook_events_org_position;
 CREATE INDEX webhook_events_org_id ON webhook_events (org_id, received_at);

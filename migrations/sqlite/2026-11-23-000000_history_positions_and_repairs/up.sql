@@ -11,6 +11,22 @@ ALTER TABLE webhook_events ADD COLUMN position BIGINT;
 -- invoice or a newer one ends dunning.
 ALTER TABLE subscriptions ADD COLUMN dunning_invoice_created BIGINT;
 ALTER TABLE entitlement_changes ADD COLUMN position BIGINT NOT NULL DEFAULT 0;
+-- The rules (catalog and policy) an answer was computed under, and when it
+-- must be computed again because time alone changes it (a grace period or
+-- a canceled subscription's last period ends). NULL: compute again.
+ALTER TABLE entitlements ADD COLUMN rules TEXT;
+ALTER TABLE entitlements ADD COLUMN recheck_at BIGINT;
+
+-- What operators did to an organization (a replay), in its history.
+CREATE TABLE history_notes (
+    org_id TEXT NOT NULL REFERENCES organizations (id),
+    position BIGINT NOT NULL,
+    action TEXT NOT NULL,
+    event_id TEXT,
+    detail TEXT NOT NULL,
+    noted_at BIGINT NOT NULL,
+    PRIMARY KEY (org_id, position)
+);
 
 -- Existing entries keep the order the history showed them in: by time,
 -- events before the changes of the same second.

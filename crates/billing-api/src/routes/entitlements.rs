@@ -83,23 +83,20 @@ pub(crate) async fn feature(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (org_id, feature) = path.into_inner();
-    if !state
+    let Some(zero) = state
         .engine
         .catalog()
         .zero_features()
-        .contains_key(&feature)
-    {
+        .get(&feature)
+        .copied()
+    else {
         return Err(ApiError::NotFound {
             code: "unknown_feature",
             message: format!("no plan defines a feature named {feature:?}"),
         });
-    }
+    };
     let view = current(&state, &org_id).await?;
-    let value = view
-        .features
-        .get(&feature)
-        .copied()
-        .unwrap_or(FeatureValue::Flag(false));
+    let value = view.features.get(&feature).copied().unwrap_or(zero);
     Ok(HttpResponse::Ok().json(FeatureAnswer {
         org_id: &org_id,
         feature: &feature,

@@ -69,3 +69,84 @@ on_both_backends! {
         assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")));
     }
 }
+
+/// Development settings with `pro` granting 250 projects and a new feature,
+/// and `free` granting 5 projects.
+fn new_catalog(settings: &mut billing_api::settings::Settings) {
+    let pro = settings.plans.get_mut("pro").unwrap();
+    pro.features.insert("projects".into(), json!(250));
+    pro.features.insert("exports".into(), json!(true));
+    let free = settings.plans.get_mut("free").unwrap();
+    free.features.insert("projects".into(), json!(5));
+}
+
+async fn feature(app: &TestApp, org: &str, name: &str) -> serde_json::Value {
+    let path = format!("/v1/entitlements/{org}/features/{name}");
+    json_of(app.get(&path, Some(READ_TOKEN)).await).await.1["value"].clone()
+}
+
+on_both_backends! {
+    async fn stored_answers_follow_the_catalog_in_force_after_a_restart(backend) {
+        let app = TestApp::spawn(backend).await;
+        let t = now();
+        app.deliver(&app.event("customer.subscription.created", "acme", t)).await;
+        app.deliver(&app.event("customer.subscription.created", "gone", t)).await;
+        app.deliver(&app.event("customer.subscription.deleted", "gone", t + 1)).await;
+        assert_eq!(app.get_entitlements("gone").await.1["features"]["projects"], 3);
+
+        let app = app.restart_with(new_catalog).await;
+        let acme = app.get_entitlements("acme").await.1;
+        assert_eq!(acme["features"], json!({"exports": true, "projects": 250, "seats": 1, "sso": true}));
+        assert_eq!(acme["version"], 2);
+        assert_eq!(feature(&app, "acme", "projects").await, 250);
+        assert_eq!(feature(&app, "acme", "exports").await, true);
+        let gone = app.get_entitlements("gone").await.1;
+        assert_eq!((gone["plan"].as_str(), gone["features"]["projects"].as_i64()), (Some("free"), Some(5)));
+        assert_eq!(gone["features"]["exports"], false);
+        assert_eq!(feature(&app, "gone", "exports").await, false);
+        assert_eq!(app.get_entitlements("never-seen").await.1["features"]["projects"], 5);
+        // Read again: computed once, not at every read.
+        assert_eq!(app.get_entitlements("acme").await.1["version"], 2);
+    }
+
+    async fn a_restart_recomputes_stored_answers_without_a_read(backend) {
+        let app = TestApp::spawn(backend).await;
+        app.deliver(&app.event("customer.subscription.created", "acme", now())).await;
+        let app = app.restart_with(new_catalog).await;
+        // The history route reads no answer: the change comes from start-up.
+        let mut versions = Vec::new();
+        for _ in 0..50 {
+            let history = json_of(app.get("/v1/orgs/acme/history", Some(crate::helpers::ADMIN_TOKEN)).await).await.1;
+            versions = history["entries"].as_array().unwrap().iter()
+                .filter_map(|e| e["version"].as_i64()).collect();
+            if versions.len() == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(versions, [2, 1]);
+    }
+
+    async fn a_settled_answer_is_read_without_a_write(backend) {
+        let app = TestApp::spawn(backend).await;
+        let t = now();
+        // One subscription still grants after its period ended (its renewal
+        // event is late); another is canceled at the end of a later period.
+        let mut renewing = app.event("customer.subscription.created", "acme", t - 40 * 86_400);
+        renewing["data"]["object"]["id"] = json!("sub_renewing");
+        renewing["data"]["object"]["items"]["data"][0]["id"] = json!("si_renewing");
+        let mut canceling = app.event("customer.subscription.created", "acme", t);
+        canceling["data"]["object"]["cancel_at_period_end"] = json!(true);
+        app.deliver(&renewing).await;
+        app.deliver(&canceling).await;
+        let first = app.get_entitlements("acme").await.1;
+        assert_eq!(first["plan"], "pro");
+
+        // While another writer holds acme's lock, a read still answers.
+        let holder = app.db.hold_org_lock("acme").await;
+        let read = tokio::time::timeout(std::time::Duration::from_secs(3), app.get_entitlements("acme")).await;
+        holder.release().await;
+        let (status, body) = read.expect("the read waited for a write lock");
+        assert_eq!((status, body["version"].clone()), (200, first["version"].clone()));
+    }
+}

@@ -89,7 +89,17 @@ impl TestApp {
 
     /// The app with settings changed by `configure`.
     pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
-        let db = TestDb::create(backend).await;
+        Self::spawn_on(TestDb::create(backend).await, configure).await
+    }
+
+    /// Another instance on this app's database, as after a restart with
+    /// the development settings changed by `configure` (this one keeps
+    /// serving, unused).
+    pub async fn restart_with(self, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::spawn_on(self.db, configure).await
+    }
+
+    async fn spawn_on(db: TestDb, configure: impl FnOnce(&mut Settings)) -> TestApp {
         let mut settings = default_settings();
         settings.server.host = "127.0.0.1".into();
         settings.server.port = 0;

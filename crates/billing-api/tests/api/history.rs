@@ -88,30 +88,49 @@ on_both_backends! {
         assert_eq!(page(&app, "").await["entries"], json!([]));
     }
 
-    async fn replay_applies_a_stored_event_after_the_catalog_learns_its_price(backend) {
+    async fn replay_recomputes_the_events_organization_and_keeps_its_outcome(backend) {
         let app = TestApp::spawn(backend).await;
         let mut created = app.event("customer.subscription.created", "acme", now());
         created["data"]["object"]["items"]["data"][0]["price"]["id"] = json!("price_pro_2027");
         let event_id = created["id"].as_str().unwrap().to_owned();
-        app.deliver(&created).await;
+        assert_eq!(app.deliver(&created).await.1["outcome"], "applied");
         assert_eq!(app.get_entitlements("acme").await.1["plan"], "free");
 
+        // The operator adds the price to the catalog and replays the event.
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("catalog.toml");
         std::fs::write(&config, "[plans.pro]\nprices = [\"price_pro_monthly\", \"price_pro_2027\"]\n").unwrap();
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_billing-api"))
-            .args(["--config", config.to_str().unwrap(), "replay", &event_id])
+        let replay = |event: &str| std::process::Command::new(env!("CARGO_BIN_EXE_billing-api"))
+            .args(["--config", config.to_str().unwrap(), "replay", event])
             .env("DATABASE_URL", &app.db.url)
             .current_dir(dir.path())
             .output()
             .unwrap();
+        let output = replay(&event_id);
         let text = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success() && text.contains("applied"), "{text}{}", String::from_utf8_lossy(&output.stderr));
-        let body = app.get_entitlements("acme").await.1;
-        assert_eq!((body["plan"].as_str(), body["version"].as_i64()), (Some("pro"), Some(1)));
+        assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(text.trim(), format!("{event_id}: recomputed acme: entitlements granted to version 1"));
+        let again = replay(&event_id);
+        assert!(String::from_utf8_lossy(&again.stdout).contains("entitlements unchanged at version 1"));
 
-        let missing = std::process::Command::new(env!("CARGO_BIN_EXE_billing-api"))
-            .args(["replay", "evt_nope"]).env("DATABASE_URL", &app.db.url).current_dir(dir.path()).output().unwrap();
+        let entries = page(&app, "").await["entries"].as_array().unwrap().clone();
+        let kinds: Vec<&str> = entries.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["note", "note", "entitlement_change", "event"], "{entries:?}");
+        assert_eq!((entries[1]["action"].as_str(), entries[1]["event_id"].as_str()), (Some("replay"), Some(event_id.as_str())));
+        assert_eq!(entries[1]["detail"], "entitlements granted to version 1");
+        assert_eq!(entries[2]["version"], 1);
+        // The event keeps the outcome it was recorded with.
+        assert_eq!(entries[3]["outcome"], "applied");
+        assert!(entries[3]["detail"].as_str().unwrap().contains("price_pro_2027"), "{entries:?}");
+
+        let missing = replay("evt_nope");
         assert!(!missing.status.success());
+        let mut unlinked = app.event("invoice.paid", "nobody", now());
+        unlinked["data"]["object"]["customer"] = json!("cus_unknown");
+        unlinked["data"]["object"]["subscription"] = json!("sub_unknown");
+        assert_eq!(app.deliver(&unlinked).await.1["outcome"], "unlinked");
+        let nothing = replay(unlinked["id"].as_str().unwrap());
+        assert!(!nothing.status.success());
+        assert!(String::from_utf8_lossy(&nothing.stderr).contains("concerns no organization"));
     }
 }

@@ -52,6 +52,19 @@ diesel::table! {
         valid_until -> Nullable<BigInt>,
         version -> BigInt,
         updated_at -> BigInt,
+        rules -> Nullable<Text>,
+        recheck_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    history_notes (org_id, position) {
+        org_id -> Text,
+        position -> BigInt,
+        action -> Text,
+        event_id -> Nullable<Text>,
+        detail -> Text,
+        noted_at -> BigInt,
     }
 }
 
@@ -94,4 +107,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     entitlements,
     webhook_events,
     entitlement_changes,
+    history_notes,
 );

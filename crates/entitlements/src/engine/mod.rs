@@ -17,7 +17,7 @@ use crate::history::{Cursor, HistoryEntry, HistoryPage, merge_page};
 use crate::receipt::{Change, Delivery, Outcome, Receipt};
 use crate::store::events::Placement;
 use crate::store::materialized::EntitlementRow;
-use crate::store::{events, history, materialized, organizations, subscriptions};
+use crate::store::{events, history, materialized, notes, organizations, subscriptions};
 use crate::view::EntitlementView;
 
 pub use apply::{HANDLED_EVENTS, SUBSCRIPTION_EVENTS, needs_subscription};
@@ -49,6 +49,9 @@ pub struct Engine {
     db: Database,
     catalog: Arc<Catalog>,
     policy: Policy,
+    /// The catalog's fingerprint and the policy: stored with every answer,
+    /// so that an answer computed under other rules is computed again.
+    rules: Arc<str>,
     livemode: bool,
     counters: Arc<Counters>,
 }
@@ -56,10 +59,16 @@ pub struct Engine {
 impl Engine {
     /// An engine applying events of the given mode (live or test).
     pub fn new(db: Database, catalog: Arc<Catalog>, policy: Policy, livemode: bool) -> Self {
+        let rules = format!(
+            "{:016x}-grace{}",
+            catalog.fingerprint(),
+            policy.past_due_grace_secs
+        );
         Self {
             db,
             catalog,
             policy,
+            rules: rules.into(),
             livemode,
             counters: Arc::default(),
         }
@@ -102,7 +111,7 @@ impl Engine {
                     }
                     None => self.apply(conn, event, None, now).await?,
                 };
-                record(conn, &event.id, &receipt, true).await?;
+                record(conn, &event.id, &receipt).await?;
                 Ok(Delivery::Recorded(receipt))
             })
             .await?;
@@ -119,29 +128,67 @@ impl Engine {
         events::exists(&mut pooled.conn(), event_id).await
     }
 
-    /// Applies a recorded event again through the same code path, for
-    /// example after a missing price was added to the catalog. `None` when
-    /// no event has that id.
+    /// Recomputes the organization a recorded event concerns from what is
+    /// stored (its subscriptions, under the catalog in force), for example
+    /// after a missing price was added to the catalog. The event keeps its
+    /// outcome; the replay is a note of its own in the history.
     #[tracing::instrument(skip_all, fields(event_id = %event_id))]
-    pub async fn replay(&self, event_id: &str) -> Result<Option<Receipt>, Error> {
+    pub async fn replay(&self, event_id: &str) -> Result<Replay, Error> {
         let now = now();
-        let receipt = self
+        let replay = self
             .write(async |conn| {
-                let Some((payload, position)) = events::payload_of(conn, event_id).await? else {
-                    return Ok(None);
+                let org_id = match events::org_of(conn, event_id).await? {
+                    None => return Ok(Replay::UnknownEvent),
+                    Some(None) => return Ok(Replay::NoOrganization),
+                    Some(Some(org_id)) => org_id,
                 };
-                let event =
-                    Event::parse(payload.as_bytes()).map_err(|e| Error::Corrupt(e.to_string()))?;
-                let receipt = self.apply(conn, &event, None, now).await?;
-                // A replayed event keeps its place in the history.
-                record(conn, event_id, &receipt, position.is_none()).await?;
-                Ok(Some(receipt))
+                let now = organizations::lock(conn, &org_id, now).await?;
+                let recomputed = self.recompute(conn, &org_id, Some(event_id), now).await?;
+                let detail = match recomputed.change {
+                    None => format!("entitlements unchanged at version {}", recomputed.version),
+                    Some(change) => format!(
+                        "entitlements {} to version {}",
+                        change.as_str(),
+                        recomputed.version
+                    ),
+                };
+                notes::add(conn, &org_id, "replay", Some(event_id), &detail, now).await?;
+                Ok(Replay::Recomputed {
+                    org_id,
+                    version: recomputed.version,
+                    change: recomputed.change,
+                })
             })
             .await?;
-        if let Some(receipt) = &receipt {
-            self.observe(receipt);
+        Ok(replay)
+    }
+
+    /// Computes again, under the rules in force, every stored answer that
+    /// was computed under other rules (after the catalog or the grace
+    /// period changed), a batch at a time; returns how many. Reads do the
+    /// same lazily for an organization this has not reached yet.
+    pub async fn follow_rules(&self) -> Result<usize, Error> {
+        const BATCH: i64 = 100;
+        let mut done = 0;
+        loop {
+            let orgs = {
+                let mut pooled = self.db.get().await?;
+                materialized::computed_under_other_rules(&mut pooled.conn(), &self.rules, BATCH)
+                    .await?
+            };
+            if orgs.is_empty() {
+                return Ok(done);
+            }
+            for org_id in &orgs {
+                let now = now();
+                self.write(async |conn| {
+                    let now = organizations::lock(conn, org_id, now).await?;
+                    self.recompute(conn, org_id, None, now).await
+                })
+                .await?;
+            }
+            done += orgs.len();
         }
-        Ok(receipt)
     }
 
     /// Runs `work` in a write transaction on one pooled connection.
@@ -213,7 +260,9 @@ impl Engine {
     }
 
     /// Recomputes the organization's entitlements from its subscriptions and
-    /// stores them, with a new version and a history row, if they changed.
+    /// stores them, with a new version and a history row, if they changed;
+    /// an unchanged answer records the rules it was computed under and when
+    /// to compute it again. The caller holds the organization's lock.
     async fn recompute(
         &self,
         conn: &mut Conn<'_>,
@@ -235,11 +284,22 @@ impl Engine {
             (true, false) => Some(Change::Revoked),
             _ => Some(Change::Changed),
         };
-        if change.is_some() {
-            let row = EntitlementRow::new(org_id, &computed.entitlement, version + 1, now)?;
-            materialized::save_change(conn, &row, event_id).await?;
-            self.counters.entitlement_change();
-        }
+        let version = match (change, &current) {
+            (Some(_), _) => {
+                let row = EntitlementRow::new(org_id, &computed, version + 1, now, &self.rules)?;
+                materialized::save_change(conn, &row, event_id).await?;
+                self.counters.entitlement_change();
+                version + 1
+            }
+            (None, Some(row))
+                if row.rules.as_deref() != Some(&*self.rules)
+                    || row.recheck_at != computed.recheck_at =>
+            {
+                materialized::settle(conn, org_id, &self.rules, computed.recheck_at).await?;
+                version
+            }
+            (None, _) => version,
+        };
         if !computed.unknown_prices.is_empty() {
             self.counters.unknown_prices();
             tracing::warn!(org_id, prices = ?computed.unknown_prices, "prices in no plan grant nothing");
@@ -247,13 +307,15 @@ impl Engine {
         Ok(Recomputed {
             unknown_prices: computed.unknown_prices,
             change,
+            version,
         })
     }
 
     /// The organization's current entitlements: the stored ones, or the
     /// default plan at version 0 for an organization no event concerned.
-    /// An answer that lapsed with time (a grace period or a canceled
-    /// period that ended) is recomputed and stored as a new version.
+    /// An answer computed under other rules (the catalog changed) or that
+    /// time alone changed (a grace period or a canceled period ended) is
+    /// recomputed first, and stored as a new version if it changed.
     #[tracing::instrument(skip_all, fields(org_id = %org_id))]
     pub async fn entitlements(&self, org_id: &str) -> Result<EntitlementView, Error> {
         let now = now();
@@ -262,7 +324,7 @@ impl Engine {
             materialized::get(&mut pooled.conn(), org_id).await?
         };
         let row = match row {
-            Some(row) if row.lapsed(now) => {
+            Some(row) if row.due(now, &self.rules) => {
                 self.write(async |conn| {
                     let now = organizations::lock(conn, org_id, now).await?;
                     self.recompute(conn, org_id, None, now).await?;
@@ -297,12 +359,14 @@ impl Engine {
         let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
         let events = history::events_before(&mut conn, org_id, before, fetch).await?;
         let changes = history::changes_before(&mut conn, org_id, before, fetch).await?;
+        let notes = notes::before(&mut conn, org_id, before, fetch).await?;
         let events = events.into_iter().map(HistoryEntry::from_event).collect();
         let changes = changes
             .into_iter()
             .map(HistoryEntry::from_change)
             .collect::<Result<_, _>>()?;
-        Ok(merge_page(events, changes, limit))
+        let notes = notes.into_iter().map(HistoryEntry::from_note).collect();
+        Ok(merge_page(vec![events, changes, notes], limit))
     }
 
     /// The Stripe customer stored for the organization.
@@ -338,16 +402,11 @@ impl Engine {
     }
 }
 
-/// Stores what applying an event did. With `place`, an event that concerns
-/// an organization takes the organization's next history position and is
+/// Stores what applying an event did. An event that concerns an
+/// organization takes the organization's next history position and is
 /// stamped with the time read once that lock is held.
-async fn record(
-    conn: &mut Conn<'_>,
-    event_id: &str,
-    receipt: &Receipt,
-    place: bool,
-) -> Result<(), Error> {
-    let placement = match receipt.org_id.as_deref().filter(|_| place) {
+async fn record(conn: &mut Conn<'_>, event_id: &str, receipt: &Receipt) -> Result<(), Error> {
+    let placement = match receipt.org_id.as_deref() {
         Some(org_id) => {
             let position = organizations::next_position(conn, org_id, now()).await?;
             Some(Placement {
@@ -364,6 +423,27 @@ async fn record(
 pub(crate) struct Recomputed {
     unknown_prices: Vec<String>,
     change: Option<Change>,
+    /// The version in force afterwards.
+    version: i64,
+}
+
+/// What [`Engine::replay`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replay {
+    /// No event has that id.
+    UnknownEvent,
+    /// The event concerns no organization (it is `unlinked` or `invalid`),
+    /// so there is nothing to recompute.
+    NoOrganization,
+    /// The event's organization was recomputed.
+    Recomputed {
+        /// The organization.
+        org_id: String,
+        /// Its version afterwards.
+        version: i64,
+        /// How its entitlements moved, if they did.
+        change: Option<Change>,
+    },
 }
 
 /// Completes a receipt with what recomputing its organization found: how

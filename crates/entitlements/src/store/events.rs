@@ -86,15 +86,10 @@ pub(crate) async fn record_outcome(
     Ok(())
 }
 
-/// The raw payload of a recorded event and its history position, if it
-/// has one.
-pub(crate) async fn payload_of(
-    conn: &mut Conn<'_>,
-    id: &str,
-) -> Result<Option<(String, Option<i64>)>, Error> {
-    let query = events::table
-        .find(id)
-        .select((events::payload, events::position));
+/// The organization a recorded event concerns: `None` when no event has
+/// this id, `Some(None)` when it concerns none.
+pub(crate) async fn org_of(conn: &mut Conn<'_>, id: &str) -> Result<Option<Option<String>>, Error> {
+    let query = events::table.find(id).select(events::org_id);
     Ok(run!(conn, |c| query.first(c).await.optional())?)
 }
 

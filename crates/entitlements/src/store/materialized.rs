@@ -5,7 +5,7 @@ use diesel_async::RunQueryDsl;
 
 use crate::Error;
 use crate::catalog::Features;
-use crate::compute::Entitlement;
+use crate::compute::{Computed, Entitlement};
 use crate::db::schema::{entitlement_changes as changes, entitlements as ents};
 use crate::db::{Conn, run};
 use crate::store::organizations;
@@ -25,15 +25,19 @@ pub(crate) struct EntitlementRow {
     pub valid_until: Option<i64>,
     pub version: i64,
     pub updated_at: i64,
+    pub rules: Option<String>,
+    pub recheck_at: Option<i64>,
 }
 
 impl EntitlementRow {
     pub(crate) fn new(
         org_id: &str,
-        e: &Entitlement,
+        computed: &Computed,
         version: i64,
         now: i64,
+        rules: &str,
     ) -> Result<Self, Error> {
+        let e = &computed.entitlement;
         Ok(Self {
             org_id: org_id.to_owned(),
             plan: e.plan.clone(),
@@ -46,14 +50,17 @@ impl EntitlementRow {
             valid_until: e.valid_until,
             version,
             updated_at: now,
+            rules: Some(rules.to_owned()),
+            recheck_at: computed.recheck_at,
         })
     }
 
-    /// Whether the answer has run out with time alone: a grace period or a
-    /// canceled subscription's last period ended and no event said so.
-    pub(crate) fn lapsed(&self, now: i64) -> bool {
-        (self.grace_until.is_some() || self.cancel_at_period_end)
-            && self.valid_until.is_some_and(|until| until <= now)
+    /// Whether the stored answer must be computed again before it is
+    /// served: it was computed under other rules (the catalog or the
+    /// policy changed), or time alone has changed it since (a grace period
+    /// or a canceled subscription's last period ended and no event said so).
+    pub(crate) fn due(&self, now: i64, rules: &str) -> bool {
+        self.rules.as_deref() != Some(rules) || self.recheck_at.is_some_and(|at| at <= now)
     }
 
     pub(crate) fn entitlement(&self) -> Result<Entitlement, Error> {
@@ -78,6 +85,35 @@ pub(crate) async fn get(
 ) -> Result<Option<EntitlementRow>, Error> {
     let query = ents::table.find(org_id).select(ents::all_columns);
     Ok(run!(conn, |c| query.first(c).await.optional())?)
+}
+
+/// Records that the organization's unchanged answer was computed under
+/// `rules` and holds until `recheck_at`.
+pub(crate) async fn settle(
+    conn: &mut Conn<'_>,
+    org_id: &str,
+    rules: &str,
+    recheck_at: Option<i64>,
+) -> Result<(), Error> {
+    let query = diesel::update(ents::table.find(org_id))
+        .set((ents::rules.eq(rules), ents::recheck_at.eq(recheck_at)));
+    run!(conn, |c| query.execute(c).await)?;
+    Ok(())
+}
+
+/// Up to `limit` organizations whose stored answer was computed under
+/// other rules than `rules`.
+pub(crate) async fn computed_under_other_rules(
+    conn: &mut Conn<'_>,
+    rules: &str,
+    limit: i64,
+) -> Result<Vec<String>, Error> {
+    let query = ents::table
+        .filter(ents::rules.is_null().or(ents::rules.ne(rules)))
+        .select(ents::org_id)
+        .order(ents::org_id)
+        .limit(limit);
+    Ok(run!(conn, |c| query.load(c).await)?)
 }
 
 /// Stores the row and a history entry naming the event that caused it, at

@@ -6,5 +6,6 @@
 pub(crate) mod events;
 pub(crate) mod history;
 pub(crate) mod materialized;
+pub(crate) mod notes;
 pub(crate) mod organizations;
 pub(crate) mod subscriptions;
