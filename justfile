@@ -14,6 +14,11 @@ test:
 test-postgres:
     TEST_DATABASE_URL={{pg_url}} cargo test --workspace
 
+# Run schemathesis against the service on both backends (installs it into a
+# virtual environment first); SCHEMATHESIS_SEED and SCHEMATHESIS_EXAMPLES explore further.
+fuzz:
+    SCHEMATHESIS=$(bash .ci/schemathesis) TEST_DATABASE_URL={{pg_url}} cargo test --test api schema_fuzz -- --nocapture
+
 # Formatting and lints, as CI checks them.
 lint:
     cargo fmt --all -- --check

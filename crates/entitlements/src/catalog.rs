@@ -149,6 +149,11 @@ impl Catalog {
         self.plans.get(name)
     }
 
+    /// Every plan, by name.
+    pub fn plans(&self) -> impl Iterator<Item = &Plan> {
+        self.plans.values()
+    }
+
     /// The plan a Stripe price buys.
     pub fn plan_for_price(&self, price: &str) -> Option<&Plan> {
         self.by_price

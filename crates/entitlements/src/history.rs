@@ -109,18 +109,24 @@ impl HistoryEntry {
     }
 }
 
+/// The most digits a cursor has (positions stay far below 10^18).
+pub const CURSOR_DIGITS: usize = 18;
+
 impl Cursor {
     /// The cursor as an opaque token for URLs.
     pub fn encode(&self) -> String {
         self.0.to_string()
     }
 
-    /// Reads a token made by [`Cursor::encode`].
+    /// Reads a token made by [`Cursor::encode`]: up to [`CURSOR_DIGITS`]
+    /// digits, the first not 0.
     pub fn decode(token: &str) -> Option<Self> {
-        match token.parse() {
-            Ok(position) if position > 0 && !token.starts_with('+') => Some(Cursor(position)),
-            _ => None,
-        }
+        let well_formed = (1..=CURSOR_DIGITS).contains(&token.len())
+            && !token.starts_with('0')
+            && token.bytes().all(|b| b.is_ascii_digit());
+        well_formed
+            .then(|| token.parse().ok().map(Cursor))
+            .flatten()
     }
 }
 
@@ -148,10 +154,19 @@ mod tests {
 
     #[test]
     fn cursors_round_trip() {
-        for cursor in [Cursor(1), Cursor(42), Cursor(i64::MAX)] {
+        for cursor in [Cursor(1), Cursor(42), Cursor(999_999_999_999_999_999)] {
             assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
         }
-        for junk in ["", "x", "0", "-3", "+5", "5.c.1", "99999999999999999999"] {
+        for junk in [
+            "",
+            "x",
+            "0",
+            "07",
+            "-3",
+            "+5",
+            "5.c.1",
+            "1000000000000000000",
+        ] {
             assert_eq!(Cursor::decode(junk), None, "{junk}");
         }
     }

@@ -15,8 +15,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     super::mount(cfg, "/v1/checkout/sessions", Method::POST, create);
 }
 
-const MAX_QUANTITY: u64 = 10_000;
-const MAX_TRIAL_DAYS: u32 = 730;
+pub(crate) const MAX_QUANTITY: u64 = 10_000;
+pub(crate) const MAX_TRIAL_DAYS: u32 = 730;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -24,10 +24,12 @@ pub(crate) struct CheckoutRequest {
     org_id: String,
     plan: Option<String>,
     price_id: Option<String>,
+    #[serde(default, deserialize_with = "whole_number")]
     quantity: Option<u64>,
     customer_email: Option<String>,
     success_url: Option<String>,
     cancel_url: Option<String>,
+    #[serde(default, deserialize_with = "whole_number")]
     trial_days: Option<u32>,
     allow_promotion_codes: Option<bool>,
 }
@@ -50,7 +52,7 @@ pub(crate) struct CheckoutResponse {
         (status = 404, description = "Unknown plan or price", body = ErrorBody),
         (status = 409, description = "The organization already has a granting subscription", body = ErrorBody),
         (status = 502, description = "Stripe refused or failed; the message carries its request id", body = ErrorBody),
-        (status = 503, description = "Stripe is not configured", body = ErrorBody),
+        (status = 503, description = "Stripe is not configured, or storage is unavailable; retry later", body = ErrorBody),
     ))]
 #[tracing::instrument(skip_all, fields(org_id = %body.org_id))]
 pub(crate) async fn create(
@@ -78,7 +80,7 @@ pub(crate) async fn create(
     if req
         .customer_email
         .as_deref()
-        .is_some_and(|e| !e.contains('@') || e.len() > 512)
+        .is_some_and(|e| !e.contains('@') || e.chars().count() > 512)
     {
         return Err(ApiError::InvalidRequest(
             "customer_email: not an email address".into(),
@@ -168,28 +170,48 @@ async fn create_customer(
         .await
 }
 
+/// A count, which JSON may write as `3` or `3.0` (both are integers to JSON
+/// Schema); a fraction or a negative number is refused.
+fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=u32::MAX.into()).contains(f))
+            .map(|f| f as u64)
+    });
+    whole
+        .and_then(|n| T::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("expected a whole number in range, got {number}")))
+}
+
 /// The plan and price to buy: `plan` (its first price) or `price_id`
-/// (which must belong to a plan, and to `plan` when both are given).
+/// (which must belong to a plan), exactly one of the two.
 fn resolve_price(state: &AppState, req: &CheckoutRequest) -> Result<(String, String), ApiError> {
     let catalog = state.engine.catalog();
     match (&req.plan, &req.price_id) {
         (None, None) => Err(ApiError::InvalidRequest(
             "plan: either plan or price_id is required".into(),
         )),
-        (plan, Some(price)) => {
+        (Some(_), Some(_)) => Err(ApiError::InvalidRequest(
+            "price_id: give either plan or price_id, not both".into(),
+        )),
+        (None, Some(price)) => {
             let owner = catalog
                 .plan_for_price(price)
                 .ok_or_else(|| ApiError::NotFound {
                     code: "unknown_price",
                     message: format!("price_id: {price:?} belongs to no plan"),
                 })?;
-            match plan {
-                Some(plan) if *plan != owner.name => Err(ApiError::InvalidRequest(format!(
-                    "price_id: {price:?} belongs to plan {:?}, not {plan:?}",
-                    owner.name
-                ))),
-                _ => Ok((owner.name.clone(), price.clone())),
-            }
+            Ok((owner.name.clone(), price.clone()))
         }
         (Some(plan), None) => {
             let found = catalog.plan(plan).ok_or_else(|| ApiError::NotFound {

@@ -34,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         (status = 401, description = "No or unknown bearer token", body = ErrorBody),
         (status = 403, description = "The token lacks the scope", body = ErrorBody),
         (status = 404, description = "Nothing grants and the catalog has no default plan", body = ErrorBody),
+        (status = 503, description = "Storage unavailable; retry later", body = ErrorBody),
     ))]
 #[tracing::instrument(skip_all, fields(org_id = %path))]
 pub(crate) async fn get(
@@ -74,7 +75,9 @@ pub(crate) struct FeatureAnswer<'a> {
         (status = 200, description = "The value", body = FeatureAnswer),
         (status = 401, description = "No or unknown bearer token", body = ErrorBody),
         (status = 403, description = "The token lacks the scope", body = ErrorBody),
-        (status = 404, description = "No plan defines the feature", body = ErrorBody),
+        (status = 400, description = "Invalid organization id", body = ErrorBody),
+        (status = 404, description = "No plan defines the feature, or nothing grants and the catalog has no default plan", body = ErrorBody),
+        (status = 503, description = "Storage unavailable; retry later", body = ErrorBody),
     ))]
 #[tracing::instrument(skip_all, fields(org_id = %path.0, feature = %path.1))]
 pub(crate) async fn feature(

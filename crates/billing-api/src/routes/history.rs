@@ -17,7 +17,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 const DEFAULT_LIMIT: usize = 50;
-const MAX_LIMIT: usize = 200;
+pub(crate) const MAX_LIMIT: usize = 200;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,7 +43,8 @@ pub(crate) struct HistoryAnswer<'a> {
     ),
     responses(
         (status = 200, description = "One page", body = HistoryAnswer),
-        (status = 400, description = "Invalid limit or cursor", body = ErrorBody),
+        (status = 400, description = "Invalid organization id, limit or cursor", body = ErrorBody),
+        (status = 503, description = "Storage unavailable; retry later", body = ErrorBody),
         (status = 401, description = "No or unknown bearer token", body = ErrorBody),
         (status = 403, description = "The token lacks the scope", body = ErrorBody),
     ))]

@@ -34,6 +34,7 @@ pub(crate) struct PortalRequest {
         (status = 403, description = "The token lacks the scope", body = ErrorBody),
         (status = 404, description = "The organization has no Stripe customer yet", body = ErrorBody),
         (status = 502, description = "Stripe refused or failed", body = ErrorBody),
+        (status = 503, description = "Stripe is not configured, or storage is unavailable; retry later", body = ErrorBody),
     ))]
 #[tracing::instrument(skip_all, fields(org_id = %body.org_id))]
 pub(crate) async fn create(

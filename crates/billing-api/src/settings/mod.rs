@@ -11,7 +11,6 @@ use config::{Config, Environment, File, FileFormat};
 use entitlements::{Catalog, DatabaseOptions, PlanConfig, Policy};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use url::Url;
 
 use crate::auth::Scope;
 
@@ -257,16 +256,30 @@ impl Settings {
         key.starts_with("sk_live_") || key.starts_with("rk_live_")
     }
 
-    /// Whether `url` is an absolute URL on an allowed origin.
+    /// Whether `url` may be a Checkout or portal redirect: an allowed
+    /// origin, then nothing or a path, query or fragment of printable ASCII
+    /// (no spaces, no user info: no open redirect). The same rule as
+    /// [`Settings::redirect_pattern`].
     pub fn redirect_allowed(&self, url: &str) -> bool {
-        let Ok(parsed) = Url::parse(url) else {
-            return false;
-        };
-        let origin = parsed.origin().ascii_serialization();
-        self.checkout
+        self.checkout.allowed_redirect_origins.iter().any(|origin| {
+            url.strip_prefix(origin.trim_end_matches('/'))
+                .is_some_and(|rest| {
+                    (rest.is_empty() || rest.starts_with(['/', '?', '#']))
+                        && rest.bytes().all(|b| b.is_ascii_graphic())
+                })
+        })
+    }
+
+    /// [`Settings::redirect_allowed`] as a regular expression, for the API
+    /// description.
+    pub fn redirect_pattern(&self) -> String {
+        let origins: Vec<String> = self
+            .checkout
             .allowed_redirect_origins
             .iter()
-            .any(|allowed| allowed.trim_end_matches('/') == origin)
+            .map(|origin| regex_escape(origin.trim_end_matches('/')))
+            .collect();
+        format!(r"^(?:{})(?:[/?#][\x21-\x7E]*)?$", origins.join("|"))
     }
 
     /// The validated plan catalog.
@@ -293,3 +306,15 @@ impl Settings {
 
 #[cfg(test)]
 mod tests;
+
+/// `text` with every regular-expression metacharacter escaped.
+fn regex_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if r"\^$.|?*+()[]{}".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}

@@ -116,6 +116,14 @@ fn redirects_must_stay_on_allowed_origins() {
     assert!(!settings.redirect_allowed("http://localhost:3001/"));
     assert!(!settings.redirect_allowed("https://evil.example/http://localhost:3000"));
     assert!(!settings.redirect_allowed("/relative"));
+    assert!(!settings.redirect_allowed("http://localhost:3000@evil.example/"));
+    assert!(!settings.redirect_allowed("http://localhost:30001/"));
+    assert!(!settings.redirect_allowed("http://localhost:3000/a b"));
+    assert!(settings.redirect_allowed("http://localhost:3000"));
+    assert_eq!(
+        settings.redirect_pattern(),
+        r"^(?:http://localhost:3000)(?:[/?#][\x21-\x7E]*)?$"
+    );
 }
 
 #[test]

@@ -182,6 +182,9 @@ on_both_backends! {
             (json!({"org_id": "acme", "plan": "pro", "quantity": 0}), 400, "invalid_request"),
             (json!({"org_id": "acme", "plan": "pro", "success_url": "https://evil.test/"}), 400, "invalid_request"),
             (json!({"org_id": "acme", "plan": "pro", "surprise": 1}), 400, "invalid_request"),
+            (json!({"org_id": "acme", "plan": "pro", "price_id": "price_pro_yearly"}), 400, "invalid_request"),
+            (json!({"org_id": "acme", "plan": "pro", "quantity": 2.5}), 400, "invalid_request"),
+            (json!({"org_id": "acme", "plan": "pro", "quantity": -1}), 400, "invalid_request"),
         ];
         for (request, expected_status, code) in cases {
             let (status, body) = app.post_checkout(&request, Some(CHECKOUT_TOKEN)).await;

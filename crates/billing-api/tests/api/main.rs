@@ -19,6 +19,7 @@ mod properties;
 mod reconcile;
 mod redaction;
 mod refetch;
+mod schema_fuzz;
 mod shutdown;
 mod storage;
 mod webhooks;

@@ -43,6 +43,26 @@ on_both_backends! {
             "POST /webhooks/stripe",
         ]);
         assert!(doc["components"]["schemas"]["EntitlementView"]["properties"]["valid_until"].is_object());
+
+        // The constraints the service enforces are stated.
+        let param = |path: &str, name: &str| -> Value {
+            doc["paths"][path]["get"]["parameters"].as_array().unwrap().iter()
+                .find(|p| p["name"] == name).unwrap()["schema"].clone()
+        };
+        assert_eq!(param("/v1/entitlements/{org_id}", "org_id")["pattern"], "^[A-Za-z0-9_.:@-]{1,128}$");
+        assert_eq!(param("/v1/entitlements/{org_id}/features/{feature}", "feature")["enum"], serde_json::json!(["projects", "seats", "sso"]));
+        let limit = param("/v1/orgs/{org_id}/history", "limit");
+        assert_eq!((limit["minimum"].as_i64(), limit["maximum"].as_i64()), (Some(1), Some(200)));
+        let checkout = &doc["components"]["schemas"]["CheckoutRequest"];
+        assert_eq!(checkout["properties"]["plan"]["enum"], serde_json::json!(["pro", null]));
+        assert_eq!(checkout["properties"]["success_url"]["pattern"], r"^(?:http://localhost:3000)(?:[/?#][\x21-\x7E]*)?$");
+        assert_eq!(checkout["oneOf"].as_array().map(Vec::len), Some(2));
+        assert_eq!(checkout["additionalProperties"], false);
+        let webhook = &doc["paths"]["/webhooks/stripe"]["post"];
+        assert_eq!(webhook["requestBody"]["content"]["application/json"]["schema"]["required"], serde_json::json!(["id", "type"]));
+        for (path, method) in [("/v1/entitlements/{org_id}", "get"), ("/v1/orgs/{org_id}/history", "get"), ("/v1/portal/sessions", "post")] {
+            assert!(doc["paths"][path][method]["responses"]["503"].is_object(), "{method} {path} documents 503");
+        }
         assert_eq!(app.get("/v1/not-a-route", None).await.status(), 404);
     }
 }

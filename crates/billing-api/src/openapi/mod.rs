@@ -6,7 +6,11 @@ use actix_web::{HttpResponse, web};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::error::ApiError;
 use crate::routes;
+use crate::startup::AppState;
+
+mod constraints;
 
 /// The service's API.
 #[derive(OpenApi)]
@@ -44,6 +48,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     crate::routes::mount(cfg, "/openapi.json", Method::GET, document);
 }
 
-async fn document() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
+/// The document, with the constraints of this service's configuration.
+async fn document(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let mut doc =
+        serde_json::to_value(ApiDoc::openapi()).map_err(|e| ApiError::Internal(e.to_string()))?;
+    constraints::constrain(&mut doc, &state.settings, state.engine.catalog());
+    Ok(HttpResponse::Ok().json(doc))
 }

@@ -1,0 +1,133 @@
+//! What the service enforces beyond types, written into the OpenAPI
+//! document: every request valid by the schema is one the service accepts,
+//! and every other one it refuses. Constraints that come from configuration
+//! (plans, prices, features, redirect origins) are filled in at run time.
+
+use entitlements::Catalog;
+use serde_json::{Value, json};
+
+use crate::routes::checkout::{MAX_QUANTITY, MAX_TRIAL_DAYS};
+use crate::routes::history::MAX_LIMIT;
+use crate::settings::Settings;
+use entitlements::history::CURSOR_DIGITS;
+
+/// An organization id ([`entitlements::org::ORG_ID_RULE`]).
+const ORG_ID_PATTERN: &str = "^[A-Za-z0-9_.:@-]{1,128}$";
+
+/// Adds the constraints to the generated document.
+pub(crate) fn constrain(doc: &mut Value, settings: &Settings, catalog: &Catalog) {
+    let org_id =
+        json!({"type": "string", "pattern": ORG_ID_PATTERN, "minLength": 1, "maxLength": 128});
+    let redirect = json!({"type": ["string", "null"], "pattern": settings.redirect_pattern()});
+
+    for item in doc["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|p| p.values_mut())
+    {
+        for operation in item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|o| o.values_mut())
+        {
+            let params = operation
+                .get_mut("parameters")
+                .and_then(Value::as_array_mut);
+            for param in params.into_iter().flatten() {
+                if param["name"] == "org_id" {
+                    param["schema"] = org_id.clone();
+                }
+            }
+        }
+    }
+
+    let features: Vec<&String> = catalog.zero_features().keys().collect();
+    let feature_route = "/v1/entitlements/{org_id}/features/{feature}";
+    set_param(
+        doc,
+        feature_route,
+        "feature",
+        json!({"type": "string", "enum": features}),
+    );
+    let history = "/v1/orgs/{org_id}/history";
+    let limit = json!({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT});
+    set_param(doc, history, "limit", limit);
+    let cursor = format!("^[1-9][0-9]{{0,{}}}$", CURSOR_DIGITS - 1);
+    set_param(
+        doc,
+        history,
+        "before",
+        json!({"type": "string", "pattern": cursor}),
+    );
+
+    let schemas = &mut doc["components"]["schemas"];
+    let checkout = &mut schemas["CheckoutRequest"];
+    let purchasable: Vec<Value> = catalog
+        .plans()
+        .filter(|plan| !plan.prices.is_empty())
+        .map(|plan| json!(plan.name))
+        .collect();
+    let prices: Vec<Value> = catalog
+        .plans()
+        .flat_map(|plan| plan.prices.iter().map(|price| json!(price)))
+        .collect();
+    let properties = &mut checkout["properties"];
+    properties["org_id"] = org_id.clone();
+    properties["plan"] = nullable_enum(purchasable);
+    properties["price_id"] = nullable_enum(prices);
+    properties["quantity"] =
+        json!({"type": ["integer", "null"], "minimum": 1, "maximum": MAX_QUANTITY});
+    properties["trial_days"] =
+        json!({"type": ["integer", "null"], "minimum": 1, "maximum": MAX_TRIAL_DAYS});
+    properties["customer_email"] =
+        json!({"type": ["string", "null"], "pattern": "@", "maxLength": 512});
+    properties["success_url"] = redirect.clone();
+    properties["cancel_url"] = redirect.clone();
+    // Exactly one of `plan` and `price_id` names what is bought.
+    checkout["oneOf"] = json!([
+        {"required": ["plan"], "properties": {"plan": {"type": "string"}}},
+        {"required": ["price_id"], "properties": {"price_id": {"type": "string"}}},
+    ]);
+
+    // What the webhook reads of an event before anything else.
+    let event = json!({
+        "type": "object",
+        "required": ["id", "type"],
+        "properties": {
+            "id": {"type": "string", "minLength": 1},
+            "type": {"type": "string", "minLength": 1},
+            "created": {"type": "integer"},
+            "livemode": {"type": "boolean"},
+            "data": {"type": "object", "properties": {"object": {"type": "object"}}},
+        },
+    });
+    if let Some(body) = doc
+        .pointer_mut("/paths/~1webhooks~1stripe/post/requestBody/content/application~1json/schema")
+    {
+        *body = event;
+    }
+
+    let schemas = &mut doc["components"]["schemas"];
+    let portal = &mut schemas["PortalRequest"]["properties"];
+    portal["org_id"] = org_id;
+    portal["return_url"] = redirect;
+}
+
+/// A value of `values`, or null.
+fn nullable_enum(mut values: Vec<Value>) -> Value {
+    values.push(Value::Null);
+    json!({"type": ["string", "null"], "enum": values})
+}
+
+/// Sets the schema of the parameter `name` of the GET operation at `path`.
+fn set_param(doc: &mut Value, path: &str, name: &str, schema: Value) {
+    let params = doc
+        .pointer_mut(&format!(
+            "/paths/{}/get/parameters",
+            path.replace('/', "~1")
+        ))
+        .and_then(Value::as_array_mut);
+    if let Some(param) = params.into_iter().flatten().find(|p| p["name"] == name) {
+        param["schema"] = schema;
+    }
+}
