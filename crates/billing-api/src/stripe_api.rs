@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use entitlements::SubscriptionStatus;
 use entitlements::event::{List, SubscriptionItemObject, SubscriptionObject};
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_billing::billing_portal_session::CreateBillingPortalSession;
@@ -300,7 +301,7 @@ fn to_domain(sub: stripe_shared::Subscription) -> SubscriptionObject {
     SubscriptionObject {
         id: sub.id.to_string(),
         customer: Some(sub.customer.id().to_string()),
-        status: sub.status.as_str().to_owned(),
+        status: SubscriptionStatus::parse(sub.status.as_str()),
         cancel_at_period_end: sub.cancel_at_period_end,
         current_period_start: None,
         current_period_end: None,

@@ -2,7 +2,7 @@
 //! example objects, signs it with the configured secret and posts it to a
 //! running instance, so the whole flow can be tried without Stripe.
 
-use entitlements::{HANDLED_EVENTS, SUBSCRIPTION_EVENTS};
+use entitlements::EventKind;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
@@ -18,7 +18,7 @@ const DISPUTE: &str = include_str!("../fixtures/stripe/dispute.json");
 
 /// Event types `trigger` can build: every type the service acts on.
 pub fn trigger_types() -> impl Iterator<Item = &'static str> {
-    HANDLED_EVENTS.into_iter()
+    EventKind::NAMES.into_iter()
 }
 
 /// What to put in the event.
@@ -89,12 +89,12 @@ pub fn build_event(settings: &Settings, spec: &TriggerSpec) -> Result<Value, Tri
             .unwrap_or_else(|| format!("sub_trigger_{org}")),
         customer: format!("cus_trigger_{org}"),
     };
-    let object = match spec.event_type.as_str() {
-        "checkout.session.completed" => checkout_session(spec, &ids)?,
-        kind if SUBSCRIPTION_EVENTS.contains(&kind) => subscription(spec, &ids, price)?,
-        "invoice.paid" | "invoice.payment_failed" => invoice(spec, &ids)?,
-        "charge.refunded" => charge(spec, &ids)?,
-        "charge.dispute.created" => dispute(spec, &ids)?,
+    let object = match EventKind::parse(&spec.event_type) {
+        EventKind::CheckoutSessionCompleted => checkout_session(spec, &ids)?,
+        kind if kind.carries_subscription() => subscription(spec, &ids, price)?,
+        EventKind::InvoicePaid | EventKind::InvoicePaymentFailed => invoice(spec, &ids)?,
+        EventKind::ChargeRefunded => charge(spec, &ids)?,
+        EventKind::ChargeDisputeCreated => dispute(spec, &ids)?,
         other => {
             return Err(TriggerError::Invalid(format!(
                 "unknown event type {other:?}; one of: {}",
@@ -168,9 +168,9 @@ fn checkout_session(spec: &TriggerSpec, ids: &Ids) -> Result<Value, TriggerError
 }
 
 fn subscription(spec: &TriggerSpec, ids: &Ids, price: &str) -> Result<Value, TriggerError> {
-    let implied = match spec.event_type.as_str() {
-        "customer.subscription.deleted" => "canceled",
-        "customer.subscription.paused" => "paused",
+    let implied = match EventKind::parse(&spec.event_type) {
+        EventKind::SubscriptionDeleted => "canceled",
+        EventKind::SubscriptionPaused => "paused",
         _ => "active",
     };
     let period_end = spec.now + spec.period_days * 86_400;

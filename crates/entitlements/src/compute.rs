@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::catalog::{Catalog, FeatureValue, Features, merge};
+use crate::kinds::SubscriptionStatus;
 
 /// The state of one subscription as the service last applied it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,7 +12,7 @@ pub struct SubscriptionState {
     /// Stripe's subscription id.
     pub id: String,
     /// Stripe's status; `None` until the first subscription event arrives.
-    pub status: Option<String>,
+    pub status: Option<SubscriptionStatus>,
     /// Start of the current period (unix seconds).
     pub current_period_start: Option<i64>,
     /// End of the current period (unix seconds).
@@ -80,13 +81,10 @@ impl Entitlement {
     }
 }
 
-/// Statuses that no event ever leaves: an update that says otherwise is older.
-pub const TERMINAL_STATUSES: [&str; 2] = ["canceled", "incomplete_expired"];
-
 /// Whether a subscription grants access now, and until when.
 fn grant_window(sub: &SubscriptionState, now: i64, policy: Policy) -> Option<Window> {
-    match sub.status.as_deref()? {
-        "active" | "trialing" => {
+    match sub.status.as_ref()? {
+        SubscriptionStatus::Active | SubscriptionStatus::Trialing => {
             let ends = sub.current_period_end.filter(|_| sub.cancel_at_period_end);
             if ends.is_some_and(|end| end <= now) {
                 return None;
@@ -97,7 +95,7 @@ fn grant_window(sub: &SubscriptionState, now: i64, policy: Policy) -> Option<Win
                 ends,
             })
         }
-        "past_due" => {
+        SubscriptionStatus::PastDue => {
             // Without a failed-invoice event, dunning began when the unpaid
             // period did.
             let since = sub.past_due_since.or(sub.current_period_start)?;
@@ -195,7 +193,11 @@ pub fn compute(
     let entitlement = match primary {
         Some((sub, plan, window)) => Entitlement {
             plan: plan.to_owned(),
-            status: sub.status.clone().unwrap_or_default(),
+            status: sub
+                .status
+                .as_ref()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default(),
             features,
             subscription_id: Some(sub.id.clone()),
             current_period_end: sub.current_period_end,
@@ -280,7 +282,7 @@ mod tests {
     fn sub(id: &str, status: &str, price: &str, quantity: i64) -> SubscriptionState {
         SubscriptionState {
             id: id.into(),
-            status: Some(status.into()),
+            status: Some(SubscriptionStatus::parse(status)),
             current_period_start: Some(NOW - DAY),
             current_period_end: Some(NOW + 29 * DAY),
             cancel_at_period_end: false,

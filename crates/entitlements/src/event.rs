@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::kinds::{EventKind, SubscriptionStatus};
+
 /// The envelope of every Stripe event.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Event {
@@ -12,7 +14,7 @@ pub struct Event {
     pub id: String,
     /// For example `customer.subscription.updated`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: EventKind,
     /// When Stripe created the event (unix seconds, one-second resolution).
     #[serde(default)]
     pub created: i64,
@@ -51,7 +53,7 @@ impl Event {
         }
         let event: Event = serde_json::from_slice(body)
             .map_err(|e| EventError::Malformed(format!("not a Stripe event: {e}")))?;
-        if event.id.is_empty() || event.kind.is_empty() {
+        if event.id.is_empty() || event.kind.as_str().is_empty() {
             return Err(EventError::Malformed(
                 "event has an empty id or type".into(),
             ));
@@ -74,7 +76,7 @@ pub struct SubscriptionObject {
     #[serde(default, deserialize_with = "id_or_object")]
     pub customer: Option<String>,
     /// `active`, `trialing`, `past_due`, ...
-    pub status: String,
+    pub status: SubscriptionStatus,
     /// Canceled, effective at the period end.
     #[serde(default, deserialize_with = "null_as_default")]
     pub cancel_at_period_end: bool,

@@ -11,6 +11,7 @@ mod engine;
 mod error;
 pub mod event;
 pub mod history;
+pub mod kinds;
 pub mod org;
 mod receipt;
 mod store;
@@ -20,10 +21,9 @@ pub use catalog::{Catalog, FeatureValue, Features, PlanConfig};
 pub use compute::Policy;
 pub use counters::Counters;
 pub use db::{Backend, Database, DatabaseOptions};
-pub use engine::{
-    Engine, Fresh, HANDLED_EVENTS, Refetched, Replay, SUBSCRIPTION_EVENTS, needs_subscription,
-};
+pub use engine::{Engine, Fresh, Refetched, Replay, needs_subscription};
 pub use error::Error;
 pub use event::Event;
+pub use kinds::{EventKind, SubscriptionStatus};
 pub use receipt::{Change, Delivery, Outcome, Receipt};
 pub use view::EntitlementView;

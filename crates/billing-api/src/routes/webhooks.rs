@@ -50,11 +50,13 @@ pub(crate) async fn receive(
         .await?;
     let answer = match delivery {
         Delivery::Duplicate => {
-            state.metrics.webhook(&kind, "duplicate");
+            state.metrics.webhook(kind.as_str(), "duplicate");
             json!({"received": true, "duplicate": true})
         }
         Delivery::Recorded(receipt) => {
-            state.metrics.webhook(&kind, receipt.outcome.as_str());
+            state
+                .metrics
+                .webhook(kind.as_str(), receipt.outcome.as_str());
             json!({"received": true, "outcome": receipt.outcome.as_str()})
         }
     };

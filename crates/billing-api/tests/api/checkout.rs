@@ -144,10 +144,11 @@ on_both_backends! {
             .respond_with(ResponseTemplate::new(200).set_body_json(customer("cus_acme")))
             .mount(&stripe)
             .await;
+        // A checkout that finds the customer stored already sets no email.
         Mock::given(method("POST"))
             .and(path("/v1/customers/cus_acme"))
             .respond_with(ResponseTemplate::new(200).set_body_json(customer("cus_acme")))
-            .expect(2)
+            .expect(1..=2)
             .mount(&stripe)
             .await;
         Mock::given(method("POST"))

@@ -196,7 +196,7 @@ fn hostile_body() -> impl Strategy<Value = Vec<u8>> {
             .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     });
-    let kinds: Vec<&'static str> = entitlements::HANDLED_EVENTS
+    let kinds: Vec<&'static str> = entitlements::EventKind::NAMES
         .iter()
         .copied()
         .chain(["customer.created", ""])

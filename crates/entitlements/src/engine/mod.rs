@@ -3,6 +3,7 @@
 //! entitlements of its organization.
 
 mod apply;
+mod transition;
 
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use crate::store::materialized::EntitlementRow;
 use crate::store::{events, history, materialized, notes, organizations, subscriptions};
 use crate::view::EntitlementView;
 
-pub use apply::{HANDLED_EVENTS, SUBSCRIPTION_EVENTS, needs_subscription};
+pub use apply::needs_subscription;
 
 /// A subscription as Stripe's API returned it just now (refetch mode);
 /// applied instead of the event's payload.
@@ -231,7 +232,7 @@ impl Engine {
         dry_run: bool,
     ) -> Result<Receipt, Error> {
         let now = now();
-        let source = apply::Source {
+        let source = transition::Source {
             id: None,
             created: fresh.read_at_ms.div_euclid(1000),
         };

@@ -32,7 +32,7 @@ pub(crate) async fn insert_new(
 ) -> Result<bool, Error> {
     let row = NewEvent {
         id: &event.id,
-        event_type: &event.kind,
+        event_type: event.kind.as_str(),
         created: event.created,
         livemode: event.livemode,
         outcome: "received",

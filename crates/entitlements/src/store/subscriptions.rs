@@ -9,9 +9,10 @@ use crate::Error;
 use crate::compute::{Item, SubscriptionState};
 use crate::db::schema::{subscription_items as items, subscriptions as subs};
 use crate::db::{Conn, run};
+use crate::kinds::SubscriptionStatus;
 
 /// A `subscriptions` row.
-#[derive(Debug, Clone, Queryable, AsChangeset)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, AsChangeset)]
 #[diesel(table_name = subs, treat_none_as_null = true)]
 pub(crate) struct SubscriptionRow {
     pub id: String,
@@ -142,7 +143,7 @@ pub(crate) async fn of_org(
         .map(|row| SubscriptionState {
             items: by_sub.remove(&row.id).unwrap_or_default(),
             id: row.id,
-            status: row.status,
+            status: row.status.as_deref().map(SubscriptionStatus::parse),
             current_period_start: row.current_period_start,
             current_period_end: row.current_period_end,
             cancel_at_period_end: row.cancel_at_period_end,
