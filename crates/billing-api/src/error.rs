@@ -51,17 +51,28 @@ pub enum ApiError {
     #[error(transparent)]
     Stripe(#[from] StripeFailure),
     /// Stripe could not be asked for state the request needs; retry later.
-    #[error("{0}")]
-    StripeUnavailable(StripeFailure),
+    #[error(
+        "Stripe could not be asked for the subscription; nothing was recorded, retry later: {0}"
+    )]
+    StripeUnavailable(String),
     /// No Stripe key is configured.
     #[error("Stripe is not configured on this service (stripe.secret_key)")]
     StripeNotConfigured,
     /// Storage failed.
     #[error(transparent)]
-    Storage(#[from] entitlements::Error),
+    Storage(entitlements::Error),
     /// A fault of the service itself.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<entitlements::Error> for ApiError {
+    fn from(error: entitlements::Error) -> Self {
+        match error {
+            entitlements::Error::SourceUnavailable(reason) => ApiError::StripeUnavailable(reason),
+            other => ApiError::Storage(other),
+        }
+    }
 }
 
 /// The body of every error answer.

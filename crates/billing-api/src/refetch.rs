@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use entitlements::Fresh;
+use entitlements::{Fresh, SourceError, SubscriptionSource};
+use futures_util::future::BoxFuture;
 
 use crate::stripe_api::{StripeApi, StripeFailure};
 
@@ -70,6 +71,22 @@ impl Refetcher {
 
     fn lock_slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Slot>>> {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl SubscriptionSource for Refetcher {
+    fn read<'a>(&'a self, subscription_id: &'a str) -> BoxFuture<'a, Result<Fresh, SourceError>> {
+        Box::pin(async move {
+            self.read(subscription_id).await.map_err(|failure| {
+                if failure.is_permanent() {
+                    SourceError::Unreadable(format!(
+                        "subscription {subscription_id} cannot be read: {failure}"
+                    ))
+                } else {
+                    SourceError::Unavailable(failure.to_string())
+                }
+            })
+        })
     }
 }
 

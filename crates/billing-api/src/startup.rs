@@ -30,8 +30,6 @@ pub struct AppState {
     pub engine: Engine,
     /// `None` when no Stripe key is configured.
     pub stripe: Option<StripeApi>,
-    /// Set in refetch mode.
-    pub refetcher: Option<Refetcher>,
     /// Webhook signature checks.
     pub verifier: Verifier,
     /// Bearer tokens.
@@ -93,7 +91,7 @@ pub enum StartError {
 impl Application {
     /// Opens the database, applies migrations and binds the listener.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
-        let engine = engine(&settings).await?;
+        let mut engine = engine(&settings).await?;
         let applied = engine.database().migrate().await?;
         if applied > 0 {
             tracing::info!(applied, "migrations applied");
@@ -108,13 +106,10 @@ impl Application {
                 metrics.clone(),
             )?),
         };
-        let refetcher = match (settings.stripe.sync_mode, &stripe) {
-            (SyncMode::Refetch, Some(api)) => Some(Refetcher::new(
-                api.clone(),
-                Duration::from_millis(settings.stripe.refetch_window_ms),
-            )),
-            _ => None,
-        };
+        if let (SyncMode::Refetch, Some(api)) = (settings.stripe.sync_mode, &stripe) {
+            let window = Duration::from_millis(settings.stripe.refetch_window_ms);
+            engine = engine.with_source(Arc::new(Refetcher::new(api.clone(), window)));
+        }
         if let (Some(api), every @ 1..) = (&stripe, settings.stripe.reconcile_every_secs) {
             tokio::spawn(reconcile_periodically(
                 engine.clone(),
@@ -137,7 +132,6 @@ impl Application {
         let state = web::Data::new(AppState {
             engine,
             stripe,
-            refetcher,
             verifier: Verifier::new(
                 settings.stripe.webhook_secrets.clone(),
                 settings.stripe.tolerance_secs,

@@ -4,8 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use entitlements::SubscriptionStatus;
-use entitlements::event::{List, SubscriptionItemObject, SubscriptionObject};
+use entitlements::{SnapshotItem, SubscriptionSnapshot, SubscriptionStatus};
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_billing::billing_portal_session::CreateBillingPortalSession;
 use stripe_billing::subscription::{
@@ -229,7 +228,7 @@ impl StripeApi {
         &self,
         customer: Option<&str>,
         starting_after: Option<&str>,
-    ) -> Result<(Vec<SubscriptionObject>, bool), StripeFailure> {
+    ) -> Result<(Vec<SubscriptionSnapshot>, bool), StripeFailure> {
         let mut request = ListSubscription::new()
             .status(ListSubscriptionStatus::All)
             .limit(100);
@@ -258,7 +257,7 @@ impl StripeApi {
     pub async fn retrieve_subscription(
         &self,
         id: &str,
-    ) -> Result<SubscriptionObject, StripeFailure> {
+    ) -> Result<SubscriptionSnapshot, StripeFailure> {
         let sub = RetrieveSubscription::new(id)
             .customize()
             .request_strategy(RequestStrategy::ExponentialBackoff(ATTEMPTS))
@@ -283,30 +282,35 @@ impl StripeApi {
     }
 }
 
-/// The fields the domain reads, from async-stripe's typed subscription.
-fn to_domain(sub: stripe_shared::Subscription) -> SubscriptionObject {
+/// The domain's snapshot of async-stripe's typed subscription.
+fn to_domain(sub: stripe_shared::Subscription) -> SubscriptionSnapshot {
     let items = sub
         .items
         .data
         .iter()
-        .map(|item| SubscriptionItemObject {
+        .map(|item| SnapshotItem {
             id: item.id.to_string(),
-            price: Some(item.price.id.to_string()),
-            plan: None,
-            quantity: item.quantity.and_then(|q| i64::try_from(q).ok()),
-            current_period_start: Some(item.current_period_start),
-            current_period_end: Some(item.current_period_end),
+            price_id: item.price.id.to_string(),
+            quantity: item
+                .quantity
+                .and_then(|q| i64::try_from(q).ok())
+                .unwrap_or(1),
         })
         .collect();
-    SubscriptionObject {
+    let items_data = &sub.items.data;
+    SubscriptionSnapshot {
         id: sub.id.to_string(),
         customer: Some(sub.customer.id().to_string()),
         status: SubscriptionStatus::parse(sub.status.as_str()),
         cancel_at_period_end: sub.cancel_at_period_end,
-        current_period_start: None,
-        current_period_end: None,
-        metadata: sub.metadata,
-        items: List { data: items },
+        current_period_start: items_data.iter().map(|i| i.current_period_start).min(),
+        current_period_end: items_data.iter().map(|i| i.current_period_end).max(),
+        org_id: sub
+            .metadata
+            .get("org_id")
+            .filter(|org| !org.is_empty())
+            .cloned(),
+        items,
     }
 }
 

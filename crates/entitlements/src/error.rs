@@ -9,6 +9,10 @@ pub enum Error {
     /// later may succeed and nothing was half-applied.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// Refetch mode could not read the event's subscription from its source
+    /// (Stripe) now; retrying later may succeed and nothing was recorded.
+    #[error("subscription source unavailable: {0}")]
+    SourceUnavailable(String),
     /// A query failed for a reason retrying will not fix.
     #[error("database error")]
     Database(#[source] DieselError),

@@ -4,7 +4,7 @@
 use actix_web::http::Method;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use entitlements::{Delivery, Event, Refetched, needs_subscription};
+use entitlements::{Delivery, Event};
 use futures_util::StreamExt;
 use serde_json::json;
 
@@ -42,11 +42,10 @@ pub(crate) async fn receive(
     let event = Event::parse(&body).map_err(|e| ApiError::MalformedEvent(e.to_string()))?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::MalformedEvent("body is not UTF-8".into()))?;
-    let fresh = fresh_state(&state, &event).await?;
     let text = text.to_owned();
     let kind = event.kind.clone();
     let delivery = state
-        .domain(async move |engine| engine.receive(&event, &text, fresh.as_ref()).await)
+        .domain(async move |engine| engine.receive(&event, &text).await)
         .await?;
     let answer = match delivery {
         Delivery::Duplicate => {
@@ -61,30 +60,6 @@ pub(crate) async fn receive(
         }
     };
     Ok(HttpResponse::Ok().json(answer))
-}
-
-/// In refetch mode, the event's subscription as Stripe's API returns it
-/// now. Not read for a redelivery (the engine answers it) nor for an event
-/// of the other mode (the engine rejects it, and the key could not read it).
-async fn fresh_state(state: &AppState, event: &Event) -> Result<Option<Refetched>, ApiError> {
-    let (Some(refetcher), Some(id)) = (&state.refetcher, needs_subscription(event)) else {
-        return Ok(None);
-    };
-    let event_id = event.id.clone();
-    if event.livemode != state.settings.livemode()
-        || state
-            .domain(async move |engine| engine.is_recorded(&event_id).await)
-            .await?
-    {
-        return Ok(None);
-    }
-    match refetcher.read(&id).await {
-        Ok(fresh) => Ok(Some(Refetched::State(fresh))),
-        Err(failure) if failure.is_permanent() => Ok(Some(Refetched::Unreadable(format!(
-            "subscription {id} cannot be read: {failure}"
-        )))),
-        Err(failure) => Err(ApiError::StripeUnavailable(failure)),
-    }
 }
 
 /// Reads the raw body, refusing more than [`MAX_BODY`] bytes (by the

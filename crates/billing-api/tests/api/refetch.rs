@@ -1,11 +1,36 @@
 //! `stripe.sync_mode = "refetch"` against a fake Stripe API.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::{Backend, TestApp, now, stripe_subscription};
 use crate::on_both_backends;
+
+/// A subscription source that answers the reads it was given, in order.
+#[derive(Default)]
+struct Scripted(std::sync::Mutex<std::collections::VecDeque<entitlements::Fresh>>);
+
+impl Scripted {
+    fn push(&self, fresh: entitlements::Fresh) {
+        self.0.lock().unwrap().push_back(fresh);
+    }
+}
+
+impl entitlements::SubscriptionSource for Scripted {
+    fn read<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<entitlements::Fresh, entitlements::SourceError>>
+    {
+        let next = self.0.lock().unwrap().pop_front();
+        Box::pin(async move {
+            next.ok_or_else(|| entitlements::SourceError::Unavailable("no read scripted".into()))
+        })
+    }
+}
 
 const SUB_PATH: &str = "/v1/subscriptions/sub_trigger_acme";
 
@@ -129,16 +154,17 @@ on_both_backends! {
     }
 
     async fn an_older_read_with_a_checkout_does_not_revive_a_canceled_subscription(backend) {
-        use entitlements::{Delivery, Event, Fresh, Refetched};
+        use entitlements::{Delivery, Event, Fresh, Outcome, Receipt};
         let app = TestApp::spawn(backend).await;
-        let state = |status: &str, read_at_ms: i64| {
-            let subscription = serde_json::from_value(stripe_state(status, 3)).unwrap();
-            Refetched::State(Fresh { subscription, read_at_ms })
-        };
-        let receive = async |event: &Value, refetched: Refetched| {
+        let reads = Arc::new(Scripted::default());
+        let engine = billing_api::startup::engine(&app.settings).await.unwrap().with_source(reads.clone());
+        let receive = async |event: &Value, status: &str, read_at_ms: i64| -> Receipt {
+            let object: entitlements::event::SubscriptionObject =
+                serde_json::from_value(stripe_state(status, 3)).unwrap();
+            reads.push(Fresh { subscription: object.into(), read_at_ms });
             let payload = event.to_string();
             let parsed = Event::parse(payload.as_bytes()).unwrap();
-            match app.engine.receive(&parsed, &payload, Some(&refetched)).await.unwrap() {
+            match engine.receive(&parsed, &payload).await.unwrap() {
                 Delivery::Recorded(receipt) => receipt,
                 Delivery::Duplicate => panic!("a new event"),
             }
@@ -147,15 +173,15 @@ on_both_backends! {
         let read = t * 1000;
         // Stripe was read for the checkout (active) before it was read for
         // the deletion (canceled), but the deletion commits first.
-        receive(&app.event("customer.subscription.created", "acme", t), state("active", read - 10)).await;
-        receive(&app.event("customer.subscription.deleted", "acme", t), state("canceled", read)).await;
-        let receipt = receive(&app.event("checkout.session.completed", "acme", t), state("active", read - 5)).await;
+        receive(&app.event("customer.subscription.created", "acme", t), "active", read - 10).await;
+        receive(&app.event("customer.subscription.deleted", "acme", t), "canceled", read).await;
+        let receipt = receive(&app.event("checkout.session.completed", "acme", t), "active", read - 5).await;
         assert!(receipt.detail.as_deref().is_some_and(|d| d.contains("already canceled")), "{receipt:?}");
         assert_eq!(app.get_entitlements("acme").await.1["plan"], "free");
 
         // Nor did the checkout's older read move the read time backwards.
-        let receipt = receive(&app.event("customer.subscription.updated", "acme", t), state("canceled", read - 2)).await;
-        assert_eq!(receipt.outcome, entitlements::Outcome::Stale, "{receipt:?}");
+        let receipt = receive(&app.event("customer.subscription.updated", "acme", t), "canceled", read - 2).await;
+        assert_eq!(receipt.outcome, Outcome::Stale, "{receipt:?}");
     }
 
     async fn an_event_of_the_other_mode_is_rejected_without_a_read(backend) {

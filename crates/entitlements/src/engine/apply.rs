@@ -16,7 +16,8 @@ use crate::event::{
 use crate::kinds::EventKind;
 use crate::org::{ORG_ID_RULE, is_valid_org_id};
 use crate::receipt::{Outcome, Receipt};
-use crate::store::subscriptions::{ItemInput, SubscriptionRow};
+use crate::snapshot::SubscriptionSnapshot;
+use crate::store::subscriptions::SubscriptionRow;
 use crate::store::{organizations, subscriptions};
 
 impl<'a> Source<'a> {
@@ -30,7 +31,7 @@ impl<'a> Source<'a> {
 
 /// The subscription whose current state applying `event` needs, when the
 /// service re-reads subscriptions from Stripe (refetch mode).
-pub fn needs_subscription(event: &Event) -> Option<String> {
+pub(super) fn needs_subscription(event: &Event) -> Option<String> {
     match &event.kind {
         EventKind::CheckoutSessionCompleted => {
             event.object::<CheckoutSessionObject>().ok()?.subscription
@@ -65,12 +66,15 @@ impl Engine {
             | EventKind::SubscriptionPaused
             | EventKind::SubscriptionResumed => {
                 let source = Source::of(event);
-                match (fresh, event.object()) {
+                match (fresh, event.object::<SubscriptionObject>()) {
                     (Some(fresh), _) => {
                         self.apply_subscription(conn, source, &fresh.subscription, Some(fresh), now)
                             .await
                     }
-                    (None, Ok(sub)) => self.apply_subscription(conn, source, &sub, None, now).await,
+                    (None, Ok(sub)) => {
+                        let sub = SubscriptionSnapshot::from(sub);
+                        self.apply_subscription(conn, source, &sub, None, now).await
+                    }
                     (None, Err(reason)) => Ok(Receipt::invalid(reason)),
                 }
             }
@@ -143,8 +147,8 @@ impl Engine {
                 match transition(&sub, input) {
                     Ok(next) => {
                         row = next.row;
-                        let items = items_of(&fresh.subscription);
-                        subscriptions::replace_items(conn, &sub.id, &items).await?;
+                        let items = &fresh.subscription.items;
+                        subscriptions::replace_items(conn, &sub.id, items).await?;
                     }
                     Err(Refusal(reason)) => {
                         receipt = receipt.note(format!("state not applied: {reason}"));
@@ -162,11 +166,11 @@ impl Engine {
         &self,
         conn: &mut Conn<'_>,
         source: Source<'_>,
-        sub: &SubscriptionObject,
+        sub: &SubscriptionSnapshot,
         fresh: Option<&Fresh>,
         now: i64,
     ) -> Result<Receipt, Error> {
-        let named_org = match org_from_payload(sub.org_id()) {
+        let named_org = match org_from_payload(sub.org_id.as_deref()) {
             Ok(org) => org,
             Err(invalid) => return Ok(invalid.subscription(&sub.id)),
         };
@@ -193,7 +197,7 @@ impl Engine {
         }
         row.updated_at = now;
         subscriptions::save(conn, &row).await?;
-        subscriptions::replace_items(conn, &sub.id, &items_of(sub)).await?;
+        subscriptions::replace_items(conn, &sub.id, &sub.items).await?;
 
         let mut receipt = Receipt::new(Outcome::Applied)
             .org(row.org_id.clone())
@@ -335,18 +339,4 @@ fn org_from_payload(org_id: Option<&str>) -> Result<Option<String>, Receipt> {
         ))),
         org_id => Ok(org_id.map(str::to_owned)),
     }
-}
-
-fn items_of(sub: &SubscriptionObject) -> Vec<ItemInput> {
-    sub.items
-        .data
-        .iter()
-        .filter_map(|item| {
-            Some(ItemInput {
-                id: item.id.clone(),
-                price_id: item.price_id()?.to_owned(),
-                quantity: item.quantity.unwrap_or(1),
-            })
-        })
-        .collect()
 }

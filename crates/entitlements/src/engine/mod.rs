@@ -13,34 +13,23 @@ use crate::clock::now;
 use crate::compute::{Policy, compute, default_entitlement};
 use crate::counters::Counters;
 use crate::db::{Conn, Database};
-use crate::event::{Event, SubscriptionObject};
+use crate::event::Event;
 use crate::history::{Cursor, HistoryEntry, HistoryPage, merge_page};
 use crate::receipt::{Change, Delivery, Outcome, Receipt};
+use crate::source::{Fresh, SourceError, SubscriptionSource};
 use crate::store::events::Placement;
 use crate::store::materialized::EntitlementRow;
 use crate::store::{events, history, materialized, notes, organizations, subscriptions};
 use crate::view::EntitlementView;
 
-pub use apply::needs_subscription;
+use apply::needs_subscription;
 
-/// A subscription as Stripe's API returned it just now (refetch mode);
-/// applied instead of the event's payload.
-#[derive(Debug, Clone)]
-pub struct Fresh {
-    /// The subscription.
-    pub subscription: SubscriptionObject,
-    /// When it was read (unix milliseconds); orders reads of one
-    /// subscription.
-    pub read_at_ms: i64,
-}
-
-/// What refetch mode learned of an event's subscription from Stripe.
-#[derive(Debug, Clone)]
-pub enum Refetched {
+/// What refetch mode learned of an event's subscription from its source.
+enum Refetched {
     /// Its state now.
     State(Fresh),
-    /// Stripe will never show it (it does not exist, or the key may not
-    /// read it): the event is recorded as `invalid` with this reason.
+    /// The source will never show it: the event is `invalid`, for this
+    /// reason.
     Unreadable(String),
 }
 
@@ -55,6 +44,9 @@ pub struct Engine {
     rules: Arc<str>,
     livemode: bool,
     counters: Arc<Counters>,
+    /// Set in refetch mode: where subscription events read the state they
+    /// apply.
+    source: Option<Arc<dyn SubscriptionSource>>,
 }
 
 impl Engine {
@@ -72,7 +64,15 @@ impl Engine {
             rules: rules.into(),
             livemode,
             counters: Arc::default(),
+            source: None,
         }
+    }
+
+    /// The engine in refetch mode: subscription events apply the state
+    /// `source` reads, not their payload.
+    pub fn with_source(mut self, source: Arc<dyn SubscriptionSource>) -> Self {
+        self.source = Some(source);
+        self
     }
 
     /// The database the engine writes to.
@@ -91,14 +91,12 @@ impl Engine {
     }
 
     /// Records a verified event once and applies it, all in one transaction.
-    /// `refetched` is what Stripe said of the event's subscription just now.
+    /// In refetch mode its subscription is read first (outside the
+    /// transaction); an unreachable source is [`Error::SourceUnavailable`].
     #[tracing::instrument(skip_all, fields(event_id = %event.id, event_type = %event.kind))]
-    pub async fn receive(
-        &self,
-        event: &Event,
-        payload: &str,
-        refetched: Option<&Refetched>,
-    ) -> Result<Delivery, Error> {
+    pub async fn receive(&self, event: &Event, payload: &str) -> Result<Delivery, Error> {
+        let refetched = self.refetch(event).await?;
+        let refetched = refetched.as_ref();
         let now = now();
         let delivery = self
             .write(async |conn| {
@@ -123,8 +121,25 @@ impl Engine {
         Ok(delivery)
     }
 
-    /// Whether an event with this id is recorded already.
-    pub async fn is_recorded(&self, event_id: &str) -> Result<bool, Error> {
+    /// In refetch mode, the event's subscription as its source shows it
+    /// now. Not read for a redelivery (it changes nothing), for an event of
+    /// the other mode (it is rejected, and the key could not read it), nor
+    /// for a type that carries no subscription state.
+    async fn refetch(&self, event: &Event) -> Result<Option<Refetched>, Error> {
+        let (Some(source), Some(id)) = (&self.source, needs_subscription(event)) else {
+            return Ok(None);
+        };
+        if event.livemode != self.livemode || self.is_recorded(&event.id).await? {
+            return Ok(None);
+        }
+        match source.read(&id).await {
+            Ok(fresh) => Ok(Some(Refetched::State(fresh))),
+            Err(SourceError::Unreadable(reason)) => Ok(Some(Refetched::Unreadable(reason))),
+            Err(SourceError::Unavailable(reason)) => Err(Error::SourceUnavailable(reason)),
+        }
+    }
+
+    async fn is_recorded(&self, event_id: &str) -> Result<bool, Error> {
         let mut pooled = self.db.get().await?;
         events::exists(&mut pooled.conn(), event_id).await
     }

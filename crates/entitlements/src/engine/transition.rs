@@ -18,8 +18,9 @@
 
 use std::cmp::Ordering;
 
-use crate::event::{InvoiceObject, SubscriptionObject};
+use crate::event::InvoiceObject;
 use crate::kinds::SubscriptionStatus;
+use crate::snapshot::SubscriptionSnapshot;
 use crate::store::subscriptions::SubscriptionRow;
 
 /// What a subscription state comes from: an event, or a reconciliation.
@@ -39,7 +40,7 @@ pub(crate) enum Input<'a> {
     /// read from Stripe's API; `org_id` is the organization it belongs to,
     /// as far as anything tells.
     State {
-        state: &'a SubscriptionObject,
+        state: &'a SubscriptionSnapshot,
         source: Source<'a>,
         read_at_ms: Option<i64>,
         org_id: Option<&'a str>,
@@ -164,7 +165,7 @@ fn staleness(
 
 fn take_state(
     row: &mut SubscriptionRow,
-    state: &SubscriptionObject,
+    state: &SubscriptionSnapshot,
     created: i64,
     read_at_ms: Option<i64>,
 ) {
@@ -172,8 +173,8 @@ fn take_state(
         row.customer_id = state.customer.clone();
     }
     row.status = Some(state.status.as_str().to_owned());
-    row.current_period_start = state.period_start();
-    row.current_period_end = state.period_end();
+    row.current_period_start = state.current_period_start;
+    row.current_period_end = state.current_period_end;
     row.cancel_at_period_end = state.cancel_at_period_end;
     row.last_event_created = Some(
         row.last_event_created
@@ -219,7 +220,6 @@ fn link(row: &mut SubscriptionRow, org_id: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::List;
 
     const T: i64 = 1_800_000_000;
 
@@ -242,19 +242,16 @@ mod tests {
         }
     }
 
-    fn state(status: &str, org: Option<&str>) -> SubscriptionObject {
-        let metadata = org
-            .map(|org| [("org_id".to_owned(), org.to_owned())].into())
-            .unwrap_or_default();
-        SubscriptionObject {
+    fn state(status: &str, org: Option<&str>) -> SubscriptionSnapshot {
+        SubscriptionSnapshot {
             id: "sub_1".into(),
             customer: Some("cus_1".into()),
             status: SubscriptionStatus::parse(status),
             cancel_at_period_end: false,
             current_period_start: Some(T),
             current_period_end: Some(T + 2000),
-            metadata,
-            items: List::default(),
+            org_id: org.map(str::to_owned),
+            items: Vec::new(),
         }
     }
 

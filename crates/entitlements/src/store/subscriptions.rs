@@ -10,6 +10,7 @@ use crate::compute::{Item, SubscriptionState};
 use crate::db::schema::{subscription_items as items, subscriptions as subs};
 use crate::db::{Conn, run};
 use crate::kinds::SubscriptionStatus;
+use crate::snapshot::SnapshotItem;
 
 /// A `subscriptions` row.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, AsChangeset)]
@@ -38,14 +39,6 @@ struct NewItem<'a> {
     subscription_id: &'a str,
     price_id: &'a str,
     quantity: i64,
-}
-
-/// A subscription item as an event carries it.
-#[derive(Debug, Clone)]
-pub(crate) struct ItemInput {
-    pub id: String,
-    pub price_id: String,
-    pub quantity: i64,
 }
 
 /// Creates the subscription row if it is new, locks it until the
@@ -81,7 +74,7 @@ pub(crate) async fn save(conn: &mut Conn<'_>, row: &SubscriptionRow) -> Result<(
 pub(crate) async fn replace_items(
     conn: &mut Conn<'_>,
     subscription_id: &str,
-    new_items: &[ItemInput],
+    new_items: &[SnapshotItem],
 ) -> Result<(), Error> {
     let delete = diesel::delete(items::table.filter(items::subscription_id.eq(subscription_id)));
     run!(conn, |c| delete.execute(c).await)?;

@@ -1,0 +1,36 @@
+//! Refetch mode's port: where the engine reads a subscription's current
+//! state (Stripe's API, in the service; a script, in tests).
+
+use futures_util::future::BoxFuture;
+
+use crate::snapshot::SubscriptionSnapshot;
+
+/// A subscription as read from its source just now; applied instead of an
+/// event's payload.
+#[derive(Debug, Clone)]
+pub struct Fresh {
+    /// The subscription.
+    pub subscription: SubscriptionSnapshot,
+    /// When it was read (unix milliseconds); orders reads of one
+    /// subscription.
+    pub read_at_ms: i64,
+}
+
+/// Why a subscription could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SourceError {
+    /// Not now (a network failure, a 5xx, a rate limit that outlasted the
+    /// retries): the event is refused so that Stripe delivers it again.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Never (it does not exist, or the key may not read it): the event is
+    /// recorded as `invalid` with this reason.
+    #[error("{0}")]
+    Unreadable(String),
+}
+
+/// Reads subscriptions for refetch mode.
+pub trait SubscriptionSource: Send + Sync {
+    /// The subscription's state, read after this call began.
+    fn read<'a>(&'a self, subscription_id: &'a str) -> BoxFuture<'a, Result<Fresh, SourceError>>;
+}
