@@ -15,3 +15,4 @@ pub mod startup;
 pub mod stripe_api;
 pub mod telemetry;
 pub mod trigger;
+mod wire;

@@ -35,7 +35,7 @@ pub enum FeatureSpec {
 }
 
 /// A granted feature value, as callers see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum FeatureValue {
     /// On or off.

@@ -1,27 +1,24 @@
 //! The history of an organization as callers see it.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
-use crate::catalog::{FeatureValue, Features};
+use crate::catalog::Features;
 use crate::store::history::{ChangeEntry, EventEntry};
 use crate::store::notes::NoteEntry;
 
 pub use crate::store::history::Cursor;
 
 /// One page of an organization's history, newest first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct HistoryPage {
     /// The entries.
     pub entries: Vec<HistoryEntry>,
     /// Where the next page starts, if there is one.
-    #[serde(skip)]
     pub next: Option<Cursor>,
 }
 
 /// An event or an entitlement change.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(Debug, Clone)]
 pub enum HistoryEntry {
     /// A webhook event concerning the organization.
     Event {
@@ -30,7 +27,6 @@ pub enum HistoryEntry {
         /// Stripe's event id.
         event_id: String,
         /// Its type.
-        #[serde(rename = "type")]
         event_type: String,
         /// What applying it did.
         outcome: String,
@@ -53,7 +49,6 @@ pub enum HistoryEntry {
         /// The status afterwards.
         status: String,
         /// The features afterwards.
-        #[schema(value_type = std::collections::HashMap<String, FeatureValue>)]
         features: Features,
     },
     /// Something an operator did, such as a replay.

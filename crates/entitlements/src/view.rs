@@ -1,13 +1,12 @@
 //! The answer to "what may this organization use?".
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
-use crate::catalog::{FeatureValue, Features};
+use crate::catalog::Features;
 use crate::compute::{Entitlement, NO_SUBSCRIPTION};
 
-/// An organization's entitlements as the HTTP API returns them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+/// An organization's entitlements at one version.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntitlementView {
     /// The organization.
     pub org_id: String,
@@ -16,7 +15,6 @@ pub struct EntitlementView {
     /// The subscription status, or `none`.
     pub status: String,
     /// Every catalog feature with its granted value.
-    #[schema(value_type = std::collections::HashMap<String, FeatureValue>)]
     pub features: Features,
     /// The primary granting subscription.
     pub subscription_id: Option<String>,

@@ -4,13 +4,14 @@
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
-use entitlements::{EntitlementView, FeatureValue};
+use entitlements::EntitlementView;
 use serde::Serialize;
 
 use super::check_org_id;
 use crate::auth::{Authorized, ReadScope};
 use crate::error::{ApiError, ErrorBody};
 use crate::startup::AppState;
+use crate::wire::{Entitlements, FeatureValue};
 
 /// Mounts the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -28,7 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[utoipa::path(get, path = "/v1/entitlements/{org_id}", tag = "entitlements", security(("bearer" = ["entitlements:read"])),
     params(("org_id" = String, Path, description = "The organization")),
     responses(
-        (status = 200, description = "The entitlements; `ETag` carries the version", body = EntitlementView),
+        (status = 200, description = "The entitlements; `ETag` carries the version", body = Entitlements),
         (status = 304, description = "Unchanged since the `If-None-Match` ETag"),
         (status = 400, description = "Invalid organization id", body = ErrorBody),
         (status = 401, description = "No or unknown bearer token", body = ErrorBody),
@@ -57,7 +58,7 @@ pub(crate) async fn get(
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, etag))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .json(view))
+        .json(Entitlements::from(view)))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -99,7 +100,7 @@ pub(crate) async fn feature(
         });
     };
     let view = current(&state, &org_id).await?;
-    let value = view.features.get(&feature).copied().unwrap_or(zero);
+    let value = view.features.get(&feature).copied().unwrap_or(zero).into();
     Ok(HttpResponse::Ok().json(FeatureAnswer {
         org_id: &org_id,
         feature: &feature,

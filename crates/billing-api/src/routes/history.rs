@@ -3,13 +3,14 @@
 
 use actix_web::http::Method;
 use actix_web::{HttpResponse, web};
-use entitlements::history::{Cursor, HistoryEntry};
+use entitlements::history::Cursor;
 use serde::{Deserialize, Serialize};
 
 use super::check_org_id;
 use crate::auth::{AdminScope, Authorized};
 use crate::error::{ApiError, ErrorBody};
 use crate::startup::AppState;
+use crate::wire::HistoryEntry;
 
 /// Mounts the route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -74,7 +75,11 @@ pub(crate) async fn list(
         .await?;
     Ok(HttpResponse::Ok().json(HistoryAnswer {
         org_id: &path,
-        entries: history.entries,
+        entries: history
+            .entries
+            .into_iter()
+            .map(HistoryEntry::from)
+            .collect(),
         next: history.next.map(|cursor| cursor.encode()),
     }))
 }

@@ -42,7 +42,7 @@ on_both_backends! {
             "POST /v1/portal/sessions",
             "POST /webhooks/stripe",
         ]);
-        assert!(doc["components"]["schemas"]["EntitlementView"]["properties"]["valid_until"].is_object());
+        assert!(doc["components"]["schemas"]["Entitlements"]["properties"]["valid_until"].is_object());
 
         // The constraints the service enforces are stated.
         let param = |path: &str, name: &str| -> Value {

@@ -1,0 +1,181 @@
+//! The JSON the API answers with: the domain's answers, serialized and
+//! described for the OpenAPI document (the domain crate knows neither).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use entitlements::history::HistoryEntry as DomainEntry;
+use entitlements::{EntitlementView, Features};
+
+/// Features by name, as answered.
+type FeatureValues = BTreeMap<String, FeatureValue>;
+use serde::Serialize;
+
+/// A feature's value: on or off, or a number (a limit, a count of seats).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub(crate) enum FeatureValue {
+    /// On or off.
+    Flag(bool),
+    /// A number.
+    Limit(i64),
+}
+
+impl From<entitlements::FeatureValue> for FeatureValue {
+    fn from(value: entitlements::FeatureValue) -> Self {
+        match value {
+            entitlements::FeatureValue::Flag(on) => FeatureValue::Flag(on),
+            entitlements::FeatureValue::Limit(n) => FeatureValue::Limit(n),
+        }
+    }
+}
+
+fn values(features: Features) -> FeatureValues {
+    features
+        .into_iter()
+        .map(|(name, value)| (name, value.into()))
+        .collect()
+}
+
+/// An organization's entitlements.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Entitlements {
+    /// The organization.
+    org_id: String,
+    /// The plan in force.
+    plan: String,
+    /// The subscription status, or `none`.
+    status: String,
+    /// Every catalog feature with its granted value.
+    features: FeatureValues,
+    /// The primary granting subscription.
+    subscription_id: Option<String>,
+    /// Its period end.
+    current_period_end: Option<DateTime<Utc>>,
+    /// Whether it ends at its period end.
+    cancel_at_period_end: bool,
+    /// While past due: when access ends unless paid.
+    grace_until: Option<DateTime<Utc>>,
+    /// When this answer lapses if no further event arrives.
+    valid_until: Option<DateTime<Utc>>,
+    /// Grows by one with every change.
+    version: i64,
+    /// When the entitlements last changed.
+    updated_at: Option<DateTime<Utc>>,
+}
+
+impl From<EntitlementView> for Entitlements {
+    fn from(view: EntitlementView) -> Self {
+        Self {
+            org_id: view.org_id,
+            plan: view.plan,
+            status: view.status,
+            features: values(view.features),
+            subscription_id: view.subscription_id,
+            current_period_end: view.current_period_end,
+            cancel_at_period_end: view.cancel_at_period_end,
+            grace_until: view.grace_until,
+            valid_until: view.valid_until,
+            version: view.version,
+            updated_at: view.updated_at,
+        }
+    }
+}
+
+/// An entry of an organization's history: an event, an entitlement change
+/// or an operator's note.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum HistoryEntry {
+    /// A webhook event concerning the organization.
+    Event {
+        /// When it was recorded.
+        at: Option<DateTime<Utc>>,
+        /// Stripe's event id.
+        event_id: String,
+        /// Its type.
+        #[serde(rename = "type")]
+        event_type: String,
+        /// What applying it did.
+        outcome: String,
+        /// Why, or what was noticed.
+        detail: Option<String>,
+        /// The subscription it concerned.
+        subscription_id: Option<String>,
+    },
+    /// A change of the organization's entitlements.
+    EntitlementChange {
+        /// When it changed.
+        at: Option<DateTime<Utc>>,
+        /// The new version.
+        version: i64,
+        /// The event that caused it; none when time alone or the catalog
+        /// did.
+        event_id: Option<String>,
+        /// The plan afterwards.
+        plan: String,
+        /// The status afterwards.
+        status: String,
+        /// The features afterwards.
+        features: FeatureValues,
+    },
+    /// Something an operator did, such as a replay.
+    Note {
+        /// When.
+        at: Option<DateTime<Utc>>,
+        /// What: `replay`.
+        action: String,
+        /// The event it concerned.
+        event_id: Option<String>,
+        /// What came of it.
+        detail: String,
+    },
+}
+
+impl From<DomainEntry> for HistoryEntry {
+    fn from(entry: DomainEntry) -> Self {
+        match entry {
+            DomainEntry::Event {
+                at,
+                event_id,
+                event_type,
+                outcome,
+                detail,
+                subscription_id,
+            } => HistoryEntry::Event {
+                at,
+                event_id,
+                event_type,
+                outcome,
+                detail,
+                subscription_id,
+            },
+            DomainEntry::EntitlementChange {
+                at,
+                version,
+                event_id,
+                plan,
+                status,
+                features,
+            } => HistoryEntry::EntitlementChange {
+                at,
+                version,
+                event_id,
+                plan,
+                status,
+                features: values(features),
+            },
+            DomainEntry::Note {
+                at,
+                action,
+                event_id,
+                detail,
+            } => HistoryEntry::Note {
+                at,
+                action,
+                event_id,
+                detail,
+            },
+        }
+    }
+}
