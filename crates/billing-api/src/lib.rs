@@ -6,6 +6,7 @@ pub mod cli;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod org_id;
 pub mod reconcile;
 pub mod refetch;
 pub mod routes;

@@ -4,9 +4,9 @@ use actix_web::http::Method;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use super::check_org_id;
 use crate::auth::{Authorized, CheckoutScope};
 use crate::error::{ApiError, ErrorBody};
+use crate::org_id::OrgId;
 use crate::startup::AppState;
 use crate::stripe_api::{SessionRequest, StripeApi};
 
@@ -21,7 +21,8 @@ pub(crate) const MAX_TRIAL_DAYS: u32 = 730;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CheckoutRequest {
-    org_id: String,
+    #[schema(value_type = String)]
+    org_id: OrgId,
     plan: Option<String>,
     price_id: Option<String>,
     #[serde(default, deserialize_with = "whole_number")]
@@ -61,7 +62,6 @@ pub(crate) async fn create(
     body: web::Json<CheckoutRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let req = body.into_inner();
-    check_org_id(&req.org_id)?;
     let (plan, price_id) = resolve_price(&state, &req)?;
     let quantity = req.quantity.unwrap_or(1);
     if !(1..=MAX_QUANTITY).contains(&quantity) {
@@ -109,7 +109,7 @@ pub(crate) async fn create(
         })
         .await?;
     if view.is_subscribed() {
-        return Err(ApiError::AlreadySubscribed(req.org_id));
+        return Err(ApiError::AlreadySubscribed(req.org_id.to_string()));
     }
     let customer = match customer {
         Some(customer) => customer,

@@ -5,11 +5,11 @@ use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use entitlements::EntitlementView;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::check_org_id;
 use crate::auth::{Authorized, ReadScope};
 use crate::error::{ApiError, ErrorBody};
+use crate::org_id::OrgId;
 use crate::startup::AppState;
 use crate::wire::{Entitlements, FeatureValue};
 
@@ -37,14 +37,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         (status = 404, description = "Nothing grants and the catalog has no default plan", body = ErrorBody),
         (status = 503, description = "Storage unavailable; retry later", body = ErrorBody),
     ))]
-#[tracing::instrument(skip_all, fields(org_id = %path))]
+#[tracing::instrument(skip_all, fields(org_id = %org))]
 pub(crate) async fn get(
     _: Authorized<ReadScope>,
+    org: OrgId,
     state: web::Data<AppState>,
-    path: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let view = current(&state, &path).await?;
+    let view = current(&state, &org).await?;
     let etag = format!(
         "\"{}-{:x}\"",
         view.version,
@@ -59,6 +59,12 @@ pub(crate) async fn get(
         .insert_header((header::ETAG, etag))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .json(Entitlements::from(view)))
+}
+
+/// The feature segment of the feature route's path.
+#[derive(Deserialize)]
+pub(crate) struct FeaturePath {
+    feature: String,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -80,41 +86,35 @@ pub(crate) struct FeatureAnswer<'a> {
         (status = 404, description = "No plan defines the feature, or nothing grants and the catalog has no default plan", body = ErrorBody),
         (status = 503, description = "Storage unavailable; retry later", body = ErrorBody),
     ))]
-#[tracing::instrument(skip_all, fields(org_id = %path.0, feature = %path.1))]
+#[tracing::instrument(skip_all, fields(org_id = %org, feature = %path.feature))]
 pub(crate) async fn feature(
     _: Authorized<ReadScope>,
+    org: OrgId,
     state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
+    path: web::Path<FeaturePath>,
 ) -> Result<HttpResponse, ApiError> {
-    let (org_id, feature) = path.into_inner();
-    let Some(zero) = state
-        .engine
-        .catalog()
-        .zero_features()
-        .get(&feature)
-        .copied()
-    else {
+    let feature = &path.feature;
+    let Some(zero) = state.engine.catalog().zero_features().get(feature).copied() else {
         return Err(ApiError::NotFound {
             code: "unknown_feature",
             message: format!("no plan defines a feature named {feature:?}"),
         });
     };
-    let view = current(&state, &org_id).await?;
-    let value = view.features.get(&feature).copied().unwrap_or(zero).into();
+    let view = current(&state, &org).await?;
+    let value = view.features.get(feature).copied().unwrap_or(zero).into();
     Ok(HttpResponse::Ok().json(FeatureAnswer {
-        org_id: &org_id,
-        feature: &feature,
+        org_id: org.as_str(),
+        feature,
         value,
     }))
 }
 
 /// The organization's entitlements, or 404 when nothing grants and the
 /// catalog has no default plan.
-async fn current(state: &AppState, org_id: &str) -> Result<EntitlementView, ApiError> {
-    check_org_id(org_id)?;
-    let org = org_id.to_owned();
+async fn current(state: &AppState, org_id: &OrgId) -> Result<EntitlementView, ApiError> {
+    let org = org_id.clone();
     let view = state
-        .domain(async move |engine| engine.entitlements(&org).await)
+        .domain(async move |engine| engine.entitlements(org.as_str()).await)
         .await?;
     if !view.is_subscribed() && state.engine.catalog().default_plan().is_none() {
         return Err(ApiError::NotFound {

@@ -6,9 +6,9 @@ use actix_web::{HttpResponse, web};
 use entitlements::history::Cursor;
 use serde::{Deserialize, Serialize};
 
-use super::check_org_id;
 use crate::auth::{AdminScope, Authorized};
 use crate::error::{ApiError, ErrorBody};
+use crate::org_id::OrgId;
 use crate::startup::AppState;
 use crate::wire::HistoryEntry;
 
@@ -49,14 +49,13 @@ pub(crate) struct HistoryAnswer<'a> {
         (status = 401, description = "No or unknown bearer token", body = ErrorBody),
         (status = 403, description = "The token lacks the scope", body = ErrorBody),
     ))]
-#[tracing::instrument(skip_all, fields(org_id = %path))]
+#[tracing::instrument(skip_all, fields(org_id = %org))]
 pub(crate) async fn list(
     _: Authorized<AdminScope>,
+    org: OrgId,
     state: web::Data<AppState>,
-    path: web::Path<String>,
     page: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {
-    check_org_id(&path)?;
     let limit = page.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::InvalidRequest(format!(
@@ -69,12 +68,16 @@ pub(crate) async fn list(
         })?),
         None => None,
     };
-    let org_id = path.clone();
+    let org_id = org.clone();
     let history = state
-        .domain(async move |engine| engine.history(&org_id, before.as_ref(), limit).await)
+        .domain(async move |engine| {
+            engine
+                .history(org_id.as_str(), before.as_ref(), limit)
+                .await
+        })
         .await?;
     Ok(HttpResponse::Ok().json(HistoryAnswer {
-        org_id: &path,
+        org_id: org.as_str(),
         entries: history
             .entries
             .into_iter()

@@ -67,15 +67,3 @@ pub fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error 
     };
     ApiError::InvalidRequest(message).into()
 }
-
-/// Organization ids are short opaque strings chosen by the SaaS.
-pub fn check_org_id(org_id: &str) -> Result<(), ApiError> {
-    if ::entitlements::org::is_valid_org_id(org_id) {
-        Ok(())
-    } else {
-        Err(ApiError::InvalidRequest(format!(
-            "org_id: {}",
-            ::entitlements::org::ORG_ID_RULE
-        )))
-    }
-}

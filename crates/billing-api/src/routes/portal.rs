@@ -6,9 +6,10 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{check_org_id, checkout::redirect};
+use super::checkout::redirect;
 use crate::auth::{Authorized, CheckoutScope};
 use crate::error::{ApiError, ErrorBody};
+use crate::org_id::OrgId;
 use crate::startup::AppState;
 
 /// Mounts the route.
@@ -19,7 +20,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PortalRequest {
-    org_id: String,
+    #[schema(value_type = String)]
+    org_id: OrgId,
     return_url: Option<String>,
 }
 
@@ -43,7 +45,6 @@ pub(crate) async fn create(
     body: web::Json<PortalRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let req = body.into_inner();
-    check_org_id(&req.org_id)?;
     let return_url = redirect(
         &state,
         "return_url",
@@ -53,7 +54,7 @@ pub(crate) async fn create(
     let stripe = state.stripe.as_ref().ok_or(ApiError::StripeNotConfigured)?;
     let org_id = req.org_id.clone();
     let customer = state
-        .domain(async move |engine| engine.customer_of(&org_id).await)
+        .domain(async move |engine| engine.customer_of(org_id.as_str()).await)
         .await?
         .ok_or_else(|| ApiError::NotFound {
             code: "no_customer",
