@@ -85,49 +85,43 @@ pub struct ErrorBody<'a> {
 }
 
 impl ApiError {
-    fn code(&self) -> &'static str {
+    /// The answer's status and machine-readable code: the one place both
+    /// are decided.
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            ApiError::InvalidRequest(_) => "invalid_request",
-            ApiError::Signature(e) => e.code(),
-            ApiError::MalformedEvent(_) => "malformed_event",
-            ApiError::PayloadTooLarge(_) => "payload_too_large",
-            ApiError::Unauthorized => "unauthorized",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound { code, .. } => code,
-            ApiError::MethodNotAllowed(_) => "method_not_allowed",
-            ApiError::AlreadySubscribed(_) => "already_subscribed",
-            ApiError::Stripe(_) => "stripe_error",
-            ApiError::StripeUnavailable(_) => "stripe_unavailable",
-            ApiError::StripeNotConfigured => "stripe_not_configured",
-            ApiError::Storage(e) if e.is_transient() => "storage_unavailable",
-            ApiError::Storage(_) | ApiError::Internal(_) => "internal_error",
+            ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::Signature(e) => (StatusCode::BAD_REQUEST, e.code()),
+            ApiError::MalformedEvent(_) => (StatusCode::BAD_REQUEST, "malformed_event"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::AlreadySubscribed(_) => (StatusCode::CONFLICT, "already_subscribed"),
+            ApiError::Stripe(_) => (StatusCode::BAD_GATEWAY, "stripe_error"),
+            ApiError::StripeUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "stripe_unavailable")
+            }
+            ApiError::StripeNotConfigured => {
+                (StatusCode::SERVICE_UNAVAILABLE, "stripe_not_configured")
+            }
+            ApiError::Storage(e) if e.is_transient() => {
+                (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+            }
+            ApiError::Storage(_) | ApiError::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
+            }
         }
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            ApiError::InvalidRequest(_) | ApiError::Signature(_) | ApiError::MalformedEvent(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::AlreadySubscribed(_) => StatusCode::CONFLICT,
-            ApiError::Stripe(_) => StatusCode::BAD_GATEWAY,
-            ApiError::StripeUnavailable(_) | ApiError::StripeNotConfigured => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            ApiError::Storage(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Storage(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.status_and_code().0
     }
 
     fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
+        let (status, code) = self.status_and_code();
         let message = match self {
             ApiError::Storage(e) if e.is_transient() => {
                 "storage is unavailable; nothing was changed, retry later".to_owned()
@@ -138,9 +132,9 @@ impl ResponseError for ApiError {
             other => other.to_string(),
         };
         if status.is_server_error() {
-            tracing::error!(error = ?self, code = self.code(), "request failed");
+            tracing::error!(error = ?self, code, "request failed");
         } else {
-            tracing::info!(code = self.code(), %message, "request refused");
+            tracing::info!(code, %message, "request refused");
         }
         let mut response = HttpResponse::build(status);
         match self {
@@ -153,7 +147,7 @@ impl ResponseError for ApiError {
             _ => {}
         }
         response.json(ErrorBody {
-            error: self.code(),
+            error: code,
             message,
         })
     }

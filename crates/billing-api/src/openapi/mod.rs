@@ -52,6 +52,40 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn document(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut doc =
         serde_json::to_value(ApiDoc::openapi()).map_err(|e| ApiError::Internal(e.to_string()))?;
+    authentication_answers(&mut doc);
     constraints::constrain(&mut doc, &state.settings, state.engine.catalog());
     Ok(HttpResponse::Ok().json(doc))
+}
+
+/// Every operation that needs a token answers 401 without a valid one and
+/// 403 without its scope: written here once rather than on each route.
+fn authentication_answers(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    let answer = |description: &str| {
+        json!({
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        })
+    };
+    let paths = doc
+        .get_mut("paths")
+        .and_then(serde_json::Value::as_object_mut);
+    for item in paths.into_iter().flat_map(|paths| paths.values_mut()) {
+        for operation in item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|o| o.values_mut())
+        {
+            if operation.get("security").is_none() {
+                continue;
+            }
+            if let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(|r| r.as_object_mut())
+            {
+                responses.insert("401".into(), answer("No or unknown bearer token"));
+                responses.insert("403".into(), answer("The token lacks the scope"));
+            }
+        }
+    }
 }

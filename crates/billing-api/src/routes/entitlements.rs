@@ -32,8 +32,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         (status = 200, description = "The entitlements; `ETag` carries the version", body = Entitlements),
         (status = 304, description = "Unchanged since the `If-None-Match` ETag"),
         (status = 400, description = "Invalid organization id", body = ErrorBody),
-        (status = 401, description = "No or unknown bearer token", body = ErrorBody),
-        (status = 403, description = "The token lacks the scope", body = ErrorBody),
         (status = 404, description = "Nothing grants and the catalog has no default plan", body = ErrorBody),
         (status = 503, description = "Storage unavailable; retry later", body = ErrorBody),
     ))]
@@ -80,8 +78,6 @@ pub(crate) struct FeatureAnswer<'a> {
     params(("org_id" = String, Path, description = "The organization"), ("feature" = String, Path, description = "A feature of the catalog")),
     responses(
         (status = 200, description = "The value", body = FeatureAnswer),
-        (status = 401, description = "No or unknown bearer token", body = ErrorBody),
-        (status = 403, description = "The token lacks the scope", body = ErrorBody),
         (status = 400, description = "Invalid organization id", body = ErrorBody),
         (status = 404, description = "No plan defines the feature, or nothing grants and the catalog has no default plan", body = ErrorBody),
         (status = 503, description = "Storage unavailable; retry later", body = ErrorBody),

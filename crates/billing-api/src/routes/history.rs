@@ -46,8 +46,6 @@ pub(crate) struct HistoryAnswer<'a> {
         (status = 200, description = "One page", body = HistoryAnswer),
         (status = 400, description = "Invalid organization id, limit or cursor", body = ErrorBody),
         (status = 503, description = "Storage unavailable; retry later", body = ErrorBody),
-        (status = 401, description = "No or unknown bearer token", body = ErrorBody),
-        (status = 403, description = "The token lacks the scope", body = ErrorBody),
     ))]
 #[tracing::instrument(skip_all, fields(org_id = %org))]
 pub(crate) async fn list(

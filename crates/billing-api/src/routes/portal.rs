@@ -32,8 +32,6 @@ pub(crate) struct PortalRequest {
     responses(
         (status = 201, description = "`{\"url\": ...}`: redirect the browser there", body = Object),
         (status = 400, description = "Invalid input; the message names the field", body = ErrorBody),
-        (status = 401, description = "No or unknown bearer token", body = ErrorBody),
-        (status = 403, description = "The token lacks the scope", body = ErrorBody),
         (status = 404, description = "The organization has no Stripe customer yet", body = ErrorBody),
         (status = 502, description = "Stripe refused or failed", body = ErrorBody),
         (status = 503, description = "Stripe is not configured, or storage is unavailable; retry later", body = ErrorBody),

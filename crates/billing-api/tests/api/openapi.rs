@@ -61,7 +61,9 @@ on_both_backends! {
         let webhook = &doc["paths"]["/webhooks/stripe"]["post"];
         assert_eq!(webhook["requestBody"]["content"]["application/json"]["schema"]["required"], serde_json::json!(["id", "type"]));
         for (path, method) in [("/v1/entitlements/{org_id}", "get"), ("/v1/orgs/{org_id}/history", "get"), ("/v1/portal/sessions", "post")] {
-            assert!(doc["paths"][path][method]["responses"]["503"].is_object(), "{method} {path} documents 503");
+            for status in ["401", "403", "503"] {
+                assert!(doc["paths"][path][method]["responses"][status].is_object(), "{method} {path} documents {status}");
+            }
         }
         assert_eq!(app.get("/v1/not-a-route", None).await.status(), 404);
     }
