@@ -6,7 +6,7 @@
 use entitlements::Catalog;
 use serde_json::{Value, json};
 
-use crate::routes::checkout::{MAX_QUANTITY, MAX_TRIAL_DAYS};
+use crate::checkout::{MAX_QUANTITY, MAX_TRIAL_DAYS};
 use crate::routes::history::MAX_LIMIT;
 use crate::settings::Settings;
 use entitlements::history::CURSOR_DIGITS;

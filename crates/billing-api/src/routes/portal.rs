@@ -6,8 +6,8 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::checkout::redirect;
 use crate::auth::{Authorized, CheckoutScope};
+use crate::checkout::allowed_redirect;
 use crate::error::{ApiError, ErrorBody};
 use crate::org_id::OrgId;
 use crate::startup::AppState;
@@ -43,7 +43,7 @@ pub(crate) async fn create(
     body: web::Json<PortalRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let req = body.into_inner();
-    let return_url = redirect(
+    let return_url = allowed_redirect(
         &state,
         "return_url",
         req.return_url.as_deref(),
