@@ -1,7 +1,8 @@
-//! Typed configuration, layered: the built-in `config/default.toml`, then
-//! `config/<BILLING_ENV>.toml`, then `--config`/`BILLING_CONFIG`, then the
+//! Typed configuration, layered, later wins: the built-in
+//! `config/default.toml`, then `config/<BILLING_ENV>.toml`, then
+//! `--config`/`BILLING_CONFIG`, then `BILLING__<SECTION>__<KEY>`, then the
 //! conventional variables (`DATABASE_URL`, `STRIPE_SECRET_KEY`,
-//! `STRIPE_WEBHOOK_SECRET`, `PORT`), then `BILLING__<SECTION>__<KEY>`.
+//! `STRIPE_WEBHOOK_SECRET`, `PORT`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

@@ -65,6 +65,22 @@ fn conventional_variables_are_read() {
 }
 
 #[test]
+fn conventional_variables_win_over_prefixed_ones() {
+    let settings = Settings::load(&sources(&[
+        ("BILLING__DATABASE__URL", "postgres://prefixed/billing"),
+        ("DATABASE_URL", "postgres://conventional/billing"),
+        ("BILLING__SERVER__PORT", "7070"),
+        ("PORT", "9090"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        settings.database.url.expose_secret(),
+        "postgres://conventional/billing"
+    );
+    assert_eq!(settings.server.port, 9090);
+}
+
+#[test]
 fn prefixed_variables_set_any_key() {
     let settings = Settings::load(&sources(&[
         ("BILLING__STRIPE__TOLERANCE_SECS", "60"),
