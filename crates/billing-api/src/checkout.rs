@@ -79,7 +79,7 @@ pub(crate) async fn create_session(
 
     let org_id = req.org_id.clone();
     let (view, customer) = state
-        .domain(async move |engine| {
+        .with_engine(async move |engine| {
             let view = engine.entitlements(&org_id).await?;
             Ok((view, engine.customer_of(&org_id).await?))
         })
@@ -118,7 +118,7 @@ async fn create_customer(
 ) -> Result<String, ApiError> {
     let org = org_id.to_owned();
     let attempt = state
-        .domain(async move |engine| engine.customer_attempt(&org).await)
+        .with_engine(async move |engine| engine.customer_attempt(&org).await)
         .await?;
     let created = match stripe.create_customer(org_id, attempt).await {
         Ok(created) => created,
@@ -126,7 +126,7 @@ async fn create_customer(
             if failure.is_server_side() {
                 let org = org_id.to_owned();
                 state
-                    .domain(async move |engine| engine.next_customer_attempt(&org).await)
+                    .with_engine(async move |engine| engine.next_customer_attempt(&org).await)
                     .await?;
             }
             return Err(failure.into());
@@ -137,7 +137,7 @@ async fn create_customer(
     }
     let org = org_id.to_owned();
     state
-        .domain(async move |engine| engine.remember_customer(&org, &created).await)
+        .with_engine(async move |engine| engine.remember_customer(&org, &created).await)
         .await
 }
 

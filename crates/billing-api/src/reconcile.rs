@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use entitlements::{Change, Engine, Fresh, Outcome};
+use entitlements::{Change, Engine, Outcome, SubscriptionRead};
 
 use crate::stripe_api::{StripeApi, StripeFailure};
 
@@ -72,7 +72,7 @@ pub async fn reconcile(
         after = page.last().map(|sub| sub.id.clone());
         for subscription in page {
             summary.subscriptions += 1;
-            let fresh = Fresh {
+            let fresh = SubscriptionRead {
                 subscription,
                 read_at_ms,
             };

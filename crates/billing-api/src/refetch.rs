@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use entitlements::{Fresh, SourceError, SubscriptionSource};
+use entitlements::{SourceError, SubscriptionRead, SubscriptionSource};
 use futures_util::future::BoxFuture;
 
 use crate::stripe_api::{StripeApi, StripeFailure};
@@ -29,7 +29,7 @@ struct Slot {
     /// Arrivals so far; each waiter takes the next number.
     arrivals: AtomicU64,
     /// The last read: how many arrivals it covers, and its result.
-    last: tokio::sync::Mutex<Option<(u64, Result<Fresh, StripeFailure>)>>,
+    last: tokio::sync::Mutex<Option<(u64, Result<SubscriptionRead, StripeFailure>)>>,
 }
 
 impl Refetcher {
@@ -44,7 +44,7 @@ impl Refetcher {
     }
 
     /// The subscription's state, read after this call began.
-    pub async fn read(&self, subscription_id: &str) -> Result<Fresh, StripeFailure> {
+    pub async fn read(&self, subscription_id: &str) -> Result<SubscriptionRead, StripeFailure> {
         let claim = Claim::new(self, subscription_id);
         let slot = &claim.slot;
         let ticket = slot.arrivals.fetch_add(1, Ordering::SeqCst) + 1;
@@ -59,7 +59,7 @@ impl Refetcher {
                     self.api
                         .retrieve_subscription(subscription_id)
                         .await
-                        .map(|subscription| Fresh {
+                        .map(|subscription| SubscriptionRead {
                             subscription,
                             read_at_ms: chrono::Utc::now().timestamp_millis(),
                         });
@@ -75,7 +75,10 @@ impl Refetcher {
 }
 
 impl SubscriptionSource for Refetcher {
-    fn read<'a>(&'a self, subscription_id: &'a str) -> BoxFuture<'a, Result<Fresh, SourceError>> {
+    fn read<'a>(
+        &'a self,
+        subscription_id: &'a str,
+    ) -> BoxFuture<'a, Result<SubscriptionRead, SourceError>> {
         Box::pin(async move {
             self.read(subscription_id).await.map_err(|failure| {
                 if failure.is_permanent() {

@@ -47,7 +47,7 @@ impl AppState {
     /// multi-threaded runtime. A request that is dropped (its client went
     /// away) thus never cancels a transaction half-way, and SQLite's
     /// blocking calls never run on an HTTP worker's own runtime.
-    pub async fn domain<T, F>(&self, work: impl FnOnce(Engine) -> F) -> Result<T, ApiError>
+    pub async fn with_engine<T, F>(&self, work: impl FnOnce(Engine) -> F) -> Result<T, ApiError>
     where
         F: Future<Output = Result<T, entitlements::Error>> + Send + 'static,
         T: Send + 'static,

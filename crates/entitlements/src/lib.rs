@@ -29,5 +29,5 @@ pub use event::Event;
 pub use kinds::{EventKind, SubscriptionStatus};
 pub use receipt::{Change, Delivery, Outcome, Receipt};
 pub use snapshot::{SnapshotItem, SubscriptionSnapshot};
-pub use source::{Fresh, SourceError, SubscriptionSource};
+pub use source::{SourceError, SubscriptionRead, SubscriptionSource};
 pub use view::EntitlementView;

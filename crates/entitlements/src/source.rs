@@ -8,7 +8,7 @@ use crate::snapshot::SubscriptionSnapshot;
 /// A subscription as read from its source just now; applied instead of an
 /// event's payload.
 #[derive(Debug, Clone)]
-pub struct Fresh {
+pub struct SubscriptionRead {
     /// The subscription.
     pub subscription: SubscriptionSnapshot,
     /// When it was read (unix milliseconds); orders reads of one
@@ -32,5 +32,8 @@ pub enum SourceError {
 /// Reads subscriptions for refetch mode.
 pub trait SubscriptionSource: Send + Sync {
     /// The subscription's state, read after this call began.
-    fn read<'a>(&'a self, subscription_id: &'a str) -> BoxFuture<'a, Result<Fresh, SourceError>>;
+    fn read<'a>(
+        &'a self,
+        subscription_id: &'a str,
+    ) -> BoxFuture<'a, Result<SubscriptionRead, SourceError>>;
 }

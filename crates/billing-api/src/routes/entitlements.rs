@@ -110,7 +110,7 @@ pub(crate) async fn feature(
 async fn current(state: &AppState, org_id: &OrgId) -> Result<EntitlementView, ApiError> {
     let org = org_id.clone();
     let view = state
-        .domain(async move |engine| engine.entitlements(org.as_str()).await)
+        .with_engine(async move |engine| engine.entitlements(org.as_str()).await)
         .await?;
     if !view.is_subscribed() && state.engine.catalog().default_plan().is_none() {
         return Err(ApiError::NotFound {

@@ -68,7 +68,7 @@ pub(crate) async fn list(
     };
     let org_id = org.clone();
     let history = state
-        .domain(async move |engine| {
+        .with_engine(async move |engine| {
             engine
                 .history(org_id.as_str(), before.as_ref(), limit)
                 .await

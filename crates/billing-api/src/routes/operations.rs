@@ -29,7 +29,7 @@ pub(crate) async fn health() -> HttpResponse {
 ))]
 pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let pending = state
-        .domain(async move |engine| {
+        .with_engine(async move |engine| {
             engine.database().ping().await?;
             engine.database().pending_migrations().await
         })

@@ -52,7 +52,7 @@ pub(crate) async fn create(
     let stripe = state.stripe.as_ref().ok_or(ApiError::StripeNotConfigured)?;
     let org_id = req.org_id.clone();
     let customer = state
-        .domain(async move |engine| engine.customer_of(org_id.as_str()).await)
+        .with_engine(async move |engine| engine.customer_of(org_id.as_str()).await)
         .await?
         .ok_or_else(|| ApiError::NotFound {
             code: "no_customer",

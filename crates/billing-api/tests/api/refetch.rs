@@ -11,10 +11,10 @@ use crate::on_both_backends;
 
 /// A subscription source that answers the reads it was given, in order.
 #[derive(Default)]
-struct Scripted(std::sync::Mutex<std::collections::VecDeque<entitlements::Fresh>>);
+struct Scripted(std::sync::Mutex<std::collections::VecDeque<entitlements::SubscriptionRead>>);
 
 impl Scripted {
-    fn push(&self, fresh: entitlements::Fresh) {
+    fn push(&self, fresh: entitlements::SubscriptionRead) {
         self.0.lock().unwrap().push_back(fresh);
     }
 }
@@ -23,8 +23,10 @@ impl entitlements::SubscriptionSource for Scripted {
     fn read<'a>(
         &'a self,
         _: &'a str,
-    ) -> futures_util::future::BoxFuture<'a, Result<entitlements::Fresh, entitlements::SourceError>>
-    {
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<entitlements::SubscriptionRead, entitlements::SourceError>,
+    > {
         let next = self.0.lock().unwrap().pop_front();
         Box::pin(async move {
             next.ok_or_else(|| entitlements::SourceError::Unavailable("no read scripted".into()))
@@ -154,14 +156,14 @@ on_both_backends! {
     }
 
     async fn an_older_read_with_a_checkout_does_not_revive_a_canceled_subscription(backend) {
-        use entitlements::{Delivery, Event, Fresh, Outcome, Receipt};
+        use entitlements::{Delivery, Event, SubscriptionRead, Outcome, Receipt};
         let app = TestApp::spawn(backend).await;
         let reads = Arc::new(Scripted::default());
         let engine = billing_api::startup::engine(&app.settings).await.unwrap().with_source(reads.clone());
         let receive = async |event: &Value, status: &str, read_at_ms: i64| -> Receipt {
             let object: entitlements::event::SubscriptionObject =
                 serde_json::from_value(stripe_state(status, 3)).unwrap();
-            reads.push(Fresh { subscription: object.into(), read_at_ms });
+            reads.push(SubscriptionRead { subscription: object.into(), read_at_ms });
             let payload = event.to_string();
             let parsed = Event::parse(payload.as_bytes()).unwrap();
             match engine.receive(&parsed, &payload).await.unwrap() {

@@ -7,7 +7,7 @@
 //! events of one organization apply one at a time and never deadlock.
 
 use super::transition::{Input, Next, Refusal, Source, transition};
-use super::{Engine, Fresh, conclude};
+use super::{Engine, SubscriptionRead, conclude};
 use crate::Error;
 use crate::db::Conn;
 use crate::event::{
@@ -31,7 +31,7 @@ impl<'a> Source<'a> {
 
 /// The subscription whose current state applying `event` needs, when the
 /// service re-reads subscriptions from Stripe (refetch mode).
-pub(super) fn needs_subscription(event: &Event) -> Option<String> {
+pub(super) fn subscription_to_read(event: &Event) -> Option<String> {
     match &event.kind {
         EventKind::CheckoutSessionCompleted => {
             event.object::<CheckoutSessionObject>().ok()?.subscription
@@ -46,7 +46,7 @@ impl Engine {
         &self,
         conn: &mut Conn<'_>,
         event: &Event,
-        fresh: Option<&Fresh>,
+        fresh: Option<&SubscriptionRead>,
         now: i64,
     ) -> Result<Receipt, Error> {
         if event.livemode != self.livemode {
@@ -92,7 +92,7 @@ impl Engine {
         &self,
         conn: &mut Conn<'_>,
         event: &Event,
-        fresh: Option<&Fresh>,
+        fresh: Option<&SubscriptionRead>,
         now: i64,
     ) -> Result<Receipt, Error> {
         let session: CheckoutSessionObject = match event.object() {
@@ -167,7 +167,7 @@ impl Engine {
         conn: &mut Conn<'_>,
         source: Source<'_>,
         sub: &SubscriptionSnapshot,
-        fresh: Option<&Fresh>,
+        fresh: Option<&SubscriptionRead>,
         now: i64,
     ) -> Result<Receipt, Error> {
         let named_org = match org_from_payload(sub.org_id.as_deref()) {

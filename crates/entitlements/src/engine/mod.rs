@@ -16,18 +16,18 @@ use crate::db::{Conn, Database};
 use crate::event::Event;
 use crate::history::{Cursor, HistoryEntry, HistoryPage, merge_page};
 use crate::receipt::{Change, Delivery, Outcome, Receipt};
-use crate::source::{Fresh, SourceError, SubscriptionSource};
+use crate::source::{SourceError, SubscriptionRead, SubscriptionSource};
+use crate::store::answers::EntitlementRow;
 use crate::store::events::Placement;
-use crate::store::materialized::EntitlementRow;
-use crate::store::{events, history, materialized, notes, organizations, subscriptions};
+use crate::store::{answers, events, history, notes, organizations, subscriptions};
 use crate::view::EntitlementView;
 
-use apply::needs_subscription;
+use apply::subscription_to_read;
 
 /// What refetch mode learned of an event's subscription from its source.
 enum Refetched {
     /// Its state now.
-    State(Fresh),
+    State(SubscriptionRead),
     /// The source will never show it: the event is `invalid`, for this
     /// reason.
     Unreadable(String),
@@ -126,7 +126,7 @@ impl Engine {
     /// the other mode (it is rejected, and the key could not read it), nor
     /// for a type that carries no subscription state.
     async fn refetch(&self, event: &Event) -> Result<Option<Refetched>, Error> {
-        let (Some(source), Some(id)) = (&self.source, needs_subscription(event)) else {
+        let (Some(source), Some(id)) = (&self.source, subscription_to_read(event)) else {
             return Ok(None);
         };
         if event.livemode != self.livemode || self.is_recorded(&event.id).await? {
@@ -189,8 +189,7 @@ impl Engine {
         loop {
             let orgs = {
                 let mut pooled = self.db.get().await?;
-                materialized::computed_under_other_rules(&mut pooled.conn(), &self.rules, BATCH)
-                    .await?
+                answers::computed_under_other_rules(&mut pooled.conn(), &self.rules, BATCH).await?
             };
             if orgs.is_empty() {
                 return Ok(done);
@@ -242,7 +241,7 @@ impl Engine {
     #[tracing::instrument(skip_all, fields(subscription_id = %fresh.subscription.id))]
     pub async fn reconcile(
         &self,
-        fresh: &Fresh,
+        fresh: &SubscriptionRead,
         only_org: Option<&str>,
         dry_run: bool,
     ) -> Result<Receipt, Error> {
@@ -288,7 +287,7 @@ impl Engine {
     ) -> Result<Recomputed, Error> {
         let subs = subscriptions::of_org(conn, org_id).await?;
         let computed = compute(&self.catalog, &subs, now, self.policy);
-        let current = materialized::get(conn, org_id).await?;
+        let current = answers::get(conn, org_id).await?;
         let (before, version) = match &current {
             Some(row) => (row.entitlement()?, row.version),
             None => (default_entitlement(&self.catalog), 0),
@@ -303,7 +302,7 @@ impl Engine {
         let version = match (change, &current) {
             (Some(_), _) => {
                 let row = EntitlementRow::new(org_id, &computed, version + 1, now, &self.rules)?;
-                materialized::save_change(conn, &row, event_id).await?;
+                answers::save_change(conn, &row, event_id).await?;
                 self.counters.entitlement_change();
                 version + 1
             }
@@ -311,7 +310,7 @@ impl Engine {
                 if row.rules.as_deref() != Some(&*self.rules)
                     || row.recheck_at != computed.recheck_at =>
             {
-                materialized::settle(conn, org_id, &self.rules, computed.recheck_at).await?;
+                answers::settle(conn, org_id, &self.rules, computed.recheck_at).await?;
                 version
             }
             (None, _) => version,
@@ -337,14 +336,14 @@ impl Engine {
         let now = now();
         let row = {
             let mut pooled = self.db.get().await?;
-            materialized::get(&mut pooled.conn(), org_id).await?
+            answers::get(&mut pooled.conn(), org_id).await?
         };
         let row = match row {
             Some(row) if row.due(now, &self.rules) => {
                 self.write(async |conn| {
                     let now = organizations::lock(conn, org_id, now).await?;
                     self.recompute(conn, org_id, None, now).await?;
-                    materialized::get(conn, org_id).await
+                    answers::get(conn, org_id).await
                 })
                 .await?
             }

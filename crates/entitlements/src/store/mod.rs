@@ -3,9 +3,9 @@
 //!
 //! [`Conn`]: crate::db::Conn
 
+pub(crate) mod answers;
 pub(crate) mod events;
 pub(crate) mod history;
-pub(crate) mod materialized;
 pub(crate) mod notes;
 pub(crate) mod organizations;
 pub(crate) mod subscriptions;

@@ -1,4 +1,5 @@
-//! The materialized entitlements of each organization and their history.
+//! Each organization's stored answer (its entitlements at its current
+//! version) and the history of its changes.
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
