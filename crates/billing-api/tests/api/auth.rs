@@ -2,39 +2,66 @@
 
 use serde_json::json;
 
-use crate::helpers::{ADMIN_TOKEN, CHECKOUT_TOKEN, READ_TOKEN, TestApp, json_of};
+use crate::helpers::{ADMIN_TOKEN, Backend, CHECKOUT_TOKEN, READ_TOKEN, TestApp, json_of};
 use crate::on_both_backends;
 
-on_both_backends! {
-    async fn routes_need_a_token_with_their_scope(backend) {
-        let app = TestApp::spawn(backend).await;
-        for token in [None, Some("wrong"), Some("")] {
-            let (status, body) = json_of(app.get("/v1/entitlements/acme", token).await).await;
-            assert_eq!((status, body["error"].as_str()), (401, Some("unauthorized")), "{token:?}");
-            assert_eq!(app.post_checkout(&json!({"org_id": "acme", "plan": "pro"}), token).await.0, 401);
-        }
-        for token in [CHECKOUT_TOKEN, ADMIN_TOKEN] {
-            let (status, body) = json_of(app.get("/v1/entitlements/acme", Some(token)).await).await;
-            assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
-        }
-        for token in [READ_TOKEN, ADMIN_TOKEN] {
-            let (status, _) = app.post_checkout(&json!({"org_id": "acme", "plan": "pro"}), Some(token)).await;
-            assert_eq!(status, 403);
-        }
-        assert_eq!(app.get("/v1/entitlements/acme", Some(READ_TOKEN)).await.status(), 200);
+async fn routes_need_a_token_with_their_scope(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for token in [None, Some("wrong"), Some("")] {
+        let (status, body) = json_of(app.get("/v1/entitlements/acme", token).await).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("unauthorized")),
+            "{token:?}"
+        );
+        assert_eq!(
+            app.post_checkout(&json!({"org_id": "acme", "plan": "pro"}), token)
+                .await
+                .0,
+            401
+        );
     }
-
-    async fn the_bearer_scheme_is_matched_in_any_case(backend) {
-        let app = TestApp::spawn(backend).await;
-        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
-            let response = app.client.get(format!("{}/v1/entitlements/acme", app.address))
-                .header("Authorization", format!("{scheme} {READ_TOKEN}"))
-                .send().await.unwrap();
-            assert_eq!(response.status(), 200, "{scheme}");
-        }
-        let response = app.client.get(format!("{}/v1/entitlements/acme", app.address))
-            .header("Authorization", format!("Basic {READ_TOKEN}"))
-            .send().await.unwrap();
-        assert_eq!(response.status(), 401);
+    for token in [CHECKOUT_TOKEN, ADMIN_TOKEN] {
+        let (status, body) = json_of(app.get("/v1/entitlements/acme", Some(token)).await).await;
+        assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
     }
+    for token in [READ_TOKEN, ADMIN_TOKEN] {
+        let (status, _) = app
+            .post_checkout(&json!({"org_id": "acme", "plan": "pro"}), Some(token))
+            .await;
+        assert_eq!(status, 403);
+    }
+    assert_eq!(
+        app.get("/v1/entitlements/acme", Some(READ_TOKEN))
+            .await
+            .status(),
+        200
+    );
 }
+
+async fn the_bearer_scheme_is_matched_in_any_case(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let response = app
+            .client
+            .get(format!("{}/v1/entitlements/acme", app.address))
+            .header("Authorization", format!("{scheme} {READ_TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{scheme}");
+    }
+    let response = app
+        .client
+        .get(format!("{}/v1/entitlements/acme", app.address))
+        .header("Authorization", format!("Basic {READ_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+}
+
+on_both_backends!(
+    routes_need_a_token_with_their_scope,
+    the_bearer_scheme_is_matched_in_any_case
+);

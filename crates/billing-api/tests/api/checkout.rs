@@ -55,194 +55,325 @@ async fn app_with_stripe(backend: Backend) -> (TestApp, MockServer) {
     (app, stripe)
 }
 
-on_both_backends! {
-    async fn a_checkout_creates_one_customer_and_a_tagged_session(backend) {
-        let (app, stripe) = app_with_stripe(backend).await;
-        Mock::given(method("POST"))
-            .and(path("/v1/customers"))
-            .and(header("idempotency-key", "customer-acme-0"))
-            .and(form(&[("metadata[org_id]", "acme")]))
-            .respond_with(ResponseTemplate::new(200).set_body_json(customer("cus_acme")))
-            .expect(1)
-            .mount(&stripe)
-            .await;
-        Mock::given(method("POST"))
-            .and(path("/v1/customers/cus_acme"))
-            .and(form(&[("email", "ops@acme.test")]))
-            .respond_with(ResponseTemplate::new(200).set_body_json(customer("cus_acme")))
-            .expect(1)
-            .mount(&stripe)
-            .await;
-        Mock::given(method("POST"))
-            .and(path("/v1/checkout/sessions"))
-            .and(header_exists("idempotency-key"))
-            .and(wiremock::matchers::header("authorization", "Bearer sk_test_fake"))
-            .and(form(&[
-                ("mode", "subscription"),
-                ("customer", "cus_acme"),
-                ("client_reference_id", "acme"),
-                ("metadata[org_id]", "acme"),
-                ("metadata[plan]", "pro"),
-                ("subscription_data[metadata][org_id]", "acme"),
-                ("subscription_data[metadata][plan]", "pro"),
-                ("subscription_data[trial_period_days]", "14"),
-                ("line_items[0][price]", "price_pro_yearly"),
-                ("line_items[0][quantity]", "3"),
-                ("success_url", "http://localhost:3000/billing?ok=1"),
-                ("cancel_url", "http://localhost:3000/back"),
-            ]))
-            .respond_with(ResponseTemplate::new(200).set_body_json(session()))
-            .expect(2)
-            .mount(&stripe)
-            .await;
+async fn a_checkout_creates_one_customer_and_a_tagged_session(backend: Backend) {
+    let (app, stripe) = app_with_stripe(backend).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/customers"))
+        .and(header("idempotency-key", "customer-acme-0"))
+        .and(form(&[("metadata[org_id]", "acme")]))
+        .respond_with(ResponseTemplate::new(200).set_body_json(customer("cus_acme")))
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/customers/cus_acme"))
+        .and(form(&[("email", "ops@acme.test")]))
+        .respond_with(ResponseTemplate::new(200).set_body_json(customer("cus_acme")))
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/checkout/sessions"))
+        .and(header_exists("idempotency-key"))
+        .and(wiremock::matchers::header(
+            "authorization",
+            "Bearer sk_test_fake",
+        ))
+        .and(form(&[
+            ("mode", "subscription"),
+            ("customer", "cus_acme"),
+            ("client_reference_id", "acme"),
+            ("metadata[org_id]", "acme"),
+            ("metadata[plan]", "pro"),
+            ("subscription_data[metadata][org_id]", "acme"),
+            ("subscription_data[metadata][plan]", "pro"),
+            ("subscription_data[trial_period_days]", "14"),
+            ("line_items[0][price]", "price_pro_yearly"),
+            ("line_items[0][quantity]", "3"),
+            ("success_url", "http://localhost:3000/billing?ok=1"),
+            ("cancel_url", "http://localhost:3000/back"),
+        ]))
+        .respond_with(ResponseTemplate::new(200).set_body_json(session()))
+        .expect(2)
+        .mount(&stripe)
+        .await;
 
-        let request = json!({"org_id": "acme", "price_id": "price_pro_yearly", "quantity": 3, "trial_days": 14,
-                             "customer_email": "ops@acme.test", "cancel_url": "http://localhost:3000/back"});
-        let (status, body) = app.post_checkout(&request, Some(CHECKOUT_TOKEN)).await;
-        assert_eq!(status, 201, "{body}");
-        assert_eq!(body, json!({"id": "cs_test_123", "url": "https://checkout.stripe.com/c/pay/cs_test_123",
-                                "expires_at": 1_900_000_000}));
-        // The second checkout reuses the stored customer (the mock expects one creation).
-        let (status, body) = app.post_checkout(&request, Some(CHECKOUT_TOKEN)).await;
-        assert_eq!(status, 201, "{body}");
-    }
-
-    async fn a_server_error_creating_the_customer_moves_to_a_new_idempotency_key(backend) {
-        let (app, stripe) = app_with_stripe(backend).await;
-        // Stripe replays the answer it gave to a key: the first key fails for good.
-        Mock::given(method("POST"))
-            .and(path("/v1/customers"))
-            .and(header("idempotency-key", "customer-acme-0"))
-            .respond_with(ResponseTemplate::new(500).set_body_json(json!({"error": {"type": "api_error"}})))
-            .mount(&stripe)
-            .await;
-        Mock::given(method("POST"))
-            .and(path("/v1/customers"))
-            .and(header("idempotency-key", "customer-acme-1"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(customer("cus_acme")))
-            .expect(1)
-            .mount(&stripe)
-            .await;
-        Mock::given(method("POST"))
-            .and(path("/v1/checkout/sessions"))
-            .and(form(&[("customer", "cus_acme")]))
-            .respond_with(ResponseTemplate::new(200).set_body_json(session()))
-            .mount(&stripe)
-            .await;
-        let request = json!({"org_id": "acme", "plan": "pro"});
-        let (status, body) = app.post_checkout(&request, Some(CHECKOUT_TOKEN)).await;
-        assert_eq!((status, body["error"].as_str()), (502, Some("stripe_error")), "{body}");
-        let (status, body) = app.post_checkout(&request, Some(CHECKOUT_TOKEN)).await;
-        assert_eq!(status, 201, "{body}");
-    }
-
-    async fn first_checkouts_with_different_emails_share_one_customer(backend) {
-        let (app, stripe) = app_with_stripe(backend).await;
-        Mock::given(method("POST"))
-            .and(path("/v1/customers"))
-            .and(header("idempotency-key", "customer-acme-0"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(customer("cus_acme")))
-            .mount(&stripe)
-            .await;
-        // A checkout that finds the customer stored already sets no email.
-        Mock::given(method("POST"))
-            .and(path("/v1/customers/cus_acme"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(customer("cus_acme")))
-            .expect(1..=2)
-            .mount(&stripe)
-            .await;
-        Mock::given(method("POST"))
-            .and(path("/v1/checkout/sessions"))
-            .and(form(&[("customer", "cus_acme")]))
-            .respond_with(ResponseTemplate::new(200).set_body_json(session()))
-            .expect(2)
-            .mount(&stripe)
-            .await;
-        let first = json!({"org_id": "acme", "plan": "pro", "customer_email": "a@acme.test"});
-        let second = json!({"org_id": "acme", "plan": "pro", "customer_email": "b@acme.test"});
-        let (a, b) = tokio::join!(
-            app.post_checkout(&first, Some(CHECKOUT_TOKEN)),
-            app.post_checkout(&second, Some(CHECKOUT_TOKEN))
-        );
-        assert_eq!((a.0, b.0), (201, 201), "{a:?} {b:?}");
-        let creations: Vec<String> = stripe.received_requests().await.unwrap().iter()
-            .filter(|r| r.url.path() == "/v1/customers")
-            .map(|r| r.headers.get("idempotency-key").unwrap().to_str().unwrap().to_owned())
-            .collect();
-        assert!(creations.iter().all(|key| key == "customer-acme-0"), "{creations:?}");
-    }
-
-    async fn invalid_checkout_requests_name_the_problem(backend) {
-        let (app, _stripe) = app_with_stripe(backend).await;
-        let cases = [
-            (json!({"org_id": "acme", "plan": "gold"}), 404, "unknown_plan"),
-            (json!({"org_id": "acme", "price_id": "price_nope"}), 404, "unknown_price"),
-            (json!({"org_id": "acme"}), 400, "invalid_request"),
-            (json!({"org_id": "", "plan": "pro"}), 400, "invalid_request"),
-            (json!({"org_id": "acme", "plan": "free"}), 400, "invalid_request"),
-            (json!({"org_id": "acme", "plan": "pro", "quantity": 0}), 400, "invalid_request"),
-            (json!({"org_id": "acme", "plan": "pro", "success_url": "https://evil.test/"}), 400, "invalid_request"),
-            (json!({"org_id": "acme", "plan": "pro", "surprise": 1}), 400, "invalid_request"),
-            (json!({"org_id": "acme", "plan": "pro", "price_id": "price_pro_yearly"}), 400, "invalid_request"),
-            (json!({"org_id": "acme", "plan": "pro", "quantity": 2.5}), 400, "invalid_request"),
-            (json!({"org_id": "acme", "plan": "pro", "quantity": -1}), 400, "invalid_request"),
-        ];
-        for (request, expected_status, code) in cases {
-            let (status, body) = app.post_checkout(&request, Some(CHECKOUT_TOKEN)).await;
-            assert_eq!((status, body["error"].as_str()), (expected_status, Some(code)), "{request} -> {body}");
-        }
-        let (_, body) = app.post_checkout(&json!({"org_id": "acme", "plan": "pro", "success_url": "x"}), Some(CHECKOUT_TOKEN)).await;
-        assert!(body["message"].as_str().unwrap().starts_with("success_url"), "{body}");
-    }
-
-    async fn an_organization_already_subscribed_gets_409(backend) {
-        let (app, _stripe) = app_with_stripe(backend).await;
-        app.deliver(&app.event("customer.subscription.created", "acme", now())).await;
-        let (status, body) = app.post_checkout(&json!({"org_id": "acme", "plan": "pro"}), Some(CHECKOUT_TOKEN)).await;
-        assert_eq!((status, body["error"].as_str()), (409, Some("already_subscribed")));
-    }
-
-    async fn a_stripe_refusal_is_a_502_carrying_the_request_id(backend) {
-        let (app, stripe) = app_with_stripe(backend).await;
-        let error = json!({"error": {"type": "invalid_request_error", "message": "No such price: 'price_pro_monthly'",
-                                     "request_log_url": "https://dashboard.stripe.com/test/logs/req_fake42"}});
-        Mock::given(method("POST"))
-            .and(path("/v1/customers"))
-            .respond_with(ResponseTemplate::new(400).set_body_json(error))
-            .mount(&stripe)
-            .await;
-        let (status, body) = app.post_checkout(&json!({"org_id": "acme", "plan": "pro"}), Some(CHECKOUT_TOKEN)).await;
-        assert_eq!((status, body["error"].as_str()), (502, Some("stripe_error")));
-        let message = body["message"].as_str().unwrap();
-        assert!(message.contains("req_fake42") && message.contains("No such price"), "{message}");
-    }
-
-    async fn without_a_stripe_key_checkout_is_unavailable(backend) {
-        let app = TestApp::spawn(backend).await;
-        let (status, body) = app.post_checkout(&json!({"org_id": "acme", "plan": "pro"}), Some(CHECKOUT_TOKEN)).await;
-        assert_eq!((status, body["error"].as_str()), (503, Some("stripe_not_configured")));
-    }
-
-    async fn a_portal_session_opens_for_an_organization_with_a_customer(backend) {
-        let (app, stripe) = app_with_stripe(backend).await;
-        let mut portal: Value = serde_json::from_str(PORTAL).unwrap();
-        portal["url"] = json!("https://billing.stripe.com/p/session/test_123");
-        Mock::given(method("POST"))
-            .and(path("/v1/billing_portal/sessions"))
-            .and(form(&[("customer", "cus_trigger_acme"), ("return_url", "http://localhost:3000/settings")]))
-            .respond_with(ResponseTemplate::new(200).set_body_json(portal))
-            .expect(1)
-            .mount(&stripe)
-            .await;
-        let request = json!({"org_id": "acme", "return_url": "http://localhost:3000/settings"});
-        let (status, body) = app.post_portal(&request, Some(CHECKOUT_TOKEN)).await;
-        assert_eq!((status, body["error"].as_str()), (404, Some("no_customer")));
-
-        app.deliver(&app.event("checkout.session.completed", "acme", now())).await;
-        let (status, body) = app.post_portal(&request, Some(CHECKOUT_TOKEN)).await;
-        assert_eq!((status, body), (201, json!({"url": "https://billing.stripe.com/p/session/test_123"})));
-        let (status, _) = app.post_portal(&json!({"org_id": "acme", "return_url": "https://evil.test/"}), Some(CHECKOUT_TOKEN)).await;
-        assert_eq!(status, 400);
-        assert_eq!(app.post_portal(&request, Some(crate::helpers::READ_TOKEN)).await.0, 403);
-    }
+    let request = json!({"org_id": "acme", "price_id": "price_pro_yearly", "quantity": 3, "trial_days": 14,
+                         "customer_email": "ops@acme.test", "cancel_url": "http://localhost:3000/back"});
+    let (status, body) = app.post_checkout(&request, Some(CHECKOUT_TOKEN)).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body,
+        json!({"id": "cs_test_123", "url": "https://checkout.stripe.com/c/pay/cs_test_123",
+                            "expires_at": 1_900_000_000})
+    );
+    // The second checkout reuses the stored customer (the mock expects one creation).
+    let (status, body) = app.post_checkout(&request, Some(CHECKOUT_TOKEN)).await;
+    assert_eq!(status, 201, "{body}");
 }
+
+async fn a_server_error_creating_the_customer_moves_to_a_new_idempotency_key(backend: Backend) {
+    let (app, stripe) = app_with_stripe(backend).await;
+    // Stripe replays the answer it gave to a key: the first key fails for good.
+    Mock::given(method("POST"))
+        .and(path("/v1/customers"))
+        .and(header("idempotency-key", "customer-acme-0"))
+        .respond_with(
+            ResponseTemplate::new(500).set_body_json(json!({"error": {"type": "api_error"}})),
+        )
+        .mount(&stripe)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/customers"))
+        .and(header("idempotency-key", "customer-acme-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(customer("cus_acme")))
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/checkout/sessions"))
+        .and(form(&[("customer", "cus_acme")]))
+        .respond_with(ResponseTemplate::new(200).set_body_json(session()))
+        .mount(&stripe)
+        .await;
+    let request = json!({"org_id": "acme", "plan": "pro"});
+    let (status, body) = app.post_checkout(&request, Some(CHECKOUT_TOKEN)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (502, Some("stripe_error")),
+        "{body}"
+    );
+    let (status, body) = app.post_checkout(&request, Some(CHECKOUT_TOKEN)).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+async fn first_checkouts_with_different_emails_share_one_customer(backend: Backend) {
+    let (app, stripe) = app_with_stripe(backend).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/customers"))
+        .and(header("idempotency-key", "customer-acme-0"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(customer("cus_acme")))
+        .mount(&stripe)
+        .await;
+    // A checkout that finds the customer stored already sets no email.
+    Mock::given(method("POST"))
+        .and(path("/v1/customers/cus_acme"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(customer("cus_acme")))
+        .expect(1..=2)
+        .mount(&stripe)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/checkout/sessions"))
+        .and(form(&[("customer", "cus_acme")]))
+        .respond_with(ResponseTemplate::new(200).set_body_json(session()))
+        .expect(2)
+        .mount(&stripe)
+        .await;
+    let first = json!({"org_id": "acme", "plan": "pro", "customer_email": "a@acme.test"});
+    let second = json!({"org_id": "acme", "plan": "pro", "customer_email": "b@acme.test"});
+    let (a, b) = tokio::join!(
+        app.post_checkout(&first, Some(CHECKOUT_TOKEN)),
+        app.post_checkout(&second, Some(CHECKOUT_TOKEN))
+    );
+    assert_eq!((a.0, b.0), (201, 201), "{a:?} {b:?}");
+    let creations: Vec<String> = stripe
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/v1/customers")
+        .map(|r| {
+            r.headers
+                .get("idempotency-key")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        creations.iter().all(|key| key == "customer-acme-0"),
+        "{creations:?}"
+    );
+}
+
+async fn invalid_checkout_requests_name_the_problem(backend: Backend) {
+    let (app, _stripe) = app_with_stripe(backend).await;
+    let cases = [
+        (
+            json!({"org_id": "acme", "plan": "gold"}),
+            404,
+            "unknown_plan",
+        ),
+        (
+            json!({"org_id": "acme", "price_id": "price_nope"}),
+            404,
+            "unknown_price",
+        ),
+        (json!({"org_id": "acme"}), 400, "invalid_request"),
+        (json!({"org_id": "", "plan": "pro"}), 400, "invalid_request"),
+        (
+            json!({"org_id": "acme", "plan": "free"}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"org_id": "acme", "plan": "pro", "quantity": 0}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"org_id": "acme", "plan": "pro", "success_url": "https://evil.test/"}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"org_id": "acme", "plan": "pro", "surprise": 1}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"org_id": "acme", "plan": "pro", "price_id": "price_pro_yearly"}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"org_id": "acme", "plan": "pro", "quantity": 2.5}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"org_id": "acme", "plan": "pro", "quantity": -1}),
+            400,
+            "invalid_request",
+        ),
+    ];
+    for (request, expected_status, code) in cases {
+        let (status, body) = app.post_checkout(&request, Some(CHECKOUT_TOKEN)).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (expected_status, Some(code)),
+            "{request} -> {body}"
+        );
+    }
+    let (_, body) = app
+        .post_checkout(
+            &json!({"org_id": "acme", "plan": "pro", "success_url": "x"}),
+            Some(CHECKOUT_TOKEN),
+        )
+        .await;
+    assert!(
+        body["message"].as_str().unwrap().starts_with("success_url"),
+        "{body}"
+    );
+}
+
+async fn an_organization_already_subscribed_gets_409(backend: Backend) {
+    let (app, _stripe) = app_with_stripe(backend).await;
+    app.deliver(&app.event("customer.subscription.created", "acme", now()))
+        .await;
+    let (status, body) = app
+        .post_checkout(
+            &json!({"org_id": "acme", "plan": "pro"}),
+            Some(CHECKOUT_TOKEN),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("already_subscribed"))
+    );
+}
+
+async fn a_stripe_refusal_is_a_502_carrying_the_request_id(backend: Backend) {
+    let (app, stripe) = app_with_stripe(backend).await;
+    let error = json!({"error": {"type": "invalid_request_error", "message": "No such price: 'price_pro_monthly'",
+                                 "request_log_url": "https://dashboard.stripe.com/test/logs/req_fake42"}});
+    Mock::given(method("POST"))
+        .and(path("/v1/customers"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(error))
+        .mount(&stripe)
+        .await;
+    let (status, body) = app
+        .post_checkout(
+            &json!({"org_id": "acme", "plan": "pro"}),
+            Some(CHECKOUT_TOKEN),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (502, Some("stripe_error"))
+    );
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("req_fake42") && message.contains("No such price"),
+        "{message}"
+    );
+}
+
+async fn without_a_stripe_key_checkout_is_unavailable(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (status, body) = app
+        .post_checkout(
+            &json!({"org_id": "acme", "plan": "pro"}),
+            Some(CHECKOUT_TOKEN),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("stripe_not_configured"))
+    );
+}
+
+async fn a_portal_session_opens_for_an_organization_with_a_customer(backend: Backend) {
+    let (app, stripe) = app_with_stripe(backend).await;
+    let mut portal: Value = serde_json::from_str(PORTAL).unwrap();
+    portal["url"] = json!("https://billing.stripe.com/p/session/test_123");
+    Mock::given(method("POST"))
+        .and(path("/v1/billing_portal/sessions"))
+        .and(form(&[
+            ("customer", "cus_trigger_acme"),
+            ("return_url", "http://localhost:3000/settings"),
+        ]))
+        .respond_with(ResponseTemplate::new(200).set_body_json(portal))
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    let request = json!({"org_id": "acme", "return_url": "http://localhost:3000/settings"});
+    let (status, body) = app.post_portal(&request, Some(CHECKOUT_TOKEN)).await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("no_customer")));
+
+    app.deliver(&app.event("checkout.session.completed", "acme", now()))
+        .await;
+    let (status, body) = app.post_portal(&request, Some(CHECKOUT_TOKEN)).await;
+    assert_eq!(
+        (status, body),
+        (
+            201,
+            json!({"url": "https://billing.stripe.com/p/session/test_123"})
+        )
+    );
+    let (status, _) = app
+        .post_portal(
+            &json!({"org_id": "acme", "return_url": "https://evil.test/"}),
+            Some(CHECKOUT_TOKEN),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        app.post_portal(&request, Some(crate::helpers::READ_TOKEN))
+            .await
+            .0,
+        403
+    );
+}
+
+on_both_backends!(
+    a_checkout_creates_one_customer_and_a_tagged_session,
+    a_server_error_creating_the_customer_moves_to_a_new_idempotency_key,
+    first_checkouts_with_different_emails_share_one_customer,
+    invalid_checkout_requests_name_the_problem,
+    an_organization_already_subscribed_gets_409,
+    a_stripe_refusal_is_a_502_carrying_the_request_id,
+    without_a_stripe_key_checkout_is_unavailable,
+    a_portal_session_opens_for_an_organization_with_a_customer
+);

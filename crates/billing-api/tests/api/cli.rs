@@ -2,6 +2,7 @@
 
 use std::process::{Command, Output};
 
+use crate::helpers::Backend;
 use crate::helpers::TestApp;
 use crate::on_both_backends;
 
@@ -110,31 +111,61 @@ fn migrate_applies_the_schema_once() {
     );
 }
 
-on_both_backends! {
-    async fn trigger_grants_and_revokes_on_a_running_instance(backend) {
-        let app = TestApp::spawn(backend).await;
-        let url = format!("{}/webhooks/stripe", app.address);
-        let run = |args: Vec<&str>| {
-            let mut full = vec!["trigger"];
-            full.extend(args);
-            full.extend(["--org", "acme", "--url", url.as_str()]);
-            let output = billing_api(&full, &[]);
-            assert!(output.status.success(), "{}", text(&output));
-        };
-        run(vec!["checkout.session.completed"]);
-        run(vec!["customer.subscription.created", "--quantity", "5"]);
-        let granted = app.get_entitlements("acme").await.1;
-        assert_eq!((granted["plan"].as_str(), granted["features"]["seats"].as_i64()), (Some("pro"), Some(5)));
-        run(vec!["customer.subscription.updated", "--cancel-at-period-end", "--period-days", "-1"]);
-        assert_eq!(app.get_entitlements("acme").await.1["plan"], "free", "canceled and its period ended");
-        run(vec!["customer.subscription.updated", "--cancel-at-period-end", "--period-days", "3"]);
-        let ending = app.get_entitlements("acme").await.1;
-        assert_eq!((ending["plan"].as_str(), ending["cancel_at_period_end"].as_bool()), (Some("pro"), Some(true)));
-        run(vec!["customer.subscription.deleted"]);
-        assert_eq!(app.get_entitlements("acme").await.1["plan"], "free");
-        // A new subscription grants again after a cancellation.
-        run(vec!["customer.subscription.created", "--subscription", "sub_second"]);
-        let regranted = app.get_entitlements("acme").await.1;
-        assert_eq!(regranted["plan"], "pro", "{regranted}");
-    }
+async fn trigger_grants_and_revokes_on_a_running_instance(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let url = format!("{}/webhooks/stripe", app.address);
+    let run = |args: Vec<&str>| {
+        let mut full = vec!["trigger"];
+        full.extend(args);
+        full.extend(["--org", "acme", "--url", url.as_str()]);
+        let output = billing_api(&full, &[]);
+        assert!(output.status.success(), "{}", text(&output));
+    };
+    run(vec!["checkout.session.completed"]);
+    run(vec!["customer.subscription.created", "--quantity", "5"]);
+    let granted = app.get_entitlements("acme").await.1;
+    assert_eq!(
+        (
+            granted["plan"].as_str(),
+            granted["features"]["seats"].as_i64()
+        ),
+        (Some("pro"), Some(5))
+    );
+    run(vec![
+        "customer.subscription.updated",
+        "--cancel-at-period-end",
+        "--period-days",
+        "-1",
+    ]);
+    assert_eq!(
+        app.get_entitlements("acme").await.1["plan"],
+        "free",
+        "canceled and its period ended"
+    );
+    run(vec![
+        "customer.subscription.updated",
+        "--cancel-at-period-end",
+        "--period-days",
+        "3",
+    ]);
+    let ending = app.get_entitlements("acme").await.1;
+    assert_eq!(
+        (
+            ending["plan"].as_str(),
+            ending["cancel_at_period_end"].as_bool()
+        ),
+        (Some("pro"), Some(true))
+    );
+    run(vec!["customer.subscription.deleted"]);
+    assert_eq!(app.get_entitlements("acme").await.1["plan"], "free");
+    // A new subscription grants again after a cancellation.
+    run(vec![
+        "customer.subscription.created",
+        "--subscription",
+        "sub_second",
+    ]);
+    let regranted = app.get_entitlements("acme").await.1;
+    assert_eq!(regranted["plan"], "pro", "{regranted}");
 }
+
+on_both_backends!(trigger_grants_and_revokes_on_a_running_instance);

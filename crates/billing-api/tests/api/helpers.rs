@@ -23,29 +23,25 @@ pub enum Backend {
     Postgres,
 }
 
-/// Runs each test body once on SQLite and once on PostgreSQL. The
-/// PostgreSQL run needs `TEST_DATABASE_URL`; without it, it says so and
-/// passes (CI always sets it, and fails when the server is missing).
+/// Runs each named test, a plain `async fn name(backend: Backend)`, once
+/// on SQLite and once on PostgreSQL: `on_both_backends!(name, other);`
+/// makes `name::sqlite` and `name::postgres`. The PostgreSQL run needs
+/// `TEST_DATABASE_URL`; without it, it says so and passes (CI always sets
+/// it, and fails when the server is missing).
 #[macro_export]
 macro_rules! on_both_backends {
-    ($(async fn $name:ident($backend:ident) $body:block)*) => {
+    ($($name:ident),* $(,)?) => {
         $(
             mod $name {
-                #[allow(unused_imports)]
-                use super::*;
-                use $crate::helpers::Backend;
-
-                async fn run($backend: Backend) $body
-
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
-                    run(Backend::Sqlite).await
+                    super::$name($crate::helpers::Backend::Sqlite).await
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
                     if $crate::helpers::postgres_configured() {
-                        run(Backend::Postgres).await
+                        super::$name($crate::helpers::Backend::Postgres).await
                     } else {
                         eprintln!("{} is not set: PostgreSQL run skipped", $crate::helpers::PG_VAR);
                     }

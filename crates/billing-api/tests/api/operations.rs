@@ -5,40 +5,48 @@ use serde_json::json;
 use crate::helpers::{Backend, READ_TOKEN, TestApp, json_of, now};
 use crate::on_both_backends;
 
-on_both_backends! {
-    async fn health_and_readiness_answer(backend) {
-        let app = TestApp::spawn(backend).await;
-        assert_eq!(json_of(app.get("/healthz", None).await).await, (200, json!({"status": "ok"})));
-        assert_eq!(json_of(app.get("/readyz", None).await).await, (200, json!({"status": "ready"})));
-        app.engine.database().revert_all_migrations().await.unwrap();
-        let (status, body) = json_of(app.get("/readyz", None).await).await;
-        assert_eq!((status, body["error"].as_str()), (503, Some("not_ready")), "{body}");
-    }
+async fn health_and_readiness_answer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    assert_eq!(
+        json_of(app.get("/healthz", None).await).await,
+        (200, json!({"status": "ok"}))
+    );
+    assert_eq!(
+        json_of(app.get("/readyz", None).await).await,
+        (200, json!({"status": "ready"}))
+    );
+    app.engine.database().revert_all_migrations().await.unwrap();
+    let (status, body) = json_of(app.get("/readyz", None).await).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("not_ready")),
+        "{body}"
+    );
+}
 
-    async fn metrics_count_requests_webhooks_and_changes(backend) {
-        let app = TestApp::spawn(backend).await;
-        let event = app.event("customer.subscription.created", "acme", now());
-        app.deliver(&event).await;
-        app.deliver(&event).await;
-        app.get_entitlements("acme").await;
-        app.get("/v1/entitlements/acme", Some("wrong")).await;
-        let response = app.get("/metrics", None).await;
-        assert_eq!(response.status(), 200);
-        let text = response.text().await.unwrap();
-        for line in [
-            r#"billing_webhook_events_total{type="customer.subscription.created",outcome="applied"} 1"#,
-            r#"billing_webhook_events_total{type="customer.subscription.created",outcome="duplicate"} 1"#,
-            r#"billing_http_request_duration_seconds_count{method="GET",route="/v1/entitlements/{org_id}",status="200"} 1"#,
-            r#"billing_http_request_duration_seconds_count{method="GET",route="/v1/entitlements/{org_id}",status="401"} 1"#,
-            r#"billing_http_request_duration_seconds_count{method="POST",route="/webhooks/stripe",status="200"} 2"#,
-            "billing_entitlement_changes_total 1",
-            r#"billing_events_recorded_total{outcome="applied"} 1"#,
-            "billing_duplicate_events_total 1",
-        ] {
-            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
-        }
-        assert!(!text.contains("acme"), "organization ids are not labels");
+async fn metrics_count_requests_webhooks_and_changes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let event = app.event("customer.subscription.created", "acme", now());
+    app.deliver(&event).await;
+    app.deliver(&event).await;
+    app.get_entitlements("acme").await;
+    app.get("/v1/entitlements/acme", Some("wrong")).await;
+    let response = app.get("/metrics", None).await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    for line in [
+        r#"billing_webhook_events_total{type="customer.subscription.created",outcome="applied"} 1"#,
+        r#"billing_webhook_events_total{type="customer.subscription.created",outcome="duplicate"} 1"#,
+        r#"billing_http_request_duration_seconds_count{method="GET",route="/v1/entitlements/{org_id}",status="200"} 1"#,
+        r#"billing_http_request_duration_seconds_count{method="GET",route="/v1/entitlements/{org_id}",status="401"} 1"#,
+        r#"billing_http_request_duration_seconds_count{method="POST",route="/webhooks/stripe",status="200"} 2"#,
+        "billing_entitlement_changes_total 1",
+        r#"billing_events_recorded_total{outcome="applied"} 1"#,
+        "billing_duplicate_events_total 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
     }
+    assert!(!text.contains("acme"), "organization ids are not labels");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,3 +151,8 @@ async fn readiness_probes_reuse_pooled_connections() {
     let pool = i64::try_from(app.settings.database.max_connections).unwrap();
     assert!(opened <= pool, "30 probes opened {opened} sessions");
 }
+
+on_both_backends!(
+    health_and_readiness_answer,
+    metrics_count_requests_webhooks_and_changes
+);

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{TestApp, now, stripe_subscription};
+use crate::helpers::{Backend, TestApp, now, stripe_subscription};
 use crate::on_both_backends;
 
 fn page(subs: Vec<Value>, has_more: bool) -> Value {
@@ -78,83 +78,124 @@ fn run_reconcile(app: &TestApp, stripe: &MockServer, args: &[&str]) -> String {
     text
 }
 
-on_both_backends! {
-    async fn reconcile_repairs_what_webhooks_missed(backend) {
-        let app = TestApp::spawn(backend).await;
-        // Webhooks saw gamma subscribe but not cancel, and never saw acme.
-        app.deliver(&app.event("customer.subscription.created", "gamma", now() - 60)).await;
-        let stripe = stripe_with_two_pages().await;
+async fn reconcile_repairs_what_webhooks_missed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // Webhooks saw gamma subscribe but not cancel, and never saw acme.
+    app.deliver(&app.event("customer.subscription.created", "gamma", now() - 60))
+        .await;
+    let stripe = stripe_with_two_pages().await;
 
-        let dry = run_reconcile(&app, &stripe, &["--dry-run"]);
-        assert!(dry.contains("dry run, nothing changed: 3 subscription(s) read; organizations: 1 granted, 1 revoked, 0 changed, 1 unchanged"), "{dry}");
-        assert_eq!(app.get_entitlements("acme").await.1["plan"], "free");
-        assert_eq!(app.get_entitlements("gamma").await.1["plan"], "pro");
+    let dry = run_reconcile(&app, &stripe, &["--dry-run"]);
+    assert!(dry.contains("dry run, nothing changed: 3 subscription(s) read; organizations: 1 granted, 1 revoked, 0 changed, 1 unchanged"), "{dry}");
+    assert_eq!(app.get_entitlements("acme").await.1["plan"], "free");
+    assert_eq!(app.get_entitlements("gamma").await.1["plan"], "pro");
 
-        let text = run_reconcile(&app, &stripe, &[]);
-        assert!(text.contains("3 subscription(s) read; organizations: 1 granted, 1 revoked, 0 changed, 1 unchanged"), "{text}");
-        assert!(text.contains("prices in no plan: price_unlisted"), "{text}");
-        let acme = app.get_entitlements("acme").await.1;
-        assert_eq!((acme["plan"].as_str(), acme["features"]["seats"].as_i64()), (Some("pro"), Some(6)));
-        assert_eq!(app.get_entitlements("gamma").await.1["plan"], "free");
+    let text = run_reconcile(&app, &stripe, &[]);
+    assert!(
+        text.contains(
+            "3 subscription(s) read; organizations: 1 granted, 1 revoked, 0 changed, 1 unchanged"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("prices in no plan: price_unlisted"), "{text}");
+    let acme = app.get_entitlements("acme").await.1;
+    assert_eq!(
+        (acme["plan"].as_str(), acme["features"]["seats"].as_i64()),
+        (Some("pro"), Some(6))
+    );
+    assert_eq!(app.get_entitlements("gamma").await.1["plan"], "free");
 
-        let again = run_reconcile(&app, &stripe, &[]);
-        assert!(again.contains("0 granted, 0 revoked, 0 changed, 3 unchanged"), "{again}");
-    }
-
-    async fn a_page_read_before_a_webhook_does_not_undo_it(backend) {
-        let app = TestApp::spawn(backend).await;
-        let mut created = app.event("customer.subscription.created", "acme", now() - 60);
-        created["data"]["object"]["items"]["data"][0]["quantity"] = json!(2);
-        app.deliver(&created).await;
-        // Stripe reads the page (2 seats), and takes its time to answer.
-        let stripe = MockServer::start().await;
-        let old = page(vec![stripe_subscription("sub_trigger_acme", "acme", "active", "price_pro_monthly", 2)], false);
-        Mock::given(method("GET")).and(path("/v1/subscriptions"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(old).set_delay(std::time::Duration::from_millis(1500)))
-            .mount(&stripe)
-            .await;
-        let api = billing_api::stripe_api::StripeApi::new("sk_test_fake", &stripe.uri(), Default::default()).unwrap();
-        // Meanwhile the customer buys 5 seats and the webhook says so.
-        let webhook = async {
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            let mut updated = app.event("customer.subscription.updated", "acme", now());
-            updated["data"]["object"]["items"]["data"][0]["quantity"] = json!(5);
-            app.deliver(&updated).await
-        };
-        let (summary, (_, answer)) = tokio::join!(
-            billing_api::reconcile::reconcile(&app.engine, &api, None, false),
-            webhook
-        );
-        assert_eq!(answer["outcome"], "applied");
-        assert_eq!(summary.unwrap().subscriptions, 1);
-        assert_eq!(app.get_entitlements("acme").await.1["features"]["seats"], 5);
-    }
-
-    async fn reconcile_can_be_limited_to_one_organization(backend) {
-        let app = TestApp::spawn(backend).await;
-        let stripe = stripe_with_two_pages().await;
-        let text = run_reconcile(&app, &stripe, &["--org", "acme"]);
-        assert!(text.contains("1 granted, 0 revoked, 0 changed, 0 unchanged"), "{text}");
-        assert_eq!(app.get_entitlements("acme").await.1["plan"], "pro");
-        assert_eq!(app.get_entitlements("beta").await.1["version"], 0, "other organizations are untouched");
-    }
-
-    async fn serve_reconciles_periodically_when_configured(backend) {
-        let stripe = stripe_with_two_pages().await;
-        let uri = stripe.uri();
-        let app = TestApp::spawn_with(backend, |s| {
-            s.stripe.secret_key = "sk_test_fake".to_owned().into();
-            s.stripe.api_base = uri;
-            s.stripe.reconcile_every_secs = 1;
-        }).await;
-        let mut plan = Value::Null;
-        for _ in 0..50 {
-            plan = app.get_entitlements("acme").await.1["plan"].clone();
-            if plan == "pro" {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        assert_eq!(plan, "pro");
-    }
+    let again = run_reconcile(&app, &stripe, &[]);
+    assert!(
+        again.contains("0 granted, 0 revoked, 0 changed, 3 unchanged"),
+        "{again}"
+    );
 }
+
+async fn a_page_read_before_a_webhook_does_not_undo_it(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut created = app.event("customer.subscription.created", "acme", now() - 60);
+    created["data"]["object"]["items"]["data"][0]["quantity"] = json!(2);
+    app.deliver(&created).await;
+    // Stripe reads the page (2 seats), and takes its time to answer.
+    let stripe = MockServer::start().await;
+    let old = page(
+        vec![stripe_subscription(
+            "sub_trigger_acme",
+            "acme",
+            "active",
+            "price_pro_monthly",
+            2,
+        )],
+        false,
+    );
+    Mock::given(method("GET"))
+        .and(path("/v1/subscriptions"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(old)
+                .set_delay(std::time::Duration::from_millis(1500)),
+        )
+        .mount(&stripe)
+        .await;
+    let api =
+        billing_api::stripe_api::StripeApi::new("sk_test_fake", &stripe.uri(), Default::default())
+            .unwrap();
+    // Meanwhile the customer buys 5 seats and the webhook says so.
+    let webhook = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let mut updated = app.event("customer.subscription.updated", "acme", now());
+        updated["data"]["object"]["items"]["data"][0]["quantity"] = json!(5);
+        app.deliver(&updated).await
+    };
+    let (summary, (_, answer)) = tokio::join!(
+        billing_api::reconcile::reconcile(&app.engine, &api, None, false),
+        webhook
+    );
+    assert_eq!(answer["outcome"], "applied");
+    assert_eq!(summary.unwrap().subscriptions, 1);
+    assert_eq!(app.get_entitlements("acme").await.1["features"]["seats"], 5);
+}
+
+async fn reconcile_can_be_limited_to_one_organization(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let stripe = stripe_with_two_pages().await;
+    let text = run_reconcile(&app, &stripe, &["--org", "acme"]);
+    assert!(
+        text.contains("1 granted, 0 revoked, 0 changed, 0 unchanged"),
+        "{text}"
+    );
+    assert_eq!(app.get_entitlements("acme").await.1["plan"], "pro");
+    assert_eq!(
+        app.get_entitlements("beta").await.1["version"],
+        0,
+        "other organizations are untouched"
+    );
+}
+
+async fn serve_reconciles_periodically_when_configured(backend: Backend) {
+    let stripe = stripe_with_two_pages().await;
+    let uri = stripe.uri();
+    let app = TestApp::spawn_with(backend, |s| {
+        s.stripe.secret_key = "sk_test_fake".to_owned().into();
+        s.stripe.api_base = uri;
+        s.stripe.reconcile_every_secs = 1;
+    })
+    .await;
+    let mut plan = Value::Null;
+    for _ in 0..50 {
+        plan = app.get_entitlements("acme").await.1["plan"].clone();
+        if plan == "pro" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(plan, "pro");
+}
+
+on_both_backends!(
+    reconcile_repairs_what_webhooks_missed,
+    a_page_read_before_a_webhook_does_not_undo_it,
+    reconcile_can_be_limited_to_one_organization,
+    serve_reconciles_periodically_when_configured
+);

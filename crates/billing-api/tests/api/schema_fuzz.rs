@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+use crate::helpers::Backend;
 use crate::helpers::TestDb;
 use crate::on_both_backends;
 
@@ -75,54 +76,68 @@ async fn fake_stripe() -> MockServer {
     stripe
 }
 
-on_both_backends! {
-    async fn schemathesis_finds_no_failure_with_every_check(backend) {
-        let Some(schemathesis) = schemathesis() else {
-            eprintln!("SCHEMATHESIS is not set: fuzzing skipped");
-            return;
-        };
-        let db = TestDb::create(backend).await;
-        let stripe = fake_stripe().await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("fuzz.toml");
-        std::fs::write(&config, format!(
-            "[[auth.tokens]]\nname = \"fuzzer\"\ntoken = \"{TOKEN}\"\nscopes = [\"checkout\", \"entitlements:read\", \"admin\"]\n"
-        )).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_billing-api"));
-        command
-            .args(["--config", config.to_str().unwrap()])
-            .current_dir(dir.path())
-            .env("PORT", "0")
-            .env("DATABASE_URL", &db.url)
-            .env("STRIPE_SECRET_KEY", "sk_test_fake")
-            .env("BILLING__STRIPE__API_BASE", stripe.uri())
-            .env("BILLING__LOG__FORMAT", "json")
-            .env_remove("RUST_LOG");
-        let (mut service, _logs, port) = crate::helpers::spawn_service(command);
+async fn schemathesis_finds_no_failure_with_every_check(backend: Backend) {
+    let Some(schemathesis) = schemathesis() else {
+        eprintln!("SCHEMATHESIS is not set: fuzzing skipped");
+        return;
+    };
+    let db = TestDb::create(backend).await;
+    let stripe = fake_stripe().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fuzz.toml");
+    std::fs::write(&config, format!(
+        "[[auth.tokens]]\nname = \"fuzzer\"\ntoken = \"{TOKEN}\"\nscopes = [\"checkout\", \"entitlements:read\", \"admin\"]\n"
+    )).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_billing-api"));
+    command
+        .args(["--config", config.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env("PORT", "0")
+        .env("DATABASE_URL", &db.url)
+        .env("STRIPE_SECRET_KEY", "sk_test_fake")
+        .env("BILLING__STRIPE__API_BASE", stripe.uri())
+        .env("BILLING__LOG__FORMAT", "json")
+        .env_remove("RUST_LOG");
+    let (mut service, _logs, port) = crate::helpers::spawn_service(command);
 
-        let settings = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis.toml");
-        let seed = std::env::var("SCHEMATHESIS_SEED").unwrap_or_else(|_| "20261123".into());
-        let examples = std::env::var("SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "40".into());
-        let run = tokio::task::spawn_blocking(move || {
-            Command::new(schemathesis)
-                .args(["--config-file", settings, "run"])
-                .arg(format!("http://127.0.0.1:{port}/openapi.json"))
-                .args(["--checks", "all", "--workers", "1", "--max-examples", &examples])
-                .args(["--seed", &seed, "--request-timeout", "10"])
-                .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
-                .current_dir(std::env::temp_dir())
-                .output()
-        })
-        .await
-        .unwrap()
-        .expect("schemathesis runs");
-        let _ = service.kill();
-        let _ = service.wait();
-        let report = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
-        assert!(run.status.success(), "{report}");
-        if let Some(summary) = report.lines().find(|l| l.contains("generated")) {
-            eprintln!("schemathesis: {}", summary.trim());
-        }
-        assert!(report.contains("Tested: 9"), "every operation was tested:\n{report}");
+    let settings = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis.toml");
+    let seed = std::env::var("SCHEMATHESIS_SEED").unwrap_or_else(|_| "20261123".into());
+    let examples = std::env::var("SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "40".into());
+    let run = tokio::task::spawn_blocking(move || {
+        Command::new(schemathesis)
+            .args(["--config-file", settings, "run"])
+            .arg(format!("http://127.0.0.1:{port}/openapi.json"))
+            .args([
+                "--checks",
+                "all",
+                "--workers",
+                "1",
+                "--max-examples",
+                &examples,
+            ])
+            .args(["--seed", &seed, "--request-timeout", "10"])
+            .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
+            .current_dir(std::env::temp_dir())
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("schemathesis runs");
+    let _ = service.kill();
+    let _ = service.wait();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(run.status.success(), "{report}");
+    if let Some(summary) = report.lines().find(|l| l.contains("generated")) {
+        eprintln!("schemathesis: {}", summary.trim());
     }
+    assert!(
+        report.contains("Tested: 9"),
+        "every operation was tested:\n{report}"
+    );
 }
+
+on_both_backends!(schemathesis_finds_no_failure_with_every_check);

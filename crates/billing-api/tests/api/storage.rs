@@ -5,17 +5,15 @@ use billing_api::startup::engine;
 use crate::helpers::{Backend, TestApp, now};
 use crate::on_both_backends;
 
-on_both_backends! {
-    async fn every_migration_runs_up_down_and_up_again(backend) {
-        let app = TestApp::spawn(backend).await;
-        let database = engine(&app.settings).await.unwrap().database().clone();
-        assert_eq!(database.pending_migrations().await.unwrap(), 0);
-        let reverted = database.revert_all_migrations().await.unwrap();
-        assert!(reverted >= 1);
-        assert_eq!(database.pending_migrations().await.unwrap(), reverted);
-        assert_eq!(database.migrate().await.unwrap(), reverted);
-        database.ping().await.unwrap();
-    }
+async fn every_migration_runs_up_down_and_up_again(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let database = engine(&app.settings).await.unwrap().database().clone();
+    assert_eq!(database.pending_migrations().await.unwrap(), 0);
+    let reverted = database.revert_all_migrations().await.unwrap();
+    assert!(reverted >= 1);
+    assert_eq!(database.pending_migrations().await.unwrap(), reverted);
+    assert_eq!(database.migrate().await.unwrap(), reverted);
+    database.ping().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,3 +68,5 @@ async fn a_postgres_outage_answers_503_and_a_redelivery_applies() {
     assert_eq!(app.deliver(&event).await.1["outcome"], "applied");
     assert_eq!(app.get_entitlements("acme").await.1["plan"], "pro");
 }
+
+on_both_backends!(every_migration_runs_up_down_and_up_again);

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, now};
+use crate::helpers::{Backend, TestApp, now};
 use crate::on_both_backends;
 
 async fn plan_of(app: &TestApp, org: &str) -> (String, i64) {
@@ -14,179 +14,265 @@ async fn plan_of(app: &TestApp, org: &str) -> (String, i64) {
     )
 }
 
-on_both_backends! {
-    async fn a_subscription_grants_and_its_deletion_revokes(backend) {
-        let app = TestApp::spawn(backend).await;
-        let t = now();
-        let (status, body) = app.deliver(&app.event("checkout.session.completed", "acme", t)).await;
-        assert_eq!((status, &body), (200, &json!({"received": true, "outcome": "applied"})));
-        let mut created = app.event("customer.subscription.created", "acme", t);
-        created["data"]["object"]["items"]["data"][0]["quantity"] = json!(10);
-        assert_eq!(app.deliver(&created).await.0, 200);
+async fn a_subscription_grants_and_its_deletion_revokes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let t = now();
+    let (status, body) = app
+        .deliver(&app.event("checkout.session.completed", "acme", t))
+        .await;
+    assert_eq!(
+        (status, &body),
+        (200, &json!({"received": true, "outcome": "applied"}))
+    );
+    let mut created = app.event("customer.subscription.created", "acme", t);
+    created["data"]["object"]["items"]["data"][0]["quantity"] = json!(10);
+    assert_eq!(app.deliver(&created).await.0, 200);
 
-        let (_, granted) = app.get_entitlements("acme").await;
-        assert_eq!(granted["plan"], "pro");
-        assert_eq!(granted["status"], "active");
-        assert_eq!(granted["features"], json!({"projects": 100, "seats": 10, "sso": true}));
-        assert_eq!(granted["subscription_id"], "sub_trigger_acme");
-        assert_eq!(granted["version"], 1);
-        assert!(granted["valid_until"].is_string());
+    let (_, granted) = app.get_entitlements("acme").await;
+    assert_eq!(granted["plan"], "pro");
+    assert_eq!(granted["status"], "active");
+    assert_eq!(
+        granted["features"],
+        json!({"projects": 100, "seats": 10, "sso": true})
+    );
+    assert_eq!(granted["subscription_id"], "sub_trigger_acme");
+    assert_eq!(granted["version"], 1);
+    assert!(granted["valid_until"].is_string());
 
-        assert_eq!(app.deliver(&app.event("customer.subscription.deleted", "acme", t + 1)).await.0, 200);
-        let (_, revoked) = app.get_entitlements("acme").await;
-        assert_eq!(revoked["plan"], "free");
-        assert_eq!(revoked["status"], "none");
-        assert_eq!(revoked["features"]["sso"], false);
-        assert_eq!(revoked["version"], 2);
+    assert_eq!(
+        app.deliver(&app.event("customer.subscription.deleted", "acme", t + 1))
+            .await
+            .0,
+        200
+    );
+    let (_, revoked) = app.get_entitlements("acme").await;
+    assert_eq!(revoked["plan"], "free");
+    assert_eq!(revoked["status"], "none");
+    assert_eq!(revoked["features"]["sso"], false);
+    assert_eq!(revoked["version"], 2);
+}
+
+async fn a_duplicate_delivery_changes_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let event = app.event("customer.subscription.created", "acme", now());
+    assert_eq!(app.deliver(&event).await.1["outcome"], "applied");
+    let (status, body) = app.deliver(&event).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"received": true, "duplicate": true}))
+    );
+    assert_eq!(plan_of(&app, "acme").await, ("pro".into(), 1));
+}
+
+async fn concurrent_deliveries_of_one_event_apply_it_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let event = app.event("customer.subscription.created", "acme", now());
+    let deliveries = (0..8).map(|_| app.deliver(&event));
+    let answers = futures_util::future::join_all(deliveries).await;
+    assert!(
+        answers.iter().all(|(status, _)| *status == 200),
+        "{answers:?}"
+    );
+    let applied = answers
+        .iter()
+        .filter(|(_, body)| body["outcome"] == "applied")
+        .count();
+    let duplicates = answers
+        .iter()
+        .filter(|(_, body)| body["duplicate"] == true)
+        .count();
+    assert_eq!((applied, duplicates), (1, 7), "{answers:?}");
+    assert_eq!(plan_of(&app, "acme").await, ("pro".into(), 1));
+}
+
+async fn bad_signatures_are_refused_and_store_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let event = app.event("customer.subscription.created", "acme", now());
+    let body = event.to_string();
+    let stale = billing_api::signature::sign(
+        "whsec_development_only_do_not_use_in_production",
+        now() - 301,
+        body.as_bytes(),
+    );
+    let forged = billing_api::signature::sign("whsec_someone_else", now(), body.as_bytes());
+    let cases = [
+        (None, "missing_signature"),
+        (Some("t=abc"), "malformed_signature"),
+        (Some(forged.as_str()), "invalid_signature"),
+        (Some(stale.as_str()), "signature_expired"),
+    ];
+    for (signature, code) in cases {
+        let response = app.post_webhook(&body, signature).await;
+        let (status, answer) = crate::helpers::json_of(response).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some(code)),
+            "{answer}"
+        );
     }
+    // Nothing was recorded: the same event now applies, not a duplicate.
+    assert_eq!(app.deliver(&event).await.1["outcome"], "applied");
+}
 
-    async fn a_duplicate_delivery_changes_nothing(backend) {
-        let app = TestApp::spawn(backend).await;
-        let event = app.event("customer.subscription.created", "acme", now());
-        assert_eq!(app.deliver(&event).await.1["outcome"], "applied");
-        let (status, body) = app.deliver(&event).await;
-        assert_eq!((status, body), (200, json!({"received": true, "duplicate": true})));
-        assert_eq!(plan_of(&app, "acme").await, ("pro".into(), 1));
-    }
+async fn a_body_signed_with_a_rotated_secret_verifies(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| {
+        s.stripe.webhook_secrets =
+            vec!["whsec_new".to_owned().into(), "whsec_old".to_owned().into()];
+    })
+    .await;
+    let body = app
+        .event("customer.subscription.created", "acme", now())
+        .to_string();
+    let signature = billing_api::signature::sign("whsec_old", now(), body.as_bytes());
+    assert_eq!(
+        app.post_webhook(&body, Some(&signature)).await.status(),
+        200
+    );
+}
 
-    async fn concurrent_deliveries_of_one_event_apply_it_once(backend) {
-        let app = TestApp::spawn(backend).await;
-        let event = app.event("customer.subscription.created", "acme", now());
-        let deliveries = (0..8).map(|_| app.deliver(&event));
-        let answers = futures_util::future::join_all(deliveries).await;
-        assert!(answers.iter().all(|(status, _)| *status == 200), "{answers:?}");
-        let applied = answers.iter().filter(|(_, body)| body["outcome"] == "applied").count();
-        let duplicates = answers.iter().filter(|(_, body)| body["duplicate"] == true).count();
-        assert_eq!((applied, duplicates), (1, 7), "{answers:?}");
-        assert_eq!(plan_of(&app, "acme").await, ("pro".into(), 1));
-    }
-
-    async fn bad_signatures_are_refused_and_store_nothing(backend) {
-        let app = TestApp::spawn(backend).await;
-        let event = app.event("customer.subscription.created", "acme", now());
-        let body = event.to_string();
-        let stale = billing_api::signature::sign(
-            "whsec_development_only_do_not_use_in_production", now() - 301, body.as_bytes());
-        let forged = billing_api::signature::sign("whsec_someone_else", now(), body.as_bytes());
-        let cases = [
-            (None, "missing_signature"),
-            (Some("t=abc"), "malformed_signature"),
-            (Some(forged.as_str()), "invalid_signature"),
-            (Some(stale.as_str()), "signature_expired"),
-        ];
-        for (signature, code) in cases {
-            let response = app.post_webhook(&body, signature).await;
-            let (status, answer) = crate::helpers::json_of(response).await;
-            assert_eq!((status, answer["error"].as_str()), (400, Some(code)), "{answer}");
-        }
-        // Nothing was recorded: the same event now applies, not a duplicate.
-        assert_eq!(app.deliver(&event).await.1["outcome"], "applied");
-    }
-
-    async fn a_body_signed_with_a_rotated_secret_verifies(backend) {
-        let app = TestApp::spawn_with(backend, |s| {
-            s.stripe.webhook_secrets = vec!["whsec_new".to_owned().into(), "whsec_old".to_owned().into()];
-        }).await;
-        let body = app.event("customer.subscription.created", "acme", now()).to_string();
-        let signature = billing_api::signature::sign("whsec_old", now(), body.as_bytes());
-        assert_eq!(app.post_webhook(&body, Some(&signature)).await.status(), 200);
-    }
-
-    async fn malformed_events_are_refused(backend) {
-        let app = TestApp::spawn(backend).await;
-        for body in ["{not json", r#"{"type": "customer.created"}"#, r#"{"id": "evt_1"}"#, "[]"] {
-            let response = app.post_webhook(body, Some(&app.signature_for(body))).await;
-            let (status, answer) = crate::helpers::json_of(response).await;
-            assert_eq!((status, answer["error"].as_str()), (400, Some("malformed_event")), "{body}");
-        }
-    }
-
-    async fn bodies_over_one_mebibyte_are_refused(backend) {
-        let app = TestApp::spawn(backend).await;
-        let body = format!(r#"{{"id": "evt_big", "type": "x", "pad": "{}"}}"#, "a".repeat(1024 * 1024));
-        let response = app.post_webhook(&body, Some(&app.signature_for(&body))).await;
-        assert_eq!(response.status(), 413);
-    }
-
-    async fn unhandled_types_are_recorded_as_ignored(backend) {
-        let app = TestApp::spawn(backend).await;
-        let event = json!({"id": "evt_other", "type": "customer.created", "created": now(), "livemode": false,
-                           "data": {"object": {"id": "cus_1", "object": "customer"}}});
-        assert_eq!(app.deliver(&event).await.1, json!({"received": true, "outcome": "ignored"}));
-        assert_eq!(app.deliver(&event).await.1["duplicate"], true);
-    }
-
-    async fn events_from_the_other_mode_are_rejected(backend) {
-        let app = TestApp::spawn(backend).await;
-        let mut event = app.event("customer.subscription.created", "acme", now());
-        event["livemode"] = json!(true);
-        assert_eq!(app.deliver(&event).await.1["outcome"], "rejected");
-        assert_eq!(plan_of(&app, "acme").await, ("free".into(), 0));
-    }
-
-    async fn a_subscription_before_its_checkout_is_linked_later(backend) {
-        let app = TestApp::spawn(backend).await;
-        let t = now();
-        let mut created = app.event("customer.subscription.created", "acme", t);
-        created["data"]["object"]["metadata"] = json!({});
-        assert_eq!(app.deliver(&created).await.1["outcome"], "unlinked");
-        assert_eq!(plan_of(&app, "acme").await, ("free".into(), 0));
-
-        let mut checkout = app.event("checkout.session.completed", "acme", t);
-        checkout["data"]["object"]["metadata"] = json!({});
-        assert_eq!(app.deliver(&checkout).await.1["outcome"], "applied");
-        assert_eq!(plan_of(&app, "acme").await, ("pro".into(), 1));
-
-        // Later events resolve the organization from the stored link.
-        let mut updated = app.event("customer.subscription.updated", "acme", t + 1);
-        updated["data"]["object"]["metadata"] = json!({});
-        updated["data"]["object"]["items"]["data"][0]["quantity"] = json!(4);
-        assert_eq!(app.deliver(&updated).await.1["outcome"], "applied");
-        assert_eq!(app.get_entitlements("acme").await.1["features"]["seats"], 4);
-    }
-
-    async fn an_older_event_does_not_undo_a_newer_one(backend) {
-        let app = TestApp::spawn(backend).await;
-        let t = now();
-        assert_eq!(app.deliver(&app.event("customer.subscription.deleted", "acme", t)).await.1["outcome"], "applied");
-        let answer = app.deliver(&app.event("customer.subscription.created", "acme", t - 5)).await.1;
-        assert_eq!(answer["outcome"], "stale");
-        // A canceled subscription is not revived by a same-second update either.
-        let answer = app.deliver(&app.event("customer.subscription.updated", "acme", t)).await.1;
-        assert_eq!(answer["outcome"], "stale");
-        assert_eq!(plan_of(&app, "acme").await.0, "free");
-    }
-
-    async fn a_checkout_naming_no_organization_is_recorded_as_invalid(backend) {
-        let app = TestApp::spawn(backend).await;
-        let mut checkout = app.event("checkout.session.completed", "acme", now());
-        checkout["data"]["object"]["metadata"] = json!({});
-        checkout["data"]["object"]["client_reference_id"] = Value::Null;
-        assert_eq!(app.deliver(&checkout).await.1["outcome"], "invalid");
-        assert_eq!(app.deliver(&checkout).await.1["duplicate"], true);
-    }
-
-    async fn an_organization_id_the_api_would_refuse_makes_the_event_invalid(backend) {
-        let app = TestApp::spawn(backend).await;
-        let bad = "acme/../<b>";
-        for kind in ["checkout.session.completed", "customer.subscription.created", "charge.refunded"] {
-            let mut event = app.event(kind, "acme", now());
-            event["data"]["object"]["metadata"]["org_id"] = json!(bad);
-            let answer = app.deliver(&event).await.1;
-            assert_eq!(answer["outcome"], "invalid", "{kind}: {answer}");
-        }
-        let mut event = app.event("checkout.session.completed", "acme", now());
-        event["data"]["object"]["metadata"] = json!({});
-        event["data"]["object"]["client_reference_id"] = json!("x".repeat(129));
-        assert_eq!(app.deliver(&event).await.1["outcome"], "invalid");
-        assert_eq!(plan_of(&app, "acme").await, ("free".into(), 0));
-    }
-
-    async fn prices_in_no_plan_grant_nothing(backend) {
-        let app = TestApp::spawn(backend).await;
-        let mut created = app.event("customer.subscription.created", "acme", now());
-        created["data"]["object"]["items"]["data"][0]["price"]["id"] = json!("price_unlisted");
-        assert_eq!(app.deliver(&created).await.1["outcome"], "applied");
-        assert_eq!(plan_of(&app, "acme").await, ("free".into(), 0));
+async fn malformed_events_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for body in [
+        "{not json",
+        r#"{"type": "customer.created"}"#,
+        r#"{"id": "evt_1"}"#,
+        "[]",
+    ] {
+        let response = app.post_webhook(body, Some(&app.signature_for(body))).await;
+        let (status, answer) = crate::helpers::json_of(response).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some("malformed_event")),
+            "{body}"
+        );
     }
 }
+
+async fn bodies_over_one_mebibyte_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let body = format!(
+        r#"{{"id": "evt_big", "type": "x", "pad": "{}"}}"#,
+        "a".repeat(1024 * 1024)
+    );
+    let response = app
+        .post_webhook(&body, Some(&app.signature_for(&body)))
+        .await;
+    assert_eq!(response.status(), 413);
+}
+
+async fn unhandled_types_are_recorded_as_ignored(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let event = json!({"id": "evt_other", "type": "customer.created", "created": now(), "livemode": false,
+                       "data": {"object": {"id": "cus_1", "object": "customer"}}});
+    assert_eq!(
+        app.deliver(&event).await.1,
+        json!({"received": true, "outcome": "ignored"})
+    );
+    assert_eq!(app.deliver(&event).await.1["duplicate"], true);
+}
+
+async fn events_from_the_other_mode_are_rejected(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut event = app.event("customer.subscription.created", "acme", now());
+    event["livemode"] = json!(true);
+    assert_eq!(app.deliver(&event).await.1["outcome"], "rejected");
+    assert_eq!(plan_of(&app, "acme").await, ("free".into(), 0));
+}
+
+async fn a_subscription_before_its_checkout_is_linked_later(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let t = now();
+    let mut created = app.event("customer.subscription.created", "acme", t);
+    created["data"]["object"]["metadata"] = json!({});
+    assert_eq!(app.deliver(&created).await.1["outcome"], "unlinked");
+    assert_eq!(plan_of(&app, "acme").await, ("free".into(), 0));
+
+    let mut checkout = app.event("checkout.session.completed", "acme", t);
+    checkout["data"]["object"]["metadata"] = json!({});
+    assert_eq!(app.deliver(&checkout).await.1["outcome"], "applied");
+    assert_eq!(plan_of(&app, "acme").await, ("pro".into(), 1));
+
+    // Later events resolve the organization from the stored link.
+    let mut updated = app.event("customer.subscription.updated", "acme", t + 1);
+    updated["data"]["object"]["metadata"] = json!({});
+    updated["data"]["object"]["items"]["data"][0]["quantity"] = json!(4);
+    assert_eq!(app.deliver(&updated).await.1["outcome"], "applied");
+    assert_eq!(app.get_entitlements("acme").await.1["features"]["seats"], 4);
+}
+
+async fn an_older_event_does_not_undo_a_newer_one(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let t = now();
+    assert_eq!(
+        app.deliver(&app.event("customer.subscription.deleted", "acme", t))
+            .await
+            .1["outcome"],
+        "applied"
+    );
+    let answer = app
+        .deliver(&app.event("customer.subscription.created", "acme", t - 5))
+        .await
+        .1;
+    assert_eq!(answer["outcome"], "stale");
+    // A canceled subscription is not revived by a same-second update either.
+    let answer = app
+        .deliver(&app.event("customer.subscription.updated", "acme", t))
+        .await
+        .1;
+    assert_eq!(answer["outcome"], "stale");
+    assert_eq!(plan_of(&app, "acme").await.0, "free");
+}
+
+async fn a_checkout_naming_no_organization_is_recorded_as_invalid(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut checkout = app.event("checkout.session.completed", "acme", now());
+    checkout["data"]["object"]["metadata"] = json!({});
+    checkout["data"]["object"]["client_reference_id"] = Value::Null;
+    assert_eq!(app.deliver(&checkout).await.1["outcome"], "invalid");
+    assert_eq!(app.deliver(&checkout).await.1["duplicate"], true);
+}
+
+async fn an_organization_id_the_api_would_refuse_makes_the_event_invalid(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let bad = "acme/../<b>";
+    for kind in [
+        "checkout.session.completed",
+        "customer.subscription.created",
+        "charge.refunded",
+    ] {
+        let mut event = app.event(kind, "acme", now());
+        event["data"]["object"]["metadata"]["org_id"] = json!(bad);
+        let answer = app.deliver(&event).await.1;
+        assert_eq!(answer["outcome"], "invalid", "{kind}: {answer}");
+    }
+    let mut event = app.event("checkout.session.completed", "acme", now());
+    event["data"]["object"]["metadata"] = json!({});
+    event["data"]["object"]["client_reference_id"] = json!("x".repeat(129));
+    assert_eq!(app.deliver(&event).await.1["outcome"], "invalid");
+    assert_eq!(plan_of(&app, "acme").await, ("free".into(), 0));
+}
+
+async fn prices_in_no_plan_grant_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut created = app.event("customer.subscription.created", "acme", now());
+    created["data"]["object"]["items"]["data"][0]["price"]["id"] = json!("price_unlisted");
+    assert_eq!(app.deliver(&created).await.1["outcome"], "applied");
+    assert_eq!(plan_of(&app, "acme").await, ("free".into(), 0));
+}
+
+on_both_backends!(
+    a_subscription_grants_and_its_deletion_revokes,
+    a_duplicate_delivery_changes_nothing,
+    concurrent_deliveries_of_one_event_apply_it_once,
+    bad_signatures_are_refused_and_store_nothing,
+    a_body_signed_with_a_rotated_secret_verifies,
+    malformed_events_are_refused,
+    bodies_over_one_mebibyte_are_refused,
+    unhandled_types_are_recorded_as_ignored,
+    events_from_the_other_mode_are_rejected,
+    a_subscription_before_its_checkout_is_linked_later,
+    an_older_event_does_not_undo_a_newer_one,
+    a_checkout_naming_no_organization_is_recorded_as_invalid,
+    an_organization_id_the_api_would_refuse_makes_the_event_invalid,
+    prices_in_no_plan_grant_nothing
+);
