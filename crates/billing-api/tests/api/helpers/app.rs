@@ -1,0 +1,193 @@
+//! The app under test, in-process on a random port, and its settings.
+
+use std::path::PathBuf;
+
+use billing_api::settings::{Settings, Sources};
+use billing_api::signature::sign;
+use billing_api::startup::Application;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use super::{TestDb, event_for, json_of};
+
+/// The variable naming the PostgreSQL server tests may create databases on.
+pub const PG_VAR: &str = "TEST_DATABASE_URL";
+pub const READ_TOKEN: &str = "dev-read-token";
+pub const CHECKOUT_TOKEN: &str = "dev-checkout-token";
+pub const ADMIN_TOKEN: &str = "dev-admin-token";
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named test, a plain `async fn name(backend: Backend)`, once
+/// on SQLite and once on PostgreSQL: `on_both_backends!(name, other);`
+/// makes `name::sqlite` and `name::postgres`. The PostgreSQL run needs
+/// `TEST_DATABASE_URL`; without it, it says so and passes (CI always sets
+/// it, and fails when the server is missing).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if $crate::helpers::postgres_configured() {
+                        super::$name($crate::helpers::Backend::Postgres).await
+                    } else {
+                        eprintln!("{} is not set: PostgreSQL run skipped", $crate::helpers::PG_VAR);
+                    }
+                }
+            }
+        )*
+    };
+}
+
+pub fn postgres_configured() -> bool {
+    std::env::var(PG_VAR).is_ok_and(|v| !v.is_empty())
+}
+
+/// The development settings, as `cargo run` would load them.
+pub fn default_settings() -> Settings {
+    Settings::load(&Sources {
+        config_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config")),
+        environment: "development".into(),
+        config_file: None,
+        vars: Default::default(),
+    })
+    .expect("the default configuration is valid")
+}
+
+/// A running app and what it talks to.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub settings: Settings,
+    /// The running app's engine (shares its counters).
+    pub engine: entitlements::Engine,
+    /// Kept last so it is dropped after the app's pool.
+    pub db: TestDb,
+}
+
+impl TestApp {
+    /// The app with development settings.
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// The app with settings changed by `configure`.
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::spawn_on(TestDb::create(backend).await, configure).await
+    }
+
+    /// Another instance on this app's database, as after a restart with
+    /// the development settings changed by `configure` (this one keeps
+    /// serving, unused).
+    pub async fn restart_with(self, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::spawn_on(self.db, configure).await
+    }
+
+    async fn spawn_on(db: TestDb, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = default_settings();
+        settings.server.host = "127.0.0.1".into();
+        settings.server.port = 0;
+        settings.server.workers = Some(2);
+        settings.database.url = SecretString::from(db.url.clone());
+        settings.database.max_connections = 4;
+        configure(&mut settings);
+        let app = Application::build(settings.clone())
+            .await
+            .expect("the app starts");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let engine = app.engine().clone();
+        tokio::spawn(app.run_until_stopped());
+        TestApp {
+            address,
+            client: reqwest::Client::new(),
+            settings,
+            engine,
+            db,
+        }
+    }
+
+    /// Posts a raw webhook body with the given signature header.
+    pub async fn post_webhook(&self, body: &str, signature: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(format!("{}/webhooks/stripe", self.address))
+            .header("Content-Type", "application/json")
+            .body(body.to_owned());
+        if let Some(signature) = signature {
+            request = request.header("Stripe-Signature", signature);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// Signs `event` with the first configured secret, as Stripe would now.
+    pub fn signature_for(&self, body: &str) -> String {
+        let secret = self.settings.stripe.webhook_secrets[0].expose_secret();
+        sign(secret, chrono::Utc::now().timestamp(), body.as_bytes())
+    }
+
+    /// Delivers `event` signed; returns the status and the JSON answer.
+    pub async fn deliver(&self, event: &Value) -> (u16, Value) {
+        let body = event.to_string();
+        let response = self
+            .post_webhook(&body, Some(&self.signature_for(&body)))
+            .await;
+        json_of(response).await
+    }
+
+    /// `GET /v1/entitlements/{org}` with the read token.
+    pub async fn get_entitlements(&self, org: &str) -> (u16, Value) {
+        json_of(
+            self.get(&format!("/v1/entitlements/{org}"), Some(READ_TOKEN))
+                .await,
+        )
+        .await
+    }
+
+    /// A GET with an optional bearer token.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.get(format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// `POST /v1/checkout/sessions`.
+    pub async fn post_checkout(&self, body: &Value, token: Option<&str>) -> (u16, Value) {
+        self.post_json("/v1/checkout/sessions", body, token).await
+    }
+
+    async fn post_json(&self, route: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
+        let mut request = self
+            .client
+            .post(format!("{}{route}", self.address))
+            .json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        json_of(request.send().await.expect("request sent")).await
+    }
+
+    /// `POST /v1/portal/sessions`.
+    pub async fn post_portal(&self, body: &Value, token: Option<&str>) -> (u16, Value) {
+        self.post_json("/v1/portal/sessions", body, token).await
+    }
+
+    /// A realistic event of `kind` for `org` on plan `pro`, as `trigger`
+    /// builds it, created at `created`.
+    pub fn event(&self, kind: &str, org: &str, created: i64) -> Value {
+        event_for(&self.settings, kind, org, "pro", 1, created)
+    }
+}

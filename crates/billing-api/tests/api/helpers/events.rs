@@ -1,0 +1,59 @@
+//! Realistic Stripe events and objects, and reading answers.
+
+use billing_api::settings::Settings;
+use billing_api::trigger::{TriggerSpec, build_event};
+use serde_json::Value;
+
+/// A realistic event built the way `billing-api trigger` builds it.
+pub fn event_for(
+    settings: &Settings,
+    kind: &str,
+    org: &str,
+    plan: &str,
+    quantity: u64,
+    created: i64,
+) -> Value {
+    let spec = TriggerSpec {
+        event_type: kind.into(),
+        org_id: org.into(),
+        plan: plan.into(),
+        quantity,
+        status: None,
+        cancel_at_period_end: false,
+        period_days: 30,
+        subscription_id: None,
+        now: created,
+    };
+    build_event(settings, &spec).expect("event builds")
+}
+
+/// A complete subscription as Stripe's API returns it, from Stripe's own
+/// example object.
+pub fn stripe_subscription(id: &str, org: &str, status: &str, price: &str, quantity: u64) -> Value {
+    let mut sub: Value =
+        serde_json::from_str(include_str!("../../../fixtures/stripe/subscription.json"))
+            .expect("fixture");
+    sub["id"] = serde_json::json!(id);
+    sub["customer"] = serde_json::json!(format!("cus_trigger_{org}"));
+    sub["status"] = serde_json::json!(status);
+    sub["cancel_at_period_end"] = serde_json::json!(false);
+    sub["metadata"] = serde_json::json!({"org_id": org, "plan": "pro"});
+    let item = &mut sub["items"]["data"][0];
+    item["id"] = serde_json::json!(format!("si_{id}"));
+    item["price"]["id"] = serde_json::json!(price);
+    item["quantity"] = serde_json::json!(quantity);
+    item["current_period_start"] = serde_json::json!(now());
+    item["current_period_end"] = serde_json::json!(now() + 30 * 86_400);
+    sub
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+pub async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body read");
+    let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, json)
+}

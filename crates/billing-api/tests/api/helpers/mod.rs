@@ -1,0 +1,11 @@
+//! The test harness: the real app on a random port over a fresh database.
+
+mod app;
+mod binary;
+mod db;
+mod events;
+
+pub use app::*;
+pub use binary::*;
+pub use db::*;
+pub use events::*;
