@@ -2,6 +2,7 @@
 //! configuration and command line around the `entitlements` domain.
 
 pub mod auth;
+mod background;
 mod checkout;
 pub mod cli;
 pub mod error;

@@ -3,10 +3,17 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::web;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use entitlements::{Counters, Outcome};
+
+use crate::startup::AppState;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -58,55 +65,49 @@ impl Metrics {
 
     /// The exposition text, with the engine's counters.
     pub fn render(&self, engine: &Counters) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP billing_http_request_duration_seconds HTTP requests by method, route and status.\n");
-        out.push_str("# TYPE billing_http_request_duration_seconds histogram\n");
-        for ((method, route, status), h) in lock(&self.http).iter() {
-            let labels = format!(
-                "method=\"{method}\",route=\"{}\",status=\"{status}\"",
-                escape(route)
-            );
-            for (count, bound) in h.buckets.iter().zip(BUCKETS) {
-                let _ = writeln!(
-                    out,
-                    "billing_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "billing_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "billing_http_request_duration_seconds_sum{{{labels}}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "billing_http_request_duration_seconds_count{{{labels}}} {}",
-                h.count
-            );
-        }
-        out.push_str("# HELP billing_webhook_events_total Webhook events by type and outcome.\n");
-        out.push_str("# TYPE billing_webhook_events_total counter\n");
-        for ((kind, outcome), count) in lock(&self.webhooks).iter() {
-            let _ = writeln!(
-                out,
-                "billing_webhook_events_total{{type=\"{}\",outcome=\"{outcome}\"}} {count}",
-                escape(kind)
-            );
-        }
-        out.push_str(
-            "# HELP billing_stripe_requests_total Calls to Stripe's API by operation and result.\n",
+        let mut out = Exposition::default();
+        out.family(
+            "billing_http_request_duration_seconds",
+            "histogram",
+            "HTTP requests by method, route and status.",
         );
-        out.push_str("# TYPE billing_stripe_requests_total counter\n");
+        for ((method, route, status), h) in lock(&self.http).iter() {
+            let status = status.to_string();
+            let labels = [
+                ("method", *method),
+                ("route", route.as_str()),
+                ("status", &status),
+            ];
+            for (count, bound) in h.buckets.iter().zip(BUCKETS) {
+                let bound = bound.to_string();
+                out.bucket(&labels, &bound, count);
+            }
+            out.bucket(&labels, "+Inf", &h.count);
+            out.sample("billing_http_request_duration_seconds_sum", &labels, h.sum);
+            out.sample(
+                "billing_http_request_duration_seconds_count",
+                &labels,
+                h.count,
+            );
+        }
+        out.family(
+            "billing_webhook_events_total",
+            "counter",
+            "Webhook events by type and outcome.",
+        );
+        for ((kind, outcome), count) in lock(&self.webhooks).iter() {
+            let labels = [("type", kind.as_str()), ("outcome", *outcome)];
+            out.sample("billing_webhook_events_total", &labels, count);
+        }
+        out.family(
+            "billing_stripe_requests_total",
+            "counter",
+            "Calls to Stripe's API by operation and result.",
+        );
         for ((operation, ok), count) in lock(&self.stripe).iter() {
             let result = if *ok { "ok" } else { "error" };
-            let _ = writeln!(
-                out,
-                "billing_stripe_requests_total{{operation=\"{operation}\",result=\"{result}\"}} {count}"
-            );
+            let labels = [("operation", *operation), ("result", result)];
+            out.sample("billing_stripe_requests_total", &labels, count);
         }
         let engine_counters = [
             (
@@ -126,30 +127,87 @@ impl Metrics {
             ),
         ];
         for (name, help, value) in engine_counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
+            out.family(name, "counter", help);
+            out.sample(name, &[], value);
         }
-        out.push_str(
-            "# HELP billing_events_recorded_total Events recorded by the engine, by outcome.\n",
+        out.family(
+            "billing_events_recorded_total",
+            "counter",
+            "Events recorded by the engine, by outcome.",
         );
-        out.push_str("# TYPE billing_events_recorded_total counter\n");
         for outcome in Outcome::ALL {
-            let _ = writeln!(
-                out,
-                "billing_events_recorded_total{{outcome=\"{}\"}} {}",
-                outcome.as_str(),
-                engine.events(outcome)
+            let labels = [("outcome", outcome.as_str())];
+            out.sample(
+                "billing_events_recorded_total",
+                &labels,
+                engine.events(outcome),
             );
         }
-        out
+        out.0
     }
+}
+
+/// Prometheus' text exposition format, a family at a time.
+#[derive(Default)]
+struct Exposition(String);
+
+impl Exposition {
+    /// Starts a family: its `HELP` and `TYPE` lines.
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    /// One sample, its label values escaped.
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            let pairs: Vec<String> = labels
+                .iter()
+                .map(|(label, value)| format!("{label}=\"{}\"", escape(value)))
+                .collect();
+            let _ = write!(self.0, "{{{}}}", pairs.join(","));
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+
+    /// One bucket of the request histogram.
+    fn bucket(&mut self, labels: &[(&str, &str); 3], le: &str, count: &u64) {
+        let [a, b, c] = *labels;
+        let name = "billing_http_request_duration_seconds_bucket";
+        self.sample(name, &[a, b, c, ("le", le)], count);
+    }
+}
+
+/// Times every request into the metrics, labelled by its route pattern
+/// (not its path, so organization ids do not become labels) and a method
+/// of a fixed set, so no client can grow the series without bound.
+pub async fn count_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let method = method_label(req.method());
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.metrics.clone());
+    let response = next.call(req).await?;
+    if let Some(metrics) = metrics {
+        metrics.http_request(
+            method,
+            &route,
+            response.status().as_u16(),
+            started.elapsed(),
+        );
+    }
+    Ok(response)
 }
 
 /// The label of a request method: the standard ones by name, any other
 /// (clients may send arbitrary tokens) as `other`.
-pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+fn method_label(method: &actix_web::http::Method) -> &'static str {
     use actix_web::http::Method;
     const KNOWN: [(Method, &str); 8] = [
         (Method::GET, "GET"),

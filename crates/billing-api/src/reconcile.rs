@@ -76,7 +76,16 @@ pub async fn reconcile(
                 subscription,
                 read_at_ms,
             };
-            let receipt = engine.reconcile(&fresh, only_org, dry_run).await?;
+            // A task of its own: stopping a periodic reconciliation never
+            // cuts a transaction short.
+            let (task_engine, task_org) = (engine.clone(), only_org.map(str::to_owned));
+            let receipt = tokio::spawn(async move {
+                task_engine
+                    .reconcile(&fresh, task_org.as_deref(), dry_run)
+                    .await
+            })
+            .await
+            .map_err(|e| entitlements::Error::Unavailable(e.to_string()))??;
             summary
                 .unknown_prices
                 .extend(receipt.unknown_prices.iter().cloned());

@@ -3,10 +3,8 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::body::MessageBody;
 use actix_web::dev::Server;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::{self, Next};
+use actix_web::middleware;
 use actix_web::{App, HttpServer, web};
 use entitlements::{Database, Engine};
 use secrecy::ExposeSecret;
@@ -15,9 +13,9 @@ use tracing_actix_web::TracingLogger;
 use std::time::Duration;
 
 use crate::auth::Tokens;
+use crate::background::Background;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::reconcile::reconcile;
 use crate::refetch::Refetcher;
 use crate::routes;
 use crate::settings::{Settings, SyncMode};
@@ -64,6 +62,7 @@ pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
+    background: Background,
 }
 
 /// Why the service could not start.
@@ -96,7 +95,6 @@ impl Application {
         if applied > 0 {
             tracing::info!(applied, "migrations applied");
         }
-        tokio::spawn(follow_rules(engine.clone()));
         let metrics = Arc::new(Metrics::default());
         let stripe = match settings.stripe.secret_key.expose_secret() {
             "" => None,
@@ -110,13 +108,7 @@ impl Application {
             let window = Duration::from_millis(settings.stripe.refetch_window_ms);
             engine = engine.with_source(Arc::new(Refetcher::new(api.clone(), window)));
         }
-        if let (Some(api), every @ 1..) = (&stripe, settings.stripe.reconcile_every_secs) {
-            tokio::spawn(reconcile_periodically(
-                engine.clone(),
-                api.clone(),
-                Duration::from_secs(every),
-            ));
-        }
+        let background = Background::start(&engine, stripe.as_ref(), &settings);
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener =
             TcpListener::bind(&address).map_err(|source| StartError::Bind { address, source })?;
@@ -144,7 +136,7 @@ impl Application {
         let shared = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
-                .wrap(middleware::from_fn(count_request))
+                .wrap(middleware::from_fn(crate::metrics::count_request))
                 .wrap(TracingLogger::default())
                 .app_data(shared.clone())
                 .app_data(web::JsonConfig::default().error_handler(routes::json_error))
@@ -167,6 +159,7 @@ impl Application {
             port,
             server: server.run(),
             state,
+            background,
         })
     }
 
@@ -182,7 +175,9 @@ impl Application {
 
     /// Serves until the process is asked to stop.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        self.background.stop();
+        served
     }
 
     /// Serves until SIGTERM or SIGINT, then stops accepting, lets requests
@@ -196,6 +191,7 @@ impl Application {
             handle.stop(true).await;
         });
         self.server.await?;
+        self.background.stop();
         self.state.engine.database().close();
         tracing::info!("stopped");
         Ok(())
@@ -214,33 +210,6 @@ pub async fn engine(settings: &Settings) -> Result<Engine, StartError> {
     ))
 }
 
-/// Times every request into the metrics, labelled by its route pattern
-/// (not its path, so organization ids do not become labels) and a method
-/// of a fixed set, so no client can grow the series without bound.
-async fn count_request(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = std::time::Instant::now();
-    let method = crate::metrics::method_label(req.method());
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let metrics = req
-        .app_data::<web::Data<AppState>>()
-        .map(|state| state.metrics.clone());
-    let response = next.call(req).await?;
-    if let Some(metrics) = metrics {
-        metrics.http_request(
-            method,
-            &route,
-            response.status().as_u16(),
-            started.elapsed(),
-        );
-    }
-    Ok(response)
-}
-
 /// Waits for SIGTERM or SIGINT and names it.
 async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
@@ -254,35 +223,5 @@ async fn shutdown_signal() -> &'static str {
     tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
-    }
-}
-
-/// Brings every stored answer under the catalog and policy in force, in the
-/// background; reads recompute the organizations it has not reached yet.
-async fn follow_rules(engine: Engine) {
-    match engine.follow_rules().await {
-        Ok(0) => {}
-        Ok(recomputed) => tracing::info!(
-            recomputed,
-            "answers computed again under the rules in force"
-        ),
-        Err(error) => {
-            tracing::error!(%error, "computing answers under the rules in force stopped; reads still do")
-        }
-    }
-}
-
-/// Reconciles with Stripe every `every`, for as long as the service runs.
-async fn reconcile_periodically(engine: Engine, api: StripeApi, every: Duration) {
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        match reconcile(&engine, &api, None, false).await {
-            Ok(summary) => tracing::info!(%summary, "reconciled with Stripe"),
-            Err(error) => {
-                tracing::error!(%error, "reconciliation failed; retrying at the next interval")
-            }
-        }
     }
 }

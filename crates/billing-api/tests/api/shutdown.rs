@@ -46,6 +46,8 @@ async fn sigterm_finishes_the_request_in_flight_and_exits() {
         .env("BILLING__STRIPE__API_BASE", stripe.uri())
         .env("BILLING__LOG__FORMAT", "json")
         .env("BILLING__SERVER__SHUTDOWN_TIMEOUT_SECS", "10")
+        // A periodic reconciliation runs too; stopping stops it.
+        .env("BILLING__STRIPE__RECONCILE_EVERY_SECS", "1")
         .env_remove("RUST_LOG");
     let (mut child, lines, port) = crate::helpers::spawn_service(command);
 

@@ -195,12 +195,21 @@ impl Engine {
                 return Ok(done);
             }
             for org_id in &orgs {
-                let now = now();
-                self.write(async |conn| {
-                    let now = organizations::lock(conn, org_id, now).await?;
-                    self.recompute(conn, org_id, None, now).await
-                })
-                .await?;
+                // A task of its own: stopping this loop never cuts a
+                // transaction short.
+                let (engine, org_id) = (self.clone(), org_id.clone());
+                let recomputed = tokio::spawn(async move {
+                    let now = now();
+                    engine
+                        .write(async |conn| {
+                            let now = organizations::lock(conn, &org_id, now).await?;
+                            engine.recompute(conn, &org_id, None, now).await
+                        })
+                        .await
+                });
+                recomputed
+                    .await
+                    .map_err(|e| Error::Unavailable(e.to_string()))??;
             }
             done += orgs.len();
         }

@@ -1,0 +1,69 @@
+//! What the service does besides answering requests: computing stored
+//! answers again under the rules in force, and reconciling with Stripe
+//! periodically. The application owns these tasks and stops them when it
+//! stops.
+
+use std::time::Duration;
+
+use entitlements::Engine;
+use tokio::task::JoinHandle;
+
+use crate::reconcile::reconcile;
+use crate::settings::Settings;
+use crate::stripe_api::StripeApi;
+
+/// The running background tasks.
+pub(crate) struct Background(Vec<JoinHandle<()>>);
+
+impl Background {
+    /// Starts the tasks the settings ask for.
+    pub(crate) fn start(engine: &Engine, stripe: Option<&StripeApi>, settings: &Settings) -> Self {
+        let mut tasks = vec![tokio::spawn(follow_rules(engine.clone()))];
+        if let (Some(api), every @ 1..) = (stripe, settings.stripe.reconcile_every_secs) {
+            tasks.push(tokio::spawn(reconcile_periodically(
+                engine.clone(),
+                api.clone(),
+                Duration::from_secs(every),
+            )));
+        }
+        Self(tasks)
+    }
+
+    /// Stops every task. Each transaction they run is a task of its own,
+    /// so stopping never cuts one short: it ends between two of them.
+    pub(crate) fn stop(self) {
+        for task in self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Brings every stored answer under the catalog and policy in force, in the
+/// background; reads recompute the organizations it has not reached yet.
+async fn follow_rules(engine: Engine) {
+    match engine.follow_rules().await {
+        Ok(0) => {}
+        Ok(recomputed) => tracing::info!(
+            recomputed,
+            "answers computed again under the rules in force"
+        ),
+        Err(error) => {
+            tracing::error!(%error, "computing answers under the rules in force stopped; reads still do")
+        }
+    }
+}
+
+/// Reconciles with Stripe every `every`, for as long as the service runs.
+async fn reconcile_periodically(engine: Engine, api: StripeApi, every: Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match reconcile(&engine, &api, None, false).await {
+            Ok(summary) => tracing::info!(%summary, "reconciled with Stripe"),
+            Err(error) => {
+                tracing::error!(%error, "reconciliation failed; retrying at the next interval")
+            }
+        }
+    }
+}
