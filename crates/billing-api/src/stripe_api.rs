@@ -123,14 +123,14 @@ impl StripeApi {
         let request = CreateCustomer::new()
             .metadata(HashMap::from([("org_id".to_owned(), org_id.to_owned())]));
         let key = format!("customer-{org_id}-{attempt}");
-        let customer = request
-            .customize()
-            .request_strategy(idempotent(&key)?)
-            .send(&self.client)
-            .await;
         let customer = self
-            .observe("create_customer", customer)
-            .map_err(|e| failure("refused to create the customer", e))?;
+            .send(
+                &request,
+                idempotent(&key)?,
+                "create_customer",
+                "refused to create the customer",
+            )
+            .await?;
         Ok(customer.id.to_string())
     }
 
@@ -140,14 +140,15 @@ impl StripeApi {
         customer: &str,
         email: &str,
     ) -> Result<(), StripeFailure> {
-        let updated = UpdateCustomer::new(customer)
-            .email(email)
-            .customize()
-            .request_strategy(RequestStrategy::ExponentialBackoff(ATTEMPTS))
-            .send(&self.client)
-            .await;
-        self.observe("update_customer", updated)
-            .map_err(|e| failure("refused to set the customer's email", e))?;
+        let request = UpdateCustomer::new(customer).email(email);
+        let retried = RequestStrategy::ExponentialBackoff(ATTEMPTS);
+        self.send(
+            &request,
+            retried,
+            "update_customer",
+            "refused to set the customer's email",
+        )
+        .await?;
         Ok(())
     }
 
@@ -179,14 +180,14 @@ impl StripeApi {
         if let Some(allow) = req.allow_promotion_codes {
             request = request.allow_promotion_codes(allow);
         }
-        let session = request
-            .customize()
-            .request_strategy(RequestStrategy::ExponentialBackoff(ATTEMPTS))
-            .send(&self.client)
-            .await;
         let session = self
-            .observe("create_checkout_session", session)
-            .map_err(|e| failure("refused to create the checkout session", e))?;
+            .send(
+                &request,
+                RequestStrategy::ExponentialBackoff(ATTEMPTS),
+                "create_checkout_session",
+                "refused to create the checkout session",
+            )
+            .await?;
         let url = session.url.ok_or_else(|| StripeFailure {
             what: "returned a checkout session",
             message: "without a url".into(),
@@ -209,16 +210,16 @@ impl StripeApi {
         customer: &str,
         return_url: &str,
     ) -> Result<String, StripeFailure> {
-        let session = CreateBillingPortalSession::new()
-            .customer(customer)
-            .return_url(return_url)
-            .customize()
-            .request_strategy(RequestStrategy::ExponentialBackoff(ATTEMPTS))
-            .send(&self.client)
-            .await;
         let session = self
-            .observe("create_portal_session", session)
-            .map_err(|e| failure("refused to create the portal session", e))?;
+            .send(
+                &CreateBillingPortalSession::new()
+                    .customer(customer)
+                    .return_url(return_url),
+                RequestStrategy::ExponentialBackoff(ATTEMPTS),
+                "create_portal_session",
+                "refused to create the portal session",
+            )
+            .await?;
         Ok(session.url)
     }
 
@@ -238,14 +239,14 @@ impl StripeApi {
         if let Some(after) = starting_after {
             request = request.starting_after(after);
         }
-        let page = request
-            .customize()
-            .request_strategy(RequestStrategy::ExponentialBackoff(ATTEMPTS))
-            .send(&self.client)
-            .await;
         let page = self
-            .observe("list_subscriptions", page)
-            .map_err(|e| failure("could not list subscriptions", e))?;
+            .send(
+                &request,
+                RequestStrategy::ExponentialBackoff(ATTEMPTS),
+                "list_subscriptions",
+                "could not list subscriptions",
+            )
+            .await?;
         Ok((
             page.data.into_iter().map(to_domain).collect(),
             page.has_more,
@@ -258,27 +259,40 @@ impl StripeApi {
         &self,
         id: &str,
     ) -> Result<SubscriptionSnapshot, StripeFailure> {
-        let sub = RetrieveSubscription::new(id)
-            .customize()
-            .request_strategy(RequestStrategy::ExponentialBackoff(ATTEMPTS))
-            .send(&self.client)
-            .await;
         let sub = self
-            .observe("retrieve_subscription", sub)
-            .map_err(|e| failure("could not be asked for the subscription", e))?;
+            .send(
+                &RetrieveSubscription::new(id),
+                RequestStrategy::ExponentialBackoff(ATTEMPTS),
+                "retrieve_subscription",
+                "could not be asked for the subscription",
+            )
+            .await?;
         Ok(to_domain(sub))
     }
 }
 
 impl StripeApi {
-    /// Counts the call's result in the metrics and passes it on.
-    fn observe<T>(
+    /// Sends `request` with `strategy`, counts the call as `operation` in
+    /// the metrics, and on failure says `what` Stripe did ("refused to
+    /// create the customer").
+    async fn send<R>(
         &self,
+        request: &R,
+        strategy: RequestStrategy,
         operation: &'static str,
-        result: Result<T, StripeError>,
-    ) -> Result<T, StripeError> {
+        what: &'static str,
+    ) -> Result<R::Output, StripeFailure>
+    where
+        R: StripeRequest,
+        R::Output: miniserde::Deserialize,
+    {
+        let result = request
+            .customize()
+            .request_strategy(strategy)
+            .send(&self.client)
+            .await;
         self.metrics.stripe_call(operation, result.is_ok());
-        result
+        result.map_err(|e| failure(what, e))
     }
 }
 
