@@ -21,5 +21,6 @@ mod redaction;
 mod refetch;
 mod schema_fuzz;
 mod shutdown;
+mod snapshots;
 mod storage;
 mod webhooks;
