@@ -1,6 +1,6 @@
 //! Simultaneous deliveries of different events for one organization.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::helpers::{ADMIN_TOKEN, Backend, TestApp, json_of, now};
 use crate::on_both_backends;
@@ -10,11 +10,11 @@ use crate::on_both_backends;
 fn eight_subscriptions(app: &TestApp, t: i64) -> Vec<Value> {
     (1..=8)
         .map(|seats| {
-            let mut event = app.event("customer.subscription.created", "acme", t);
-            event["data"]["object"]["id"] = json!(format!("sub_{seats}"));
-            event["data"]["object"]["items"]["data"][0]["id"] = json!(format!("si_{seats}"));
-            event["data"]["object"]["items"]["data"][0]["quantity"] = json!(seats);
-            event
+            app.build_event("customer.subscription.created", "acme")
+                .at(t)
+                .subscription(&format!("sub_{seats}"))
+                .quantity(seats)
+                .build()
         })
         .collect()
 }
@@ -24,11 +24,7 @@ async fn whole_history(app: &TestApp, limit: usize) -> Vec<Value> {
     let mut entries = Vec::new();
     let mut query = format!("?limit={limit}");
     loop {
-        let (status, page) = json_of(
-            app.get(&format!("/v1/orgs/acme/history{query}"), Some(ADMIN_TOKEN))
-                .await,
-        )
-        .await;
+        let (status, page) = app.history("acme", &query).await;
         assert_eq!(status, 200, "{page}");
         entries.extend(page["entries"].as_array().unwrap().iter().cloned());
         match page["next"].as_str() {
@@ -80,9 +76,10 @@ async fn concurrent_updates_of_one_subscription_end_in_the_newest(backend: Backe
     let t = now();
     let events: Vec<Value> = (1..=8)
         .map(|seats| {
-            let mut event = app.event("customer.subscription.updated", "acme", t + seats);
-            event["data"]["object"]["items"]["data"][0]["quantity"] = json!(seats);
-            event
+            app.build_event("customer.subscription.updated", "acme")
+                .at(t + seats)
+                .quantity(seats)
+                .build()
         })
         .collect();
     let answers = futures_util::future::join_all(events.iter().rev().map(|e| app.deliver(e))).await;

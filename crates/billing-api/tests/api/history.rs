@@ -19,8 +19,11 @@ async fn history_lists_events_and_changes_newest_first_in_pages(backend: Backend
     let app = TestApp::spawn(backend).await;
     let t = now();
     for (i, seats) in [2, 3, 4].into_iter().enumerate() {
-        let mut event = app.event("customer.subscription.updated", "acme", t + i as i64);
-        event["data"]["object"]["items"]["data"][0]["quantity"] = json!(seats);
+        let event = app
+            .build_event("customer.subscription.updated", "acme")
+            .at(t + i as i64)
+            .quantity(seats)
+            .build();
         app.deliver(&event).await;
     }
     // 3 events and 3 changes, 4 then 2 per page.
@@ -58,14 +61,20 @@ async fn upgrading_keeps_the_history_in_order_and_appends_after_it(backend: Back
     let app = TestApp::spawn(backend).await;
     let t = now();
     for (i, seats) in [2, 3].into_iter().enumerate() {
-        let mut event = app.event("customer.subscription.updated", "acme", t + i as i64);
-        event["data"]["object"]["items"]["data"][0]["quantity"] = json!(seats);
+        let event = app
+            .build_event("customer.subscription.updated", "acme")
+            .at(t + i as i64)
+            .quantity(seats)
+            .build();
         app.deliver(&event).await;
     }
     app.db.reapply_newest_migration().await;
 
-    let mut event = app.event("customer.subscription.updated", "acme", t + 2);
-    event["data"]["object"]["items"]["data"][0]["quantity"] = json!(4);
+    let event = app
+        .build_event("customer.subscription.updated", "acme")
+        .at(t + 2)
+        .quantity(4)
+        .build();
     let newest = event["id"].clone();
     app.deliver(&event).await;
     let mut entries = Vec::new();
@@ -128,8 +137,11 @@ async fn history_needs_the_admin_scope_and_a_valid_cursor(backend: Backend) {
 
 async fn replay_recomputes_the_events_organization_and_keeps_its_outcome(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let mut created = app.event("customer.subscription.created", "acme", now());
-    created["data"]["object"]["items"]["data"][0]["price"]["id"] = json!("price_pro_2027");
+    let created = app
+        .build_event("customer.subscription.created", "acme")
+        .at(now())
+        .price("price_pro_2027")
+        .build();
     let event_id = created["id"].as_str().unwrap().to_owned();
     assert_eq!(app.deliver(&created).await.1["outcome"], "applied");
     assert_eq!(app.get_entitlements("acme").await.1["plan"], "free");

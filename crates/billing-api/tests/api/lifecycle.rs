@@ -373,8 +373,11 @@ async fn granting_subscriptions_of_one_organization_merge(backend: Backend) {
         s.plans.insert("addon".into(), addon);
     })
     .await;
-    let mut pro = app.event("customer.subscription.created", "acme", now());
-    pro["data"]["object"]["items"]["data"][0]["quantity"] = json!(8);
+    let pro = app
+        .build_event("customer.subscription.created", "acme")
+        .at(now())
+        .quantity(8)
+        .build();
     app.deliver(&pro).await;
     let mut addon = app.event("customer.subscription.created", "acme", now());
     addon["data"]["object"]["id"] = json!("sub_addon");
@@ -390,13 +393,14 @@ async fn granting_subscriptions_of_one_organization_merge(backend: Backend) {
 
 async fn unknown_prices_are_logged_counted_and_recorded(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let mut created = app.event("customer.subscription.created", "acme", now());
-    created["data"]["object"]["items"]["data"][0]["price"]["id"] = json!("price_unlisted");
+    let created = app
+        .build_event("customer.subscription.created", "acme")
+        .at(now())
+        .price("price_unlisted")
+        .build();
     let event_id = created["id"].as_str().unwrap().to_owned();
     app.deliver(&created).await;
-    let history = json_of(app.get("/v1/orgs/acme/history", Some(ADMIN_TOKEN)).await)
-        .await
-        .1;
+    let history = app.history("acme", "").await.1;
     let entry = &history["entries"][0];
     assert_eq!(
         (entry["event_id"].as_str(), entry["outcome"].as_str()),

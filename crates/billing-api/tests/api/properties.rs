@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, event_for, postgres_configured};
+use crate::helpers::{Backend, TestApp, postgres_configured};
 
 const CASES: u32 = 64;
 static CASE: AtomicU64 = AtomicU64::new(0);
@@ -71,33 +71,22 @@ fn events_for(app: &TestApp, org: &str, steps: &[Step], canceled: bool, base: i6
             } else {
                 "customer.subscription.updated"
             };
-            let mut event = event_for(
-                &app.settings,
-                kind,
-                org,
-                "pro",
-                step.quantity,
-                base + 10 * i as i64,
-            );
-            let sub = &mut event["data"]["object"];
-            sub["status"] = json!(step.status);
-            sub["cancel_at_period_end"] = json!(step.cancel_at_period_end);
+            let mut event = app
+                .build_event(kind, org)
+                .at(base + 10 * i as i64)
+                .quantity(step.quantity)
+                .status(step.status);
             if step.yearly {
-                sub["items"]["data"][0]["price"]["id"] = json!("price_pro_yearly");
+                event = event.price("price_pro_yearly");
             }
+            let mut event = event.build();
+            event["data"]["object"]["cancel_at_period_end"] = json!(step.cancel_at_period_end);
             event
         })
         .collect();
     if canceled {
         let created = base + 10 * steps.len() as i64;
-        events.push(event_for(
-            &app.settings,
-            "customer.subscription.deleted",
-            org,
-            "pro",
-            1,
-            created,
-        ));
+        events.push(app.event("customer.subscription.deleted", org, created));
     }
     events
 }

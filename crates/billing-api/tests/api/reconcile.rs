@@ -114,8 +114,11 @@ async fn reconcile_repairs_what_webhooks_missed(backend: Backend) {
 
 async fn a_page_read_before_a_webhook_does_not_undo_it(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let mut created = app.event("customer.subscription.created", "acme", now() - 60);
-    created["data"]["object"]["items"]["data"][0]["quantity"] = json!(2);
+    let created = app
+        .build_event("customer.subscription.created", "acme")
+        .at(now() - 60)
+        .quantity(2)
+        .build();
     app.deliver(&created).await;
     // Stripe reads the page (2 seats), and takes its time to answer.
     let stripe = MockServer::start().await;
@@ -144,8 +147,11 @@ async fn a_page_read_before_a_webhook_does_not_undo_it(backend: Backend) {
     // Meanwhile the customer buys 5 seats and the webhook says so.
     let webhook = async {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let mut updated = app.event("customer.subscription.updated", "acme", now());
-        updated["data"]["object"]["items"]["data"][0]["quantity"] = json!(5);
+        let updated = app
+            .build_event("customer.subscription.updated", "acme")
+            .at(now())
+            .quantity(5)
+            .build();
         app.deliver(&updated).await
     };
     let (summary, (_, answer)) = tokio::join!(

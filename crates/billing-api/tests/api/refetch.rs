@@ -60,9 +60,10 @@ async fn refetching_app(backend: Backend) -> (TestApp, MockServer) {
 }
 
 fn event_with_status(app: &TestApp, kind: &str, status: &str, created: i64) -> Value {
-    let mut event = app.event(kind, "acme", created);
-    event["data"]["object"]["status"] = json!(status);
-    event
+    app.build_event(kind, "acme")
+        .at(created)
+        .status(status)
+        .build()
 }
 
 async fn a_burst_of_events_costs_one_or_two_reads_and_ends_in_stripes_state(backend: Backend) {

@@ -24,8 +24,11 @@ async fn a_subscription_grants_and_its_deletion_revokes(backend: Backend) {
         (status, &body),
         (200, &json!({"received": true, "outcome": "applied"}))
     );
-    let mut created = app.event("customer.subscription.created", "acme", t);
-    created["data"]["object"]["items"]["data"][0]["quantity"] = json!(10);
+    let created = app
+        .build_event("customer.subscription.created", "acme")
+        .at(t)
+        .quantity(10)
+        .build();
     assert_eq!(app.deliver(&created).await.0, 200);
 
     let (_, granted) = app.get_entitlements("acme").await;
@@ -254,8 +257,11 @@ async fn an_organization_id_the_api_would_refuse_makes_the_event_invalid(backend
 
 async fn prices_in_no_plan_grant_nothing(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let mut created = app.event("customer.subscription.created", "acme", now());
-    created["data"]["object"]["items"]["data"][0]["price"]["id"] = json!("price_unlisted");
+    let created = app
+        .build_event("customer.subscription.created", "acme")
+        .at(now())
+        .price("price_unlisted")
+        .build();
     assert_eq!(app.deliver(&created).await.1["outcome"], "applied");
     assert_eq!(plan_of(&app, "acme").await, ("free".into(), 0));
 }

@@ -8,7 +8,7 @@ use billing_api::startup::Application;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-use super::{TestDb, event_for, json_of};
+use super::{EventBuilder, TestDb, json_of};
 
 /// The variable naming the PostgreSQL server tests may create databases on.
 pub const PG_VAR: &str = "TEST_DATABASE_URL";
@@ -188,6 +188,17 @@ impl TestApp {
     /// A realistic event of `kind` for `org` on plan `pro`, as `trigger`
     /// builds it, created at `created`.
     pub fn event(&self, kind: &str, org: &str, created: i64) -> Value {
-        event_for(&self.settings, kind, org, "pro", 1, created)
+        self.build_event(kind, org).at(created).build()
+    }
+
+    /// An event of `kind` for `org` to shape further (see [`EventBuilder`]).
+    pub fn build_event(&self, kind: &str, org: &str) -> EventBuilder<'_> {
+        EventBuilder::new(&self.settings, kind, org)
+    }
+
+    /// `GET /v1/orgs/{org}/history{query}` with the admin token.
+    pub async fn history(&self, org: &str, query: &str) -> (u16, Value) {
+        let path = format!("/v1/orgs/{org}/history{query}");
+        json_of(self.get(&path, Some(ADMIN_TOKEN)).await).await
     }
 }

@@ -4,27 +4,74 @@ use billing_api::settings::Settings;
 use billing_api::trigger::{TriggerSpec, build_event};
 use serde_json::Value;
 
-/// A realistic event built the way `billing-api trigger` builds it.
-pub fn event_for(
-    settings: &Settings,
-    kind: &str,
-    org: &str,
-    plan: &str,
-    quantity: u64,
-    created: i64,
-) -> Value {
-    let spec = TriggerSpec {
-        event_type: kind.into(),
-        org_id: org.into(),
-        plan: plan.into(),
-        quantity,
-        status: None,
-        cancel_at_period_end: false,
-        period_days: 30,
-        subscription_id: None,
-        now: created,
-    };
-    build_event(settings, &spec).expect("event builds")
+/// A realistic event built the way `billing-api trigger` builds it: for
+/// `org` on plan `pro`, one unit, created now, unless told otherwise.
+pub struct EventBuilder<'a> {
+    settings: &'a Settings,
+    spec: TriggerSpec,
+    price: Option<String>,
+}
+
+impl<'a> EventBuilder<'a> {
+    pub fn new(settings: &'a Settings, kind: &str, org: &str) -> Self {
+        let spec = TriggerSpec {
+            event_type: kind.into(),
+            org_id: org.into(),
+            plan: "pro".into(),
+            quantity: 1,
+            status: None,
+            cancel_at_period_end: false,
+            period_days: 30,
+            subscription_id: None,
+            now: now(),
+        };
+        Self {
+            settings,
+            spec,
+            price: None,
+        }
+    }
+
+    /// Created at `created` (unix seconds).
+    pub fn at(mut self, created: i64) -> Self {
+        self.spec.now = created;
+        self
+    }
+
+    /// Of `quantity` units (seats).
+    pub fn quantity(mut self, quantity: impl TryInto<u64>) -> Self {
+        self.spec.quantity = match quantity.try_into() {
+            Ok(quantity) => quantity,
+            Err(_) => panic!("a quantity is zero or more"),
+        };
+        self
+    }
+
+    /// About subscription `id` (its item is `si_<id>`).
+    pub fn subscription(mut self, id: &str) -> Self {
+        self.spec.subscription_id = Some(id.into());
+        self
+    }
+
+    /// With this subscription status.
+    pub fn status(mut self, status: &str) -> Self {
+        self.spec.status = Some(status.into());
+        self
+    }
+
+    /// Buying this price, whatever plan it belongs to, if any.
+    pub fn price(mut self, price: &str) -> Self {
+        self.price = Some(price.into());
+        self
+    }
+
+    pub fn build(self) -> Value {
+        let mut event = build_event(self.settings, &self.spec).expect("event builds");
+        if let Some(price) = self.price {
+            event["data"]["object"]["items"]["data"][0]["price"]["id"] = price.into();
+        }
+        event
+    }
 }
 
 /// A complete subscription as Stripe's API returns it, from Stripe's own
