@@ -113,10 +113,10 @@ pub(crate) async fn create_session(
 async fn create_customer(
     state: &AppState,
     stripe: &StripeApi,
-    org_id: &str,
+    org_id: &OrgId,
     email: Option<&str>,
 ) -> Result<String, ApiError> {
-    let org = org_id.to_owned();
+    let org = org_id.clone();
     let attempt = state
         .with_engine(async move |engine| engine.customer_attempt(&org).await)
         .await?;
@@ -124,7 +124,7 @@ async fn create_customer(
         Ok(created) => created,
         Err(failure) => {
             if failure.is_server_side() {
-                let org = org_id.to_owned();
+                let org = org_id.clone();
                 state
                     .with_engine(async move |engine| engine.next_customer_attempt(&org).await)
                     .await?;
@@ -135,7 +135,7 @@ async fn create_customer(
     if let Some(email) = email {
         stripe.set_customer_email(&created, email).await?;
     }
-    let org = org_id.to_owned();
+    let org = org_id.clone();
     state
         .with_engine(async move |engine| engine.remember_customer(&org, &created).await)
         .await

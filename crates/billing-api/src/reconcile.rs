@@ -76,16 +76,7 @@ pub async fn reconcile(
                 subscription,
                 read_at_ms,
             };
-            // A task of its own: stopping a periodic reconciliation never
-            // cuts a transaction short.
-            let (task_engine, task_org) = (engine.clone(), only_org.map(str::to_owned));
-            let receipt = tokio::spawn(async move {
-                task_engine
-                    .reconcile(&fresh, task_org.as_deref(), dry_run)
-                    .await
-            })
-            .await
-            .map_err(|e| entitlements::Error::Unavailable(e.to_string()))??;
+            let receipt = engine.reconcile(&fresh, only_org, dry_run).await?;
             summary
                 .unknown_prices
                 .extend(receipt.unknown_prices.iter().cloned());

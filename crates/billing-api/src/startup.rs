@@ -36,6 +36,9 @@ pub struct AppState {
     pub settings: Settings,
     /// Request, webhook and Stripe call counts.
     pub metrics: Arc<Metrics>,
+    /// The OpenAPI document, built once: it depends on the settings and
+    /// the catalog alone.
+    pub openapi: web::Bytes,
     /// A multi-threaded runtime that database work runs on.
     runtime: tokio::runtime::Handle,
 }
@@ -77,6 +80,9 @@ pub enum StartError {
     /// The Stripe client could not be built.
     #[error(transparent)]
     Stripe(#[from] crate::stripe_api::StripeFailure),
+    /// The OpenAPI document could not be built.
+    #[error("cannot build the OpenAPI document: {0}")]
+    OpenApi(String),
     /// The address could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -121,6 +127,9 @@ impl Application {
             .port();
         let workers = settings.server.workers;
         let shutdown_timeout = settings.server.shutdown_timeout_secs;
+        let openapi = crate::openapi::build(&settings, engine.catalog())
+            .map_err(|e| StartError::OpenApi(e.to_string()))?
+            .into();
         let state = web::Data::new(AppState {
             engine,
             stripe,
@@ -132,6 +141,7 @@ impl Application {
             settings,
             runtime: tokio::runtime::Handle::current(),
             metrics,
+            openapi,
         });
         let shared = state.clone();
         let mut server = HttpServer::new(move || {

@@ -3,6 +3,9 @@
 /// What a valid organization id looks like, for error messages.
 pub const ORG_ID_RULE: &str = "1 to 128 characters of letters, digits and - _ . : @";
 
+/// [`ORG_ID_RULE`] as a regular expression, for API descriptions.
+pub const ORG_ID_PATTERN: &str = "^[A-Za-z0-9_.:@-]{1,128}$";
+
 /// Whether `org_id` is a valid organization id ([`ORG_ID_RULE`]), wherever
 /// it comes from: the API or a webhook's metadata.
 pub fn is_valid_org_id(org_id: &str) -> bool {

@@ -4,15 +4,13 @@
 //! (plans, prices, features, redirect origins) are filled in at run time.
 
 use entitlements::Catalog;
+use entitlements::org::ORG_ID_PATTERN;
 use serde_json::{Value, json};
 
 use crate::checkout::{MAX_QUANTITY, MAX_TRIAL_DAYS};
 use crate::routes::history::MAX_LIMIT;
 use crate::settings::Settings;
 use entitlements::history::CURSOR_DIGITS;
-
-/// An organization id ([`entitlements::org::ORG_ID_RULE`]).
-const ORG_ID_PATTERN: &str = "^[A-Za-z0-9_.:@-]{1,128}$";
 
 /// Adds the constraints to the generated document.
 pub(crate) fn constrain(doc: &mut Value, settings: &Settings, catalog: &Catalog) {

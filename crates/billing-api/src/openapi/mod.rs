@@ -6,9 +6,10 @@ use actix_web::{HttpResponse, web};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::error::ApiError;
 use crate::routes;
+use crate::settings::Settings;
 use crate::startup::AppState;
+use entitlements::Catalog;
 
 mod constraints;
 
@@ -48,13 +49,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     crate::routes::mount(cfg, "/openapi.json", Method::GET, document);
 }
 
-/// The document, with the constraints of this service's configuration.
-async fn document(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let mut doc =
-        serde_json::to_value(ApiDoc::openapi()).map_err(|e| ApiError::Internal(e.to_string()))?;
+/// The document, built once at start-up.
+async fn document(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(state.openapi.clone())
+}
+
+/// The document, with the constraints of this configuration and catalog.
+pub(crate) fn build(settings: &Settings, catalog: &Catalog) -> serde_json::Result<String> {
+    let mut doc = serde_json::to_value(ApiDoc::openapi())?;
     authentication_answers(&mut doc);
-    constraints::constrain(&mut doc, &state.settings, state.engine.catalog());
-    Ok(HttpResponse::Ok().json(doc))
+    constraints::constrain(&mut doc, settings, catalog);
+    serde_json::to_string(&doc)
 }
 
 /// Every operation that needs a token answers 401 without a valid one and

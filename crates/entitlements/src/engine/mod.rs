@@ -150,7 +150,6 @@ impl Engine {
     /// outcome; the replay is a note of its own in the history.
     #[tracing::instrument(skip_all, fields(event_id = %event_id))]
     pub async fn replay(&self, event_id: &str) -> Result<Replay, Error> {
-        let now = now();
         let replay = self
             .write(async |conn| {
                 let org_id = match events::org_of(conn, event_id).await? {
@@ -158,8 +157,9 @@ impl Engine {
                     Some(None) => return Ok(Replay::NoOrganization),
                     Some(Some(org_id)) => org_id,
                 };
-                let now = organizations::lock(conn, &org_id, now).await?;
-                let recomputed = self.recompute(conn, &org_id, Some(event_id), now).await?;
+                let recomputed = self
+                    .lock_and_recompute(conn, &org_id, Some(event_id))
+                    .await?;
                 let detail = match recomputed.change {
                     None => format!("entitlements unchanged at version {}", recomputed.version),
                     Some(change) => format!(
@@ -168,7 +168,7 @@ impl Engine {
                         recomputed.version
                     ),
                 };
-                notes::add(conn, &org_id, "replay", Some(event_id), &detail, now).await?;
+                notes::add(conn, &org_id, "replay", Some(event_id), &detail, now()).await?;
                 Ok(Replay::Recomputed {
                     org_id,
                     version: recomputed.version,
@@ -195,21 +195,13 @@ impl Engine {
                 return Ok(done);
             }
             for org_id in &orgs {
-                // A task of its own: stopping this loop never cuts a
-                // transaction short.
                 let (engine, org_id) = (self.clone(), org_id.clone());
-                let recomputed = tokio::spawn(async move {
-                    let now = now();
+                detached(async move {
                     engine
-                        .write(async |conn| {
-                            let now = organizations::lock(conn, &org_id, now).await?;
-                            engine.recompute(conn, &org_id, None, now).await
-                        })
+                        .write(async |conn| engine.lock_and_recompute(conn, &org_id, None).await)
                         .await
-                });
-                recomputed
-                    .await
-                    .map_err(|e| Error::Unavailable(e.to_string()))??;
+                })
+                .await?;
             }
             done += orgs.len();
         }
@@ -254,23 +246,32 @@ impl Engine {
         only_org: Option<&str>,
         dry_run: bool,
     ) -> Result<Receipt, Error> {
-        let now = now();
-        let source = transition::Source {
-            id: None,
-            created: fresh.read_at_ms.div_euclid(1000),
-        };
-        let receipt = self
-            .write_if(
-                async |conn| {
-                    self.apply_subscription(conn, source, &fresh.subscription, Some(fresh), now)
-                        .await
-                },
-                |receipt| {
-                    !dry_run && only_org.is_none_or(|org| receipt.org_id.as_deref() == Some(org))
-                },
-            )
-            .await?;
-        Ok(receipt)
+        let (engine, fresh) = (self.clone(), fresh.clone());
+        let only_org = only_org.map(str::to_owned);
+        detached(async move {
+            let now = now();
+            let source = transition::Source {
+                id: None,
+                created: fresh.read_at_ms.div_euclid(1000),
+            };
+            engine
+                .write_if(
+                    async |conn| {
+                        let sub = &fresh.subscription;
+                        engine
+                            .apply_subscription(conn, source, sub, Some(&fresh), now)
+                            .await
+                    },
+                    |receipt| {
+                        !dry_run
+                            && only_org
+                                .as_deref()
+                                .is_none_or(|org| receipt.org_id.as_deref() == Some(org))
+                    },
+                )
+                .await
+        })
+        .await
     }
 
     fn observe(&self, receipt: &Receipt) {
@@ -281,6 +282,18 @@ impl Engine {
             detail = receipt.detail.as_deref(),
             "event recorded"
         );
+    }
+
+    /// Locks the organization and recomputes it, at the time read once the
+    /// lock is held.
+    async fn lock_and_recompute(
+        &self,
+        conn: &mut Conn<'_>,
+        org_id: &str,
+        event_id: Option<&str>,
+    ) -> Result<Recomputed, Error> {
+        let now = organizations::lock(conn, org_id, now()).await?;
+        self.recompute(conn, org_id, event_id, now).await
     }
 
     /// Recomputes the organization's entitlements from its subscriptions and
@@ -350,8 +363,7 @@ impl Engine {
         let row = match row {
             Some(row) if row.due(now, &self.rules) => {
                 self.write(async |conn| {
-                    let now = organizations::lock(conn, org_id, now).await?;
-                    self.recompute(conn, org_id, None, now).await?;
+                    self.lock_and_recompute(conn, org_id, None).await?;
                     answers::get(conn, org_id).await
                 })
                 .await?
@@ -424,6 +436,17 @@ impl Engine {
         })
         .await
     }
+}
+
+/// Runs `work` as a task of its own, so that a caller that stops waiting
+/// (a dropped request, a stopped background task) never cuts its
+/// transaction short.
+async fn detached<T: Send + 'static>(
+    work: impl Future<Output = Result<T, Error>> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))?
 }
 
 /// Stores what applying an event did. An event that concerns an
