@@ -44,6 +44,15 @@ fn session() -> Value {
     session
 }
 
+/// A checkout of plan `pro` for acme.
+async fn buy_pro(app: &TestApp) -> (u16, Value) {
+    app.post_checkout(
+        &json!({"org_id": "acme", "plan": "pro"}),
+        Some(CHECKOUT_TOKEN),
+    )
+    .await
+}
+
 async fn app_with_stripe(backend: Backend) -> (TestApp, MockServer) {
     let stripe = MockServer::start().await;
     let uri = stripe.uri();
@@ -250,12 +259,7 @@ async fn an_organization_already_subscribed_gets_409(backend: Backend) {
     let (app, _stripe) = app_with_stripe(backend).await;
     app.deliver(&app.event("customer.subscription.created", "acme", now()))
         .await;
-    let (status, body) = app
-        .post_checkout(
-            &json!({"org_id": "acme", "plan": "pro"}),
-            Some(CHECKOUT_TOKEN),
-        )
-        .await;
+    let (status, body) = buy_pro(&app).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (409, Some("already_subscribed"))
@@ -271,12 +275,7 @@ async fn a_stripe_refusal_is_a_502_carrying_the_request_id(backend: Backend) {
         .respond_with(ResponseTemplate::new(400).set_body_json(error))
         .mount(&stripe)
         .await;
-    let (status, body) = app
-        .post_checkout(
-            &json!({"org_id": "acme", "plan": "pro"}),
-            Some(CHECKOUT_TOKEN),
-        )
-        .await;
+    let (status, body) = buy_pro(&app).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (502, Some("stripe_error"))
@@ -290,12 +289,7 @@ async fn a_stripe_refusal_is_a_502_carrying_the_request_id(backend: Backend) {
 
 async fn without_a_stripe_key_checkout_is_unavailable(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let (status, body) = app
-        .post_checkout(
-            &json!({"org_id": "acme", "plan": "pro"}),
-            Some(CHECKOUT_TOKEN),
-        )
-        .await;
+    let (status, body) = buy_pro(&app).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (503, Some("stripe_not_configured"))

@@ -19,6 +19,15 @@ fn eight_subscriptions(app: &TestApp, t: i64) -> Vec<Value> {
         .collect()
 }
 
+/// Delivers `events` all at once; each must be applied.
+async fn deliver_applied(app: &TestApp, events: &[Value]) {
+    let answers = futures_util::future::join_all(events.iter().map(|e| app.deliver(e))).await;
+    assert!(
+        answers.iter().all(|(_, body)| body["outcome"] == "applied"),
+        "{answers:?}"
+    );
+}
+
 /// Every entry of acme's history, newest first, read `limit` at a time.
 async fn whole_history(app: &TestApp, limit: usize) -> Vec<Value> {
     let mut entries = Vec::new();
@@ -42,12 +51,7 @@ fn unix(entry: &Value) -> i64 {
 
 async fn concurrent_events_of_one_organization_lose_no_update(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let events = eight_subscriptions(&app, now());
-    let answers = futures_util::future::join_all(events.iter().map(|e| app.deliver(e))).await;
-    assert!(
-        answers.iter().all(|(_, body)| body["outcome"] == "applied"),
-        "{answers:?}"
-    );
+    deliver_applied(&app, &eight_subscriptions(&app, now())).await;
 
     let body = app.get_entitlements("acme").await.1;
     assert_eq!(body["features"]["seats"], 8);
@@ -126,12 +130,7 @@ async fn a_writer_that_waited_for_the_organization_stamps_the_time_it_got_the_lo
 
 async fn pages_through_a_burst_of_same_second_changes_never_skip_or_repeat(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let events = eight_subscriptions(&app, now());
-    let answers = futures_util::future::join_all(events.iter().map(|e| app.deliver(e))).await;
-    assert!(
-        answers.iter().all(|(_, body)| body["outcome"] == "applied"),
-        "{answers:?}"
-    );
+    deliver_applied(&app, &eight_subscriptions(&app, now())).await;
     let version = app.get_entitlements("acme").await.1["version"]
         .as_i64()
         .unwrap();
