@@ -1,6 +1,6 @@
 //! Checkout as a service: a request validated into what to buy, then the
 //! organization's Stripe customer (created once, reused) and a Checkout
-//! Session for it.
+//! Session for it; and the customer portal for those who bought.
 
 use serde::Deserialize;
 
@@ -62,19 +62,11 @@ pub(crate) async fn create_session(
             "customer_email: not an email address".into(),
         ));
     }
-    let checkout = &state.settings.checkout;
-    let success_url = allowed_redirect(
-        state,
-        "success_url",
-        req.success_url.as_deref(),
-        &checkout.success_url,
-    )?;
-    let cancel_url = allowed_redirect(
-        state,
-        "cancel_url",
-        req.cancel_url.as_deref(),
-        &checkout.cancel_url,
-    )?;
+    let urls = &state.settings.checkout;
+    let success_url = req.success_url.as_deref().unwrap_or(&urls.success_url);
+    let cancel_url = req.cancel_url.as_deref().unwrap_or(&urls.cancel_url);
+    check_redirect(state, "success_url", success_url)?;
+    check_redirect(state, "cancel_url", cancel_url)?;
     let stripe = state.stripe.as_ref().ok_or(ApiError::StripeNotConfigured)?;
 
     let org_id = req.org_id.clone();
@@ -105,6 +97,27 @@ pub(crate) async fn create_session(
         })
         .await?;
     Ok((session, plan))
+}
+
+/// A customer portal session for an organization that has a Stripe
+/// customer; returns its URL.
+pub(crate) async fn open_portal(
+    state: &AppState,
+    org_id: OrgId,
+    return_url: Option<&str>,
+) -> Result<String, ApiError> {
+    let return_url = return_url.unwrap_or(&state.settings.checkout.success_url);
+    check_redirect(state, "return_url", return_url)?;
+    let stripe = state.stripe.as_ref().ok_or(ApiError::StripeNotConfigured)?;
+    let org = org_id.clone();
+    let customer = state
+        .with_engine(async move |engine| engine.customer_of(&org).await)
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            code: "no_customer",
+            message: format!("organization {org_id:?} has no Stripe customer yet"),
+        })?;
+    Ok(stripe.create_portal_session(&customer, return_url).await?)
 }
 
 /// Creates the organization's Stripe customer and stores it; returns the
@@ -199,16 +212,10 @@ fn resolve_price(state: &AppState, req: &CheckoutRequest) -> Result<(String, Str
     }
 }
 
-/// `given`, else `default`, if it lies on an allowed origin.
-pub(crate) fn allowed_redirect<'a>(
-    state: &AppState,
-    field: &str,
-    given: Option<&'a str>,
-    default: &'a str,
-) -> Result<&'a str, ApiError> {
-    let url = given.unwrap_or(default);
+/// Refuses a redirect URL that does not lie on an allowed origin.
+fn check_redirect(state: &AppState, field: &str, url: &str) -> Result<(), ApiError> {
     if state.settings.redirect_allowed(url) {
-        Ok(url)
+        Ok(())
     } else {
         Err(ApiError::InvalidRequest(format!(
             "{field}: must be an absolute URL on an origin in checkout.allowed_redirect_origins"

@@ -134,47 +134,29 @@ pub(crate) enum HistoryEntry {
 
 impl From<DomainEntry> for HistoryEntry {
     fn from(entry: DomainEntry) -> Self {
+        let at = |secs| DateTime::from_timestamp(secs, 0);
         match entry {
-            DomainEntry::Event {
-                at,
-                event_id,
-                event_type,
-                outcome,
-                detail,
-                subscription_id,
-            } => HistoryEntry::Event {
-                at,
-                event_id,
-                event_type,
-                outcome,
-                detail,
-                subscription_id,
+            DomainEntry::Event(e) => HistoryEntry::Event {
+                at: at(e.received_at),
+                event_id: e.id,
+                event_type: e.event_type,
+                outcome: e.outcome,
+                detail: e.detail,
+                subscription_id: e.subscription_id,
             },
-            DomainEntry::EntitlementChange {
-                at,
-                version,
-                event_id,
-                plan,
-                status,
-                features,
-            } => HistoryEntry::EntitlementChange {
-                at,
-                version,
-                event_id,
-                plan,
-                status,
+            DomainEntry::EntitlementChange(c, features) => HistoryEntry::EntitlementChange {
+                at: at(c.changed_at),
+                version: c.version,
+                event_id: c.event_id,
+                plan: c.plan,
+                status: c.status,
                 features: values(features),
             },
-            DomainEntry::Note {
-                at,
-                action,
-                event_id,
-                detail,
-            } => HistoryEntry::Note {
-                at,
-                action,
-                event_id,
-                detail,
+            DomainEntry::Note(n) => HistoryEntry::Note {
+                at: at(n.noted_at),
+                action: n.action,
+                event_id: n.event_id,
+                detail: n.detail,
             },
         }
     }

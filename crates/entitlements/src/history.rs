@@ -1,12 +1,7 @@
 //! The history of an organization as callers see it.
 
-use chrono::{DateTime, Utc};
-
 use crate::catalog::Features;
-use crate::store::history::{ChangeEntry, EventEntry};
-use crate::store::notes::NoteEntry;
-
-pub use crate::store::history::Cursor;
+pub use crate::store::history::{ChangeEntry, Cursor, EventEntry, NoteEntry};
 
 /// One page of an organization's history, newest first.
 #[derive(Debug, Clone)]
@@ -17,90 +12,26 @@ pub struct HistoryPage {
     pub next: Option<Cursor>,
 }
 
-/// An event or an entitlement change.
+/// An entry of an organization's history, as stored.
 #[derive(Debug, Clone)]
 pub enum HistoryEntry {
     /// A webhook event concerning the organization.
-    Event {
-        /// When it was received.
-        at: Option<DateTime<Utc>>,
-        /// Stripe's event id.
-        event_id: String,
-        /// Its type.
-        event_type: String,
-        /// What applying it did.
-        outcome: String,
-        /// Why, or what was noticed.
-        detail: Option<String>,
-        /// The subscription it concerned.
-        subscription_id: Option<String>,
-    },
-    /// A change of the organization's entitlements.
-    EntitlementChange {
-        /// When it changed.
-        at: Option<DateTime<Utc>>,
-        /// The new version.
-        version: i64,
-        /// The event that caused it; none when time alone did (a grace
-        /// period ended).
-        event_id: Option<String>,
-        /// The plan afterwards.
-        plan: String,
-        /// The status afterwards.
-        status: String,
-        /// The features afterwards.
-        features: Features,
-    },
+    Event(EventEntry),
+    /// A change of the organization's entitlements, with the features
+    /// granted afterwards.
+    EntitlementChange(ChangeEntry, Features),
     /// Something an operator did, such as a replay.
-    Note {
-        /// When.
-        at: Option<DateTime<Utc>>,
-        /// What: `replay`.
-        action: String,
-        /// The event it concerned.
-        event_id: Option<String>,
-        /// What came of it.
-        detail: String,
-    },
+    Note(NoteEntry),
 }
 
 impl HistoryEntry {
-    pub(crate) fn from_event(e: EventEntry) -> (Cursor, Self) {
-        let cursor = Cursor(e.position);
-        let entry = HistoryEntry::Event {
-            at: DateTime::from_timestamp(e.received_at, 0),
-            event_id: e.id,
-            event_type: e.event_type,
-            outcome: e.outcome,
-            detail: e.detail,
-            subscription_id: e.subscription_id,
-        };
-        (cursor, entry)
-    }
-
-    pub(crate) fn from_change(c: ChangeEntry) -> Result<(Cursor, Self), serde_json::Error> {
-        let cursor = Cursor(c.position);
-        let entry = HistoryEntry::EntitlementChange {
-            at: DateTime::from_timestamp(c.changed_at, 0),
-            version: c.version,
-            event_id: c.event_id,
-            plan: c.plan,
-            status: c.status,
-            features: serde_json::from_str(&c.features)?,
-        };
-        Ok((cursor, entry))
-    }
-}
-
-impl HistoryEntry {
-    pub(crate) fn from_note(n: NoteEntry) -> (Cursor, Self) {
-        let entry = HistoryEntry::Note {
-            at: DateTime::from_timestamp(n.noted_at, 0),
-            action: n.action,
-            event_id: n.event_id,
-            detail: n.detail,
-        };
-        (Cursor(n.position), entry)
+    /// Where the entry stands in the organization's history.
+    pub fn position(&self) -> i64 {
+        match self {
+            HistoryEntry::Event(e) => e.position,
+            HistoryEntry::EntitlementChange(c, _) => c.position,
+            HistoryEntry::Note(n) => n.position,
+        }
     }
 }
 
@@ -127,20 +58,17 @@ impl Cursor {
 
 /// Merges newest-first lists, each of up to `limit + 1` entries, into one
 /// page of at most `limit`.
-pub(crate) fn merge_page(lists: Vec<Vec<(Cursor, HistoryEntry)>>, limit: usize) -> HistoryPage {
-    let mut all: Vec<(Cursor, HistoryEntry)> = lists.into_iter().flatten().collect();
-    all.sort_by_key(|(cursor, _)| std::cmp::Reverse(cursor.0));
-    let more = all.len() > limit;
-    all.truncate(limit);
+pub(crate) fn merge_page(lists: Vec<Vec<HistoryEntry>>, limit: usize) -> HistoryPage {
+    let mut entries: Vec<HistoryEntry> = lists.into_iter().flatten().collect();
+    entries.sort_by_key(|entry| std::cmp::Reverse(entry.position()));
+    let more = entries.len() > limit;
+    entries.truncate(limit);
     let next = if more {
-        all.last().map(|(cursor, _)| *cursor)
+        entries.last().map(|entry| Cursor(entry.position()))
     } else {
         None
     };
-    HistoryPage {
-        entries: all.into_iter().map(|(_, entry)| entry).collect(),
-        next,
-    }
+    HistoryPage { entries, next }
 }
 
 #[cfg(test)]
@@ -166,16 +94,16 @@ mod tests {
         }
     }
 
-    fn entry(position: i64) -> (Cursor, HistoryEntry) {
-        let entry = HistoryEntry::Event {
-            at: None,
-            event_id: format!("evt_{position}"),
+    fn entry(position: i64) -> HistoryEntry {
+        HistoryEntry::Event(EventEntry {
+            id: format!("evt_{position}"),
             event_type: "invoice.paid".into(),
             outcome: "applied".into(),
             detail: None,
             subscription_id: None,
-        };
-        (Cursor(position), entry)
+            received_at: 0,
+            position,
+        })
     }
 
     #[test]
@@ -187,7 +115,7 @@ mod tests {
             .entries
             .iter()
             .map(|e| match e {
-                HistoryEntry::Event { event_id, .. } => event_id.clone(),
+                HistoryEntry::Event(event) => event.id.clone(),
                 _ => unreachable!(),
             })
             .collect();

@@ -59,14 +59,17 @@ async fn document(state: web::Data<AppState>) -> HttpResponse {
 /// The document, with the constraints of this configuration and catalog.
 pub(crate) fn build(settings: &Settings, catalog: &Catalog) -> serde_json::Result<String> {
     let mut doc = serde_json::to_value(ApiDoc::openapi())?;
-    authentication_answers(&mut doc);
+    common_answers(&mut doc);
     constraints::constrain(&mut doc, settings, catalog);
     serde_json::to_string(&doc)
 }
 
-/// Every operation that needs a token answers 401 without a valid one and
-/// 403 without its scope: written here once rather than on each route.
-fn authentication_answers(doc: &mut serde_json::Value) {
+/// The answers every authenticated operation shares, written here once
+/// rather than on each route: 401 without a valid token, 403 without its
+/// scope, 503 while a dependency is down, and 400 for a bad organization
+/// id in the path or a bad JSON body. A route's own row for the same
+/// status wins.
+fn common_answers(doc: &mut serde_json::Value) {
     use serde_json::json;
     let answer = |description: &str| {
         json!({
@@ -77,7 +80,8 @@ fn authentication_answers(doc: &mut serde_json::Value) {
     let paths = doc
         .get_mut("paths")
         .and_then(serde_json::Value::as_object_mut);
-    for item in paths.into_iter().flat_map(|paths| paths.values_mut()) {
+    for (path, item) in paths.into_iter().flat_map(|paths| paths.iter_mut()) {
+        let org_in_path = path.contains("{org_id}");
         for operation in item
             .as_object_mut()
             .into_iter()
@@ -86,13 +90,28 @@ fn authentication_answers(doc: &mut serde_json::Value) {
             if operation.get("security").is_none() {
                 continue;
             }
-            if let Some(responses) = operation
+            let json_body = operation.get("requestBody").is_some();
+            let Some(responses) = operation
                 .get_mut("responses")
                 .and_then(|r| r.as_object_mut())
-            {
-                responses.insert("401".into(), answer("No or unknown bearer token"));
-                responses.insert("403".into(), answer("The token lacks the scope"));
+            else {
+                continue;
+            };
+            responses.insert("401".into(), answer("No or unknown bearer token"));
+            responses.insert("403".into(), answer("The token lacks the scope"));
+            let bad_input = match (org_in_path, json_body) {
+                (_, true) => Some("Invalid input; the message names the field"),
+                (true, false) => Some("Invalid organization id"),
+                (false, false) => None,
+            };
+            if let Some(description) = bad_input {
+                responses
+                    .entry("400")
+                    .or_insert_with(|| answer(description));
             }
+            responses
+                .entry("503")
+                .or_insert_with(|| answer("Storage unavailable; retry later"));
         }
     }
 }

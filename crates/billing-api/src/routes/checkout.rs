@@ -26,7 +26,6 @@ pub(crate) struct CheckoutResponse {
     request_body = CheckoutRequest,
     responses(
         (status = 201, description = "Redirect the browser to `url`", body = CheckoutResponse),
-        (status = 400, description = "Invalid input; the message names the field", body = ErrorBody),
         (status = 404, description = "Unknown plan or price", body = ErrorBody),
         (status = 409, description = "The organization already has a granting subscription", body = ErrorBody),
         (status = 502, description = "Stripe refused or failed; the message carries its request id", body = ErrorBody),

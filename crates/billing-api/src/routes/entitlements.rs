@@ -31,9 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     responses(
         (status = 200, description = "The entitlements; `ETag` carries the version", body = Entitlements),
         (status = 304, description = "Unchanged since the `If-None-Match` ETag"),
-        (status = 400, description = "Invalid organization id", body = ErrorBody),
         (status = 404, description = "Nothing grants and the catalog has no default plan", body = ErrorBody),
-        (status = 503, description = "Storage unavailable; retry later", body = ErrorBody),
     ))]
 #[tracing::instrument(skip_all, fields(org_id = %org))]
 pub(crate) async fn get(
@@ -78,9 +76,7 @@ pub(crate) struct FeatureAnswer<'a> {
     params(("org_id" = String, Path, description = "The organization"), ("feature" = String, Path, description = "A feature of the catalog")),
     responses(
         (status = 200, description = "The value", body = FeatureAnswer),
-        (status = 400, description = "Invalid organization id", body = ErrorBody),
         (status = 404, description = "No plan defines the feature, or nothing grants and the catalog has no default plan", body = ErrorBody),
-        (status = 503, description = "Storage unavailable; retry later", body = ErrorBody),
     ))]
 #[tracing::instrument(skip_all, fields(org_id = %org, feature = %path.feature))]
 pub(crate) async fn feature(

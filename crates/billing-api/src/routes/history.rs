@@ -45,7 +45,6 @@ pub(crate) struct HistoryAnswer<'a> {
     responses(
         (status = 200, description = "One page", body = HistoryAnswer),
         (status = 400, description = "Invalid organization id, limit or cursor", body = ErrorBody),
-        (status = 503, description = "Storage unavailable; retry later", body = ErrorBody),
     ))]
 #[tracing::instrument(skip_all, fields(org_id = %org))]
 pub(crate) async fn list(

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::{Authorized, CheckoutScope};
-use crate::checkout::allowed_redirect;
+use crate::checkout::open_portal;
 use crate::error::{ApiError, ErrorBody};
 use crate::org_id::OrgId;
 use crate::startup::AppState;
@@ -31,7 +31,6 @@ pub(crate) struct PortalRequest {
     request_body = PortalRequest,
     responses(
         (status = 201, description = "`{\"url\": ...}`: redirect the browser there", body = Object),
-        (status = 400, description = "Invalid input; the message names the field", body = ErrorBody),
         (status = 404, description = "The organization has no Stripe customer yet", body = ErrorBody),
         (status = 502, description = "Stripe refused or failed", body = ErrorBody),
         (status = 503, description = "Stripe is not configured, or storage is unavailable; retry later", body = ErrorBody),
@@ -43,21 +42,6 @@ pub(crate) async fn create(
     body: web::Json<PortalRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let req = body.into_inner();
-    let return_url = allowed_redirect(
-        &state,
-        "return_url",
-        req.return_url.as_deref(),
-        &state.settings.checkout.success_url,
-    )?;
-    let stripe = state.stripe.as_ref().ok_or(ApiError::StripeNotConfigured)?;
-    let org_id = req.org_id.clone();
-    let customer = state
-        .with_engine(async move |engine| engine.customer_of(org_id.as_str()).await)
-        .await?
-        .ok_or_else(|| ApiError::NotFound {
-            code: "no_customer",
-            message: format!("organization {:?} has no Stripe customer yet", req.org_id),
-        })?;
-    let url = stripe.create_portal_session(&customer, return_url).await?;
+    let url = open_portal(&state, req.org_id, req.return_url.as_deref()).await?;
     Ok(HttpResponse::Created().json(json!({ "url": url })))
 }

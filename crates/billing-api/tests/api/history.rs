@@ -2,30 +2,32 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, Backend, READ_TOKEN, TestApp, json_of, now};
+use crate::helpers::{Backend, READ_TOKEN, TestApp, now};
 use crate::on_both_backends;
 
 async fn page(app: &TestApp, query: &str) -> Value {
-    let (status, body) = json_of(
-        app.get(&format!("/v1/orgs/acme/history{query}"), Some(ADMIN_TOKEN))
-            .await,
-    )
-    .await;
+    let (status, body) = app.history("acme", query).await;
     assert_eq!(status, 200, "{body}");
     body
 }
 
-async fn history_lists_events_and_changes_newest_first_in_pages(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+/// Updates acme's subscription to each number of seats in turn, a second
+/// apart.
+async fn change_seats(app: &TestApp, seats: &[u64]) {
     let t = now();
-    for (i, seats) in [2, 3, 4].into_iter().enumerate() {
+    for (i, seats) in seats.iter().enumerate() {
         let event = app
             .build_event("customer.subscription.updated", "acme")
             .at(t + i as i64)
-            .quantity(seats)
+            .quantity(*seats)
             .build();
         app.deliver(&event).await;
     }
+}
+
+async fn history_lists_events_and_changes_newest_first_in_pages(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    change_seats(&app, &[2, 3, 4]).await;
     // 3 events and 3 changes, 4 then 2 per page.
     let first = page(&app, "?limit=4").await;
     let next = first["next"].as_str().expect("a second page").to_owned();
@@ -59,20 +61,12 @@ async fn history_lists_events_and_changes_newest_first_in_pages(backend: Backend
 
 async fn upgrading_keeps_the_history_in_order_and_appends_after_it(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let t = now();
-    for (i, seats) in [2, 3].into_iter().enumerate() {
-        let event = app
-            .build_event("customer.subscription.updated", "acme")
-            .at(t + i as i64)
-            .quantity(seats)
-            .build();
-        app.deliver(&event).await;
-    }
+    change_seats(&app, &[2, 3]).await;
     app.db.reapply_newest_migration().await;
 
     let event = app
         .build_event("customer.subscription.updated", "acme")
-        .at(t + 2)
+        .at(now() + 2)
         .quantity(4)
         .build();
     let newest = event["id"].clone();
@@ -117,33 +111,21 @@ async fn history_needs_the_admin_scope_and_a_valid_cursor(backend: Backend) {
             .status(),
         403
     );
-    let (status, body) = json_of(
-        app.get("/v1/orgs/acme/history?before=junk", Some(ADMIN_TOKEN))
-            .await,
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request"))
-    );
-    assert_eq!(
-        app.get("/v1/orgs/acme/history?limit=0", Some(ADMIN_TOKEN))
-            .await
-            .status(),
-        400
-    );
+    for query in ["?before=junk", "?limit=0"] {
+        let (status, body) = app.history("acme", query).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{query}"
+        );
+    }
     assert_eq!(page(&app, "").await["entries"], json!([]));
 }
 
 async fn replay_recomputes_the_events_organization_and_keeps_its_outcome(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let created = app
-        .build_event("customer.subscription.created", "acme")
-        .at(now())
-        .price("price_pro_2027")
-        .build();
-    let event_id = created["id"].as_str().unwrap().to_owned();
-    assert_eq!(app.deliver(&created).await.1["outcome"], "applied");
+    let (event_id, answer) = app.subscribe_on_price("acme", "price_pro_2027").await;
+    assert_eq!(answer["outcome"], "applied");
     assert_eq!(app.get_entitlements("acme").await.1["plan"], "free");
 
     // The operator adds the price to the catalog and replays the event.

@@ -45,6 +45,14 @@ fn invoice_event(name: &str, id: &str, invoice_created: i64, created: i64) -> Va
     event
 }
 
+/// Payment of invoice `id` (created at `invoice_created`) fails at `at`,
+/// and the subscription turns `past_due` a second later.
+async fn payment_fails(app: &TestApp, id: &str, invoice_created: i64, at: i64) {
+    let failure = invoice_event("invoice.payment_failed", id, invoice_created, at);
+    app.deliver(&failure).await;
+    app.deliver(&status_event("past_due", at + 1)).await;
+}
+
 /// The fixture subscription with `status`, sent at `created`.
 fn status_event(status: &str, created: i64) -> Value {
     let mut event = fixture("customer.subscription.updated");
@@ -184,25 +192,11 @@ async fn a_payment_failure_older_than_the_payment_is_stale(backend: Backend) {
 async fn a_new_past_due_counts_its_grace_afresh_after_an_old_invoice_was_voided(backend: Backend) {
     let app = TestApp::spawn_with(backend, with_grace_days(30)).await;
     outcome(&app, "customer.subscription.created").await;
-    app.deliver(&invoice_event(
-        "invoice.payment_failed",
-        "in_old",
-        START + 200,
-        START + 200,
-    ))
-    .await;
-    app.deliver(&status_event("past_due", START + 201)).await;
+    payment_fails(&app, "in_old", START + 200, START + 200).await;
     // in_old is voided (no event); the subscription is active again.
     app.deliver(&status_event("active", START + 300)).await;
     let failed = START + 50 * DAY;
-    app.deliver(&invoice_event(
-        "invoice.payment_failed",
-        "in_new",
-        failed - 100,
-        failed,
-    ))
-    .await;
-    app.deliver(&status_event("past_due", failed + 1)).await;
+    payment_fails(&app, "in_new", failed - 100, failed).await;
     let body = app.get_entitlements(ORG).await.1;
     assert_eq!(
         (body["plan"].as_str(), grace_until(&body)),
@@ -215,14 +209,7 @@ async fn only_a_payment_of_the_invoice_in_dunning_or_a_newer_one_ends_it(backend
     let app = TestApp::spawn_with(backend, with_grace_days(30)).await;
     outcome(&app, "customer.subscription.created").await;
     let failed = START + 50 * DAY;
-    app.deliver(&invoice_event(
-        "invoice.payment_failed",
-        "in_new",
-        failed - 100,
-        failed,
-    ))
-    .await;
-    app.deliver(&status_event("past_due", failed + 1)).await;
+    payment_fails(&app, "in_new", failed - 100, failed).await;
     // An older invoice paid late leaves the newer one in dunning.
     let paid_old = app
         .deliver(&invoice_event(
@@ -393,13 +380,7 @@ async fn granting_subscriptions_of_one_organization_merge(backend: Backend) {
 
 async fn unknown_prices_are_logged_counted_and_recorded(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let created = app
-        .build_event("customer.subscription.created", "acme")
-        .at(now())
-        .price("price_unlisted")
-        .build();
-    let event_id = created["id"].as_str().unwrap().to_owned();
-    app.deliver(&created).await;
+    let (event_id, _) = app.subscribe_on_price("acme", "price_unlisted").await;
     let history = app.history("acme", "").await.1;
     let entry = &history["entries"][0];
     assert_eq!(

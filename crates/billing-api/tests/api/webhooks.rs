@@ -257,12 +257,8 @@ async fn an_organization_id_the_api_would_refuse_makes_the_event_invalid(backend
 
 async fn prices_in_no_plan_grant_nothing(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let created = app
-        .build_event("customer.subscription.created", "acme")
-        .at(now())
-        .price("price_unlisted")
-        .build();
-    assert_eq!(app.deliver(&created).await.1["outcome"], "applied");
+    let (_, answer) = app.subscribe_on_price("acme", "price_unlisted").await;
+    assert_eq!(answer["outcome"], "applied");
     assert_eq!(plan_of(&app, "acme").await, ("free".into(), 0));
 }
 

@@ -14,7 +14,7 @@ use crate::compute::{Policy, compute, default_entitlement};
 use crate::counters::Counters;
 use crate::db::{Conn, Database};
 use crate::event::Event;
-use crate::history::{Cursor, HistoryEntry, HistoryPage, merge_page};
+use crate::history::{Cursor, HistoryPage, merge_page};
 use crate::receipt::{Change, Delivery, Outcome, Receipt};
 use crate::source::{SourceError, SubscriptionRead, SubscriptionSource};
 use crate::store::answers::EntitlementRow;
@@ -393,16 +393,8 @@ impl Engine {
         let mut conn = pooled.conn();
         // One more than asked tells whether another page follows.
         let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
-        let events = history::events_before(&mut conn, org_id, before, fetch).await?;
-        let changes = history::changes_before(&mut conn, org_id, before, fetch).await?;
-        let notes = notes::before(&mut conn, org_id, before, fetch).await?;
-        let events = events.into_iter().map(HistoryEntry::from_event).collect();
-        let changes = changes
-            .into_iter()
-            .map(HistoryEntry::from_change)
-            .collect::<Result<_, _>>()?;
-        let notes = notes.into_iter().map(HistoryEntry::from_note).collect();
-        Ok(merge_page(vec![events, changes, notes], limit))
+        let lists = history::before(&mut conn, org_id, before, fetch).await?;
+        Ok(merge_page(lists, limit))
     }
 
     /// The Stripe customer stored for the organization.

@@ -1,51 +1,99 @@
-//! An organization's timeline: its events and its entitlement changes,
-//! newest first, one page at a time.
+//! An organization's timeline: its events, its entitlement changes and
+//! operators' notes, newest first, one page at a time.
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::Error;
-use crate::db::schema::{entitlement_changes as changes, webhook_events as events};
+use crate::catalog::Features;
+use crate::db::schema::{
+    entitlement_changes as changes, history_notes as notes, webhook_events as events,
+};
 use crate::db::{Conn, run};
+use crate::history::HistoryEntry;
 
 /// Where a page starts: entries before this position of the
-/// organization's history. Events and changes share one sequence of
+/// organization's history. Events, changes and notes share one sequence of
 /// positions per organization, taken under its lock as each is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor(pub(crate) i64);
 
-/// A recorded event as the history shows it.
+/// A recorded event.
 #[derive(Debug, Clone, Queryable)]
-pub(crate) struct EventEntry {
+pub struct EventEntry {
+    /// Stripe's event id.
     pub id: String,
+    /// Its type, as Stripe names it.
     pub event_type: String,
+    /// What applying it did.
     pub outcome: String,
+    /// Why, or what was noticed.
     pub detail: Option<String>,
+    /// The subscription it concerned.
     pub subscription_id: Option<String>,
+    /// When it was recorded (unix seconds).
     pub received_at: i64,
+    /// Its place in the organization's history.
     pub position: i64,
 }
 
-/// An entitlement change as the history shows it.
+/// A change of an organization's entitlements; the features are read
+/// beside it.
 #[derive(Debug, Clone, Queryable)]
-pub(crate) struct ChangeEntry {
+pub struct ChangeEntry {
+    /// The new version.
     pub version: i64,
+    /// The event that caused it; none when time alone or the catalog did.
     pub event_id: Option<String>,
+    /// The plan afterwards.
     pub plan: String,
+    /// The status afterwards.
     pub status: String,
-    pub features: String,
+    /// When it changed (unix seconds).
     pub changed_at: i64,
+    /// Its place in the organization's history.
     pub position: i64,
 }
 
-/// Up to `limit` events older than `before`, newest first.
-pub(crate) async fn events_before(
+/// Something an operator did.
+#[derive(Debug, Clone, Queryable)]
+pub struct NoteEntry {
+    /// What: `replay`.
+    pub action: String,
+    /// The event it concerned.
+    pub event_id: Option<String>,
+    /// What came of it.
+    pub detail: String,
+    /// When (unix seconds).
+    pub noted_at: i64,
+    /// Its place in the organization's history.
+    pub position: i64,
+}
+
+/// Up to `limit` rows of one history table older than `before`, newest
+/// first.
+macro_rules! older {
+    ($conn:expr, $table:ident, $columns:expr, $org_id:expr, $before:expr, $limit:expr) => {{
+        let query = $table::table
+            .filter($table::org_id.eq($org_id))
+            .filter($table::position.lt($before))
+            .select($columns)
+            .order($table::position.desc())
+            .limit($limit);
+        run!($conn, |c| query.load(c).await)
+    }};
+}
+
+/// Up to `limit` entries of each kind older than `before`, newest first
+/// within each kind.
+pub(crate) async fn before(
     conn: &mut Conn<'_>,
     org_id: &str,
     before: Option<&Cursor>,
     limit: i64,
-) -> Result<Vec<EventEntry>, Error> {
-    let columns = (
+) -> Result<Vec<Vec<HistoryEntry>>, Error> {
+    let before = before.map_or(i64::MAX, |cursor| cursor.0);
+    let event_columns = (
         events::id,
         events::event_type,
         events::outcome,
@@ -54,38 +102,38 @@ pub(crate) async fn events_before(
         events::received_at,
         events::position.assume_not_null(),
     );
-    let before = before.map_or(i64::MAX, |cursor| cursor.0);
-    let query = events::table
-        .filter(events::org_id.eq(org_id))
-        .filter(events::position.lt(before))
-        .select(columns)
-        .order(events::position.desc())
-        .limit(limit);
-    Ok(run!(conn, |c| query.load(c).await)?)
-}
-
-/// Up to `limit` changes older than `before`, newest first.
-pub(crate) async fn changes_before(
-    conn: &mut Conn<'_>,
-    org_id: &str,
-    before: Option<&Cursor>,
-    limit: i64,
-) -> Result<Vec<ChangeEntry>, Error> {
-    let columns = (
-        changes::version,
-        changes::event_id,
-        changes::plan,
-        changes::status,
+    let events: Vec<EventEntry> = older!(conn, events, event_columns, org_id, before, limit)?;
+    let change_columns = (
+        (
+            changes::version,
+            changes::event_id,
+            changes::plan,
+            changes::status,
+            changes::changed_at,
+            changes::position,
+        ),
         changes::features,
-        changes::changed_at,
-        changes::position,
     );
-    let before = before.map_or(i64::MAX, |cursor| cursor.0);
-    let query = changes::table
-        .filter(changes::org_id.eq(org_id))
-        .filter(changes::position.lt(before))
-        .select(columns)
-        .order(changes::position.desc())
-        .limit(limit);
-    Ok(run!(conn, |c| query.load(c).await)?)
+    let changes: Vec<(ChangeEntry, String)> =
+        older!(conn, changes, change_columns, org_id, before, limit)?;
+    let note_columns = (
+        notes::action,
+        notes::event_id,
+        notes::detail,
+        notes::noted_at,
+        notes::position,
+    );
+    let notes: Vec<NoteEntry> = older!(conn, notes, note_columns, org_id, before, limit)?;
+    let changes = changes
+        .into_iter()
+        .map(|(change, features)| {
+            let features: Features = serde_json::from_str(&features)?;
+            Ok(HistoryEntry::EntitlementChange(change, features))
+        })
+        .collect::<Result<_, Error>>()?;
+    Ok(vec![
+        events.into_iter().map(HistoryEntry::Event).collect(),
+        changes,
+        notes.into_iter().map(HistoryEntry::Note).collect(),
+    ])
 }

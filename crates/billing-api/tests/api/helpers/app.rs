@@ -157,9 +157,23 @@ impl TestApp {
 
     /// A GET with an optional bearer token.
     pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let authorization = token.map(|token| format!("Bearer {token}"));
+        let headers: Vec<(&str, &str)> = authorization
+            .iter()
+            .map(|value| ("Authorization", value.as_str()))
+            .collect();
+        self.get_with_headers(path, &headers).await
+    }
+
+    /// A GET with the given headers and nothing else.
+    pub async fn get_with_headers(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
         let mut request = self.client.get(format!("{}{path}", self.address));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         request.send().await.expect("request sent")
     }
@@ -194,6 +208,19 @@ impl TestApp {
     /// An event of `kind` for `org` to shape further (see [`EventBuilder`]).
     pub fn build_event(&self, kind: &str, org: &str) -> EventBuilder<'_> {
         EventBuilder::new(&self.settings, kind, org)
+    }
+
+    /// Delivers a `customer.subscription.created` for `org` on `price`,
+    /// created now; returns the event's id and the answer.
+    pub async fn subscribe_on_price(&self, org: &str, price: &str) -> (String, Value) {
+        let created = self
+            .build_event("customer.subscription.created", org)
+            .at(super::now())
+            .price(price)
+            .build();
+        let (status, answer) = self.deliver(&created).await;
+        assert_eq!(status, 200, "{answer}");
+        (created["id"].as_str().expect("an id").to_owned(), answer)
     }
 
     /// `GET /v1/orgs/{org}/history{query}` with the admin token.
