@@ -3,8 +3,11 @@
 
 use actix_web::http::Method;
 use actix_web::{HttpResponse, web};
+use std::collections::BTreeMap;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+
+use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{IntoResponses, Modify, OpenApi};
 
 use crate::routes;
 use crate::settings::Settings;
@@ -41,6 +44,34 @@ impl Modify for BearerTokens {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+    }
+}
+
+/// The answers of every route that calls Stripe, beside its own.
+pub(crate) struct StripeAnswers;
+
+impl IntoResponses for StripeAnswers {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        [
+            (
+                "502",
+                "Stripe refused or failed; the message carries its request id",
+            ),
+            (
+                "503",
+                "Stripe is not configured, or storage is unavailable; retry later",
+            ),
+        ]
+        .into_iter()
+        .map(|(status, description)| {
+            let body = Content::new(Some(Ref::from_schema_name("ErrorBody")));
+            let answer = ResponseBuilder::new()
+                .description(description)
+                .content("application/json", body)
+                .build();
+            (status.to_owned(), answer.into())
+        })
+        .collect()
     }
 }
 

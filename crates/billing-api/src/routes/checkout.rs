@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::auth::{Authorized, CheckoutScope};
 use crate::checkout::{CheckoutRequest, create_session};
 use crate::error::{ApiError, ErrorBody};
+use crate::openapi::StripeAnswers;
 use crate::startup::AppState;
 
 /// Mounts the route.
@@ -28,8 +29,7 @@ pub(crate) struct CheckoutResponse {
         (status = 201, description = "Redirect the browser to `url`", body = CheckoutResponse),
         (status = 404, description = "Unknown plan or price", body = ErrorBody),
         (status = 409, description = "The organization already has a granting subscription", body = ErrorBody),
-        (status = 502, description = "Stripe refused or failed; the message carries its request id", body = ErrorBody),
-        (status = 503, description = "Stripe is not configured, or storage is unavailable; retry later", body = ErrorBody),
+        StripeAnswers,
     ))]
 #[tracing::instrument(skip_all, fields(org_id = %body.org_id))]
 pub(crate) async fn create(

@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::auth::{Authorized, CheckoutScope};
 use crate::checkout::open_portal;
 use crate::error::{ApiError, ErrorBody};
+use crate::openapi::StripeAnswers;
 use crate::org_id::OrgId;
 use crate::startup::AppState;
 
@@ -32,8 +33,7 @@ pub(crate) struct PortalRequest {
     responses(
         (status = 201, description = "`{\"url\": ...}`: redirect the browser there", body = Object),
         (status = 404, description = "The organization has no Stripe customer yet", body = ErrorBody),
-        (status = 502, description = "Stripe refused or failed", body = ErrorBody),
-        (status = 503, description = "Stripe is not configured, or storage is unavailable; retry later", body = ErrorBody),
+        StripeAnswers,
     ))]
 #[tracing::instrument(skip_all, fields(org_id = %body.org_id))]
 pub(crate) async fn create(

@@ -2,7 +2,9 @@
 
 use serde_json::json;
 
-use crate::helpers::{ADMIN_TOKEN, Backend, CHECKOUT_TOKEN, READ_TOKEN, TestApp, json_of};
+use crate::helpers::{
+    ADMIN_TOKEN, Backend, CHECKOUT_TOKEN, READ_TOKEN, TestApp, assert_error, json_of,
+};
 use crate::on_both_backends;
 
 async fn routes_need_a_token_with_their_scope(backend: Backend) {
@@ -23,7 +25,7 @@ async fn routes_need_a_token_with_their_scope(backend: Backend) {
     }
     for token in [CHECKOUT_TOKEN, ADMIN_TOKEN] {
         let (status, body) = json_of(app.get("/v1/entitlements/acme", Some(token)).await).await;
-        assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
+        assert_error(status, &body, 403, "forbidden");
     }
     for token in [READ_TOKEN, ADMIN_TOKEN] {
         let (status, _) = app

@@ -1,10 +1,10 @@
 //! `POST /v1/checkout/sessions` against a fake Stripe API.
 
 use serde_json::{Value, json};
-use wiremock::matchers::{header, header_exists, method, path};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::matchers::{header, header_exists};
+use wiremock::{MockServer, Request};
 
-use crate::helpers::{Backend, CHECKOUT_TOKEN, TestApp, now};
+use crate::helpers::{Backend, CHECKOUT_TOKEN, TestApp, answer, assert_error, now, stripe_call};
 use crate::on_both_backends;
 
 const CUSTOMER: &str = include_str!("../../fixtures/stripe/customer.json");
@@ -54,35 +54,25 @@ async fn buy_pro(app: &TestApp) -> (u16, Value) {
 }
 
 async fn app_with_stripe(backend: Backend) -> (TestApp, MockServer) {
-    let stripe = MockServer::start().await;
-    let uri = stripe.uri();
-    let app = TestApp::spawn_with(backend, |s| {
-        s.stripe.secret_key = "sk_test_fake".to_owned().into();
-        s.stripe.api_base = uri;
-    })
-    .await;
-    (app, stripe)
+    TestApp::spawn_with_stripe(backend, |_| {}).await
 }
 
 async fn a_checkout_creates_one_customer_and_a_tagged_session(backend: Backend) {
     let (app, stripe) = app_with_stripe(backend).await;
-    Mock::given(method("POST"))
-        .and(path("/v1/customers"))
+    stripe_call("POST", "/v1/customers")
         .and(header("idempotency-key", "customer-acme-0"))
         .and(form(&[("metadata[org_id]", "acme")]))
-        .respond_with(ResponseTemplate::new(200).set_body_json(customer("cus_acme")))
+        .respond_with(answer(200, customer("cus_acme")))
         .expect(1)
         .mount(&stripe)
         .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/customers/cus_acme"))
+    stripe_call("POST", "/v1/customers/cus_acme")
         .and(form(&[("email", "ops@acme.test")]))
-        .respond_with(ResponseTemplate::new(200).set_body_json(customer("cus_acme")))
+        .respond_with(answer(200, customer("cus_acme")))
         .expect(1)
         .mount(&stripe)
         .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/checkout/sessions"))
+    stripe_call("POST", "/v1/checkout/sessions")
         .and(header_exists("idempotency-key"))
         .and(wiremock::matchers::header(
             "authorization",
@@ -102,7 +92,7 @@ async fn a_checkout_creates_one_customer_and_a_tagged_session(backend: Backend) 
             ("success_url", "http://localhost:3000/billing?ok=1"),
             ("cancel_url", "http://localhost:3000/back"),
         ]))
-        .respond_with(ResponseTemplate::new(200).set_body_json(session()))
+        .respond_with(answer(200, session()))
         .expect(2)
         .mount(&stripe)
         .await;
@@ -124,57 +114,45 @@ async fn a_checkout_creates_one_customer_and_a_tagged_session(backend: Backend) 
 async fn a_server_error_creating_the_customer_moves_to_a_new_idempotency_key(backend: Backend) {
     let (app, stripe) = app_with_stripe(backend).await;
     // Stripe replays the answer it gave to a key: the first key fails for good.
-    Mock::given(method("POST"))
-        .and(path("/v1/customers"))
+    stripe_call("POST", "/v1/customers")
         .and(header("idempotency-key", "customer-acme-0"))
-        .respond_with(
-            ResponseTemplate::new(500).set_body_json(json!({"error": {"type": "api_error"}})),
-        )
+        .respond_with(answer(500, json!({"error": {"type": "api_error"}})))
         .mount(&stripe)
         .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/customers"))
+    stripe_call("POST", "/v1/customers")
         .and(header("idempotency-key", "customer-acme-1"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(customer("cus_acme")))
+        .respond_with(answer(200, customer("cus_acme")))
         .expect(1)
         .mount(&stripe)
         .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/checkout/sessions"))
+    stripe_call("POST", "/v1/checkout/sessions")
         .and(form(&[("customer", "cus_acme")]))
-        .respond_with(ResponseTemplate::new(200).set_body_json(session()))
+        .respond_with(answer(200, session()))
         .mount(&stripe)
         .await;
     let request = json!({"org_id": "acme", "plan": "pro"});
     let (status, body) = app.post_checkout(&request, Some(CHECKOUT_TOKEN)).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (502, Some("stripe_error")),
-        "{body}"
-    );
+    assert_error(status, &body, 502, "stripe_error");
     let (status, body) = app.post_checkout(&request, Some(CHECKOUT_TOKEN)).await;
     assert_eq!(status, 201, "{body}");
 }
 
 async fn first_checkouts_with_different_emails_share_one_customer(backend: Backend) {
     let (app, stripe) = app_with_stripe(backend).await;
-    Mock::given(method("POST"))
-        .and(path("/v1/customers"))
+    stripe_call("POST", "/v1/customers")
         .and(header("idempotency-key", "customer-acme-0"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(customer("cus_acme")))
+        .respond_with(answer(200, customer("cus_acme")))
         .mount(&stripe)
         .await;
     // A checkout that finds the customer stored already sets no email.
-    Mock::given(method("POST"))
-        .and(path("/v1/customers/cus_acme"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(customer("cus_acme")))
+    stripe_call("POST", "/v1/customers/cus_acme")
+        .respond_with(answer(200, customer("cus_acme")))
         .expect(1..=2)
         .mount(&stripe)
         .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/checkout/sessions"))
+    stripe_call("POST", "/v1/checkout/sessions")
         .and(form(&[("customer", "cus_acme")]))
-        .respond_with(ResponseTemplate::new(200).set_body_json(session()))
+        .respond_with(answer(200, session()))
         .expect(2)
         .mount(&stripe)
         .await;
@@ -260,26 +238,19 @@ async fn an_organization_already_subscribed_gets_409(backend: Backend) {
     app.deliver(&app.event("customer.subscription.created", "acme", now()))
         .await;
     let (status, body) = buy_pro(&app).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (409, Some("already_subscribed"))
-    );
+    assert_error(status, &body, 409, "already_subscribed");
 }
 
 async fn a_stripe_refusal_is_a_502_carrying_the_request_id(backend: Backend) {
     let (app, stripe) = app_with_stripe(backend).await;
     let error = json!({"error": {"type": "invalid_request_error", "message": "No such price: 'price_pro_monthly'",
                                  "request_log_url": "https://dashboard.stripe.com/test/logs/req_fake42"}});
-    Mock::given(method("POST"))
-        .and(path("/v1/customers"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(error))
+    stripe_call("POST", "/v1/customers")
+        .respond_with(answer(400, error))
         .mount(&stripe)
         .await;
     let (status, body) = buy_pro(&app).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (502, Some("stripe_error"))
-    );
+    assert_error(status, &body, 502, "stripe_error");
     let message = body["message"].as_str().unwrap();
     assert!(
         message.contains("req_fake42") && message.contains("No such price"),
@@ -290,29 +261,25 @@ async fn a_stripe_refusal_is_a_502_carrying_the_request_id(backend: Backend) {
 async fn without_a_stripe_key_checkout_is_unavailable(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (status, body) = buy_pro(&app).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (503, Some("stripe_not_configured"))
-    );
+    assert_error(status, &body, 503, "stripe_not_configured");
 }
 
 async fn a_portal_session_opens_for_an_organization_with_a_customer(backend: Backend) {
     let (app, stripe) = app_with_stripe(backend).await;
     let mut portal: Value = serde_json::from_str(PORTAL).unwrap();
     portal["url"] = json!("https://billing.stripe.com/p/session/test_123");
-    Mock::given(method("POST"))
-        .and(path("/v1/billing_portal/sessions"))
+    stripe_call("POST", "/v1/billing_portal/sessions")
         .and(form(&[
             ("customer", "cus_trigger_acme"),
             ("return_url", "http://localhost:3000/settings"),
         ]))
-        .respond_with(ResponseTemplate::new(200).set_body_json(portal))
+        .respond_with(answer(200, portal))
         .expect(1)
         .mount(&stripe)
         .await;
     let request = json!({"org_id": "acme", "return_url": "http://localhost:3000/settings"});
     let (status, body) = app.post_portal(&request, Some(CHECKOUT_TOKEN)).await;
-    assert_eq!((status, body["error"].as_str()), (404, Some("no_customer")));
+    assert_error(status, &body, 404, "no_customer");
 
     app.deliver(&app.event("checkout.session.completed", "acme", now()))
         .await;

@@ -1,7 +1,7 @@
 //! The HTTP contract outside the routes' own logic: every error is the
 //! JSON error body, with the right status and headers.
 
-use crate::helpers::{ADMIN_TOKEN, Backend, READ_TOKEN, TestApp, json_of};
+use crate::helpers::{ADMIN_TOKEN, Backend, READ_TOKEN, TestApp, assert_error, json_of};
 
 async fn assert_json_error(response: reqwest::Response, status: u16, code: &str) {
     let content_type = response
@@ -9,12 +9,7 @@ async fn assert_json_error(response: reqwest::Response, status: u16, code: &str)
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_owned());
     let (actual, body) = json_of(response).await;
-    assert_eq!(
-        (actual, body["error"].as_str()),
-        (status, Some(code)),
-        "{body}"
-    );
-    assert!(body["message"].is_string(), "{body}");
+    assert_error(actual, &body, status, code);
     assert_eq!(content_type.as_deref(), Some("application/json"));
 }
 

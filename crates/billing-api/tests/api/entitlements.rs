@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{Backend, READ_TOKEN, TestApp, json_of, now};
+use crate::helpers::{Backend, READ_TOKEN, TestApp, assert_error, json_of, now};
 use crate::on_both_backends;
 
 async fn an_unknown_organization_gets_the_default_plan(backend: Backend) {
@@ -79,10 +79,7 @@ async fn a_feature_lookup_answers_its_value(backend: Backend) {
             .await,
     )
     .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (404, Some("unknown_feature"))
-    );
+    assert_error(status, &body, 404, "unknown_feature");
 }
 
 async fn without_a_default_plan_an_unsubscribed_organization_is_not_found(backend: Backend) {
@@ -91,10 +88,7 @@ async fn without_a_default_plan_an_unsubscribed_organization_is_not_found(backen
     })
     .await;
     let (status, body) = app.get_entitlements("acme").await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (404, Some("no_entitlements"))
-    );
+    assert_error(status, &body, 404, "no_entitlements");
     app.deliver(&app.event("customer.subscription.created", "acme", now()))
         .await;
     assert_eq!(app.get_entitlements("acme").await.0, 200);
@@ -103,10 +97,7 @@ async fn without_a_default_plan_an_unsubscribed_organization_is_not_found(backen
 async fn an_invalid_organization_id_is_refused(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (status, body) = json_of(app.get("/v1/entitlements/a%20b", Some(READ_TOKEN)).await).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request"))
-    );
+    assert_error(status, &body, 400, "invalid_request");
 }
 
 /// Development settings with `pro` granting 250 projects and a new feature,

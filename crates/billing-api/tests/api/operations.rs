@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{Backend, READ_TOKEN, TestApp, json_of, now};
+use crate::helpers::{Backend, READ_TOKEN, TestApp, assert_error, json_of, now};
 use crate::on_both_backends;
 
 async fn health_and_readiness_answer(backend: Backend) {
@@ -17,11 +17,7 @@ async fn health_and_readiness_answer(backend: Backend) {
     );
     app.engine.database().revert_all_migrations().await.unwrap();
     let (status, body) = json_of(app.get("/readyz", None).await).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (503, Some("not_ready")),
-        "{body}"
-    );
+    assert_error(status, &body, 503, "not_ready");
 }
 
 async fn metrics_count_requests_webhooks_and_changes(backend: Backend) {
@@ -62,12 +58,7 @@ async fn metrics_count_stripe_calls_and_their_failures() {
         )
         .mount(&stripe)
         .await;
-    let uri = stripe.uri();
-    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
-        s.stripe.secret_key = "sk_test_fake".to_owned().into();
-        s.stripe.api_base = uri;
-    })
-    .await;
+    let app = TestApp::spawn_against(Backend::Sqlite, &stripe, |_| {}).await;
     let token = Some(crate::helpers::CHECKOUT_TOKEN);
     assert_eq!(
         app.post_checkout(&json!({"org_id": "acme", "plan": "pro"}), token)

@@ -10,7 +10,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, postgres_configured};
+use crate::helpers::{Backend, TestApp};
+use crate::on_both_backends;
 
 const CASES: u32 = 64;
 static CASE: AtomicU64 = AtomicU64::new(0);
@@ -105,10 +106,6 @@ fn run_on(
     backend: Backend,
     property: impl Fn(&TestApp, &tokio::runtime::Runtime, &mut TestRunner),
 ) {
-    if backend == Backend::Postgres && !postgres_configured() {
-        eprintln!("TEST_DATABASE_URL is not set: PostgreSQL run skipped");
-        return;
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -238,22 +235,7 @@ fn hostile_input_gets_a_clean_answer(backend: Backend) {
     });
 }
 
-#[test]
-fn delivery_order_and_duplicates_do_not_change_the_result_on_sqlite() {
-    delivery_order_does_not_matter(Backend::Sqlite);
-}
-
-#[test]
-fn delivery_order_and_duplicates_do_not_change_the_result_on_postgres() {
-    delivery_order_does_not_matter(Backend::Postgres);
-}
-
-#[test]
-fn hostile_webhook_input_gets_a_clean_answer_on_sqlite() {
-    hostile_input_gets_a_clean_answer(Backend::Sqlite);
-}
-
-#[test]
-fn hostile_webhook_input_gets_a_clean_answer_on_postgres() {
-    hostile_input_gets_a_clean_answer(Backend::Postgres);
-}
+on_both_backends!(
+    blocking: delivery_order_does_not_matter,
+    hostile_input_gets_a_clean_answer
+);

@@ -4,10 +4,10 @@
 use std::process::Command;
 
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path, query_param, query_param_is_missing};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::matchers::{query_param, query_param_is_missing};
+use wiremock::{MockServer, ResponseTemplate};
 
-use crate::helpers::{Backend, TestApp, now, stripe_subscription};
+use crate::helpers::{Backend, TestApp, answer, now, stripe_call, stripe_subscription};
 use crate::on_both_backends;
 
 fn page(subs: Vec<Value>, has_more: bool) -> Value {
@@ -23,19 +23,17 @@ async fn stripe_with_two_pages() -> MockServer {
         ],
         true,
     );
-    Mock::given(method("GET"))
-        .and(path("/v1/subscriptions"))
+    stripe_call("GET", "/v1/subscriptions")
         .and(query_param("status", "all"))
         .and(query_param_is_missing("starting_after"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(first))
+        .respond_with(answer(200, first))
         .mount(&stripe)
         .await;
     let limited =
         json!({"error": {"type": "invalid_request_error", "message": "Too many requests"}});
-    Mock::given(method("GET"))
-        .and(path("/v1/subscriptions"))
+    stripe_call("GET", "/v1/subscriptions")
         .and(query_param("starting_after", "sub_beta"))
-        .respond_with(ResponseTemplate::new(429).set_body_json(limited))
+        .respond_with(answer(429, limited))
         .up_to_n_times(1)
         .with_priority(1)
         .mount(&stripe)
@@ -50,10 +48,9 @@ async fn stripe_with_two_pages() -> MockServer {
         )],
         false,
     );
-    Mock::given(method("GET"))
-        .and(path("/v1/subscriptions"))
+    stripe_call("GET", "/v1/subscriptions")
         .and(query_param("starting_after", "sub_beta"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(second))
+        .respond_with(answer(200, second))
         .mount(&stripe)
         .await;
     stripe
@@ -132,8 +129,7 @@ async fn a_page_read_before_a_webhook_does_not_undo_it(backend: Backend) {
         )],
         false,
     );
-    Mock::given(method("GET"))
-        .and(path("/v1/subscriptions"))
+    stripe_call("GET", "/v1/subscriptions")
         .respond_with(
             ResponseTemplate::new(200)
                 .set_body_json(old)
@@ -181,10 +177,7 @@ async fn reconcile_can_be_limited_to_one_organization(backend: Backend) {
 
 async fn serve_reconciles_periodically_when_configured(backend: Backend) {
     let stripe = stripe_with_two_pages().await;
-    let uri = stripe.uri();
-    let app = TestApp::spawn_with(backend, |s| {
-        s.stripe.secret_key = "sk_test_fake".to_owned().into();
-        s.stripe.api_base = uri;
+    let app = TestApp::spawn_against(backend, &stripe, |s| {
         s.stripe.reconcile_every_secs = 1;
     })
     .await;

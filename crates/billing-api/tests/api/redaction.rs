@@ -2,9 +2,10 @@
 
 use std::process::Command;
 
+use crate::helpers::answer;
 use serde_json::json;
 use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, MockServer};
 
 const API_KEY: &str = "sk_test_SeCrEtApiKey4242";
 const SIGNING_SECRET: &str = "whsec_SeCrEtSigning4242";
@@ -16,7 +17,7 @@ async fn logs_and_error_bodies_never_show_secrets() {
     let refusal =
         json!({"error": {"type": "invalid_request_error", "message": "Invalid API Key provided"}});
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(refusal))
+        .respond_with(answer(401, refusal))
         .mount(&stripe)
         .await;
 

@@ -3,10 +3,11 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{MockServer, ResponseTemplate};
 
-use crate::helpers::{Backend, TestApp, now, stripe_subscription};
+use crate::helpers::{
+    Backend, TestApp, answer, assert_error, now, stripe_call, stripe_subscription,
+};
 use crate::on_both_backends;
 
 /// A subscription source that answers the reads it was given, in order.
@@ -48,15 +49,10 @@ fn stripe_state(status: &str, quantity: u64) -> Value {
 }
 
 async fn refetching_app(backend: Backend) -> (TestApp, MockServer) {
-    let stripe = MockServer::start().await;
-    let uri = stripe.uri();
-    let app = TestApp::spawn_with(backend, |s| {
-        s.stripe.secret_key = "sk_test_fake".to_owned().into();
-        s.stripe.api_base = uri;
+    TestApp::spawn_with_stripe(backend, |s| {
         s.stripe.sync_mode = billing_api::settings::SyncMode::Refetch;
     })
-    .await;
-    (app, stripe)
+    .await
 }
 
 fn event_with_status(app: &TestApp, kind: &str, status: &str, created: i64) -> Value {
@@ -68,9 +64,8 @@ fn event_with_status(app: &TestApp, kind: &str, status: &str, created: i64) -> V
 
 async fn a_burst_of_events_costs_one_or_two_reads_and_ends_in_stripes_state(backend: Backend) {
     let (app, stripe) = refetching_app(backend).await;
-    Mock::given(method("GET"))
-        .and(path(SUB_PATH))
-        .respond_with(ResponseTemplate::new(200).set_body_json(stripe_state("active", 7)))
+    stripe_call("GET", SUB_PATH)
+        .respond_with(answer(200, stripe_state("active", 7)))
         .expect(1..=2)
         .mount(&stripe)
         .await;
@@ -97,9 +92,8 @@ async fn a_burst_of_events_costs_one_or_two_reads_and_ends_in_stripes_state(back
 
 async fn same_second_events_in_any_order_end_in_stripes_state(backend: Backend) {
     let (app, stripe) = refetching_app(backend).await;
-    Mock::given(method("GET"))
-        .and(path(SUB_PATH))
-        .respond_with(ResponseTemplate::new(200).set_body_json(stripe_state("canceled", 1)))
+    stripe_call("GET", SUB_PATH)
+        .respond_with(answer(200, stripe_state("canceled", 1)))
         .mount(&stripe)
         .await;
     let t = now();
@@ -116,17 +110,15 @@ async fn a_rate_limited_read_is_retried(backend: Backend) {
     let (app, stripe) = refetching_app(backend).await;
     let limited =
         json!({"error": {"type": "invalid_request_error", "message": "Too many requests"}});
-    Mock::given(method("GET"))
-        .and(path(SUB_PATH))
-        .respond_with(ResponseTemplate::new(429).set_body_json(limited))
+    stripe_call("GET", SUB_PATH)
+        .respond_with(answer(429, limited))
         .up_to_n_times(1)
         .with_priority(1)
         .expect(1)
         .mount(&stripe)
         .await;
-    Mock::given(method("GET"))
-        .and(path(SUB_PATH))
-        .respond_with(ResponseTemplate::new(200).set_body_json(stripe_state("active", 3)))
+    stripe_call("GET", SUB_PATH)
+        .respond_with(answer(200, stripe_state("active", 3)))
         .expect(1)
         .mount(&stripe)
         .await;
@@ -139,24 +131,16 @@ async fn a_rate_limited_read_is_retried(backend: Backend) {
 
 async fn when_stripe_cannot_be_read_the_webhook_answers_503_and_records_nothing(backend: Backend) {
     let (app, stripe) = refetching_app(backend).await;
-    let failing = Mock::given(method("GET"))
-        .and(path(SUB_PATH))
-        .respond_with(
-            ResponseTemplate::new(500).set_body_json(json!({"error": {"type": "api_error"}})),
-        )
+    let failing = stripe_call("GET", SUB_PATH)
+        .respond_with(answer(500, json!({"error": {"type": "api_error"}})))
         .mount_as_scoped(&stripe)
         .await;
     let event = app.event("customer.subscription.created", "acme", now());
     let (status, body) = app.deliver(&event).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (503, Some("stripe_unavailable")),
-        "{body}"
-    );
+    assert_error(status, &body, 503, "stripe_unavailable");
     drop(failing);
-    Mock::given(method("GET"))
-        .and(path(SUB_PATH))
-        .respond_with(ResponseTemplate::new(200).set_body_json(stripe_state("active", 2)))
+    stripe_call("GET", SUB_PATH)
+        .respond_with(answer(200, stripe_state("active", 2)))
         .mount(&stripe)
         .await;
     assert_eq!(app.deliver(&event).await.1["outcome"], "applied");
@@ -166,8 +150,7 @@ async fn a_subscription_stripe_does_not_have_makes_the_event_invalid(backend: Ba
     let (app, stripe) = refetching_app(backend).await;
     for (status, id) in [(404, "sub_gone"), (403, "sub_forbidden")] {
         let error = json!({"error": {"type": "invalid_request_error", "message": format!("No such subscription: '{id}'")}});
-        Mock::given(method("GET"))
-            .and(path(format!("/v1/subscriptions/{id}")))
+        stripe_call("GET", format!("/v1/subscriptions/{id}"))
             .respond_with(ResponseTemplate::new(status).set_body_json(error))
             .mount(&stripe)
             .await;
@@ -254,8 +237,7 @@ async fn an_older_read_with_a_checkout_does_not_revive_a_canceled_subscription(b
 
 async fn an_event_of_the_other_mode_is_rejected_without_a_read(backend: Backend) {
     let (app, stripe) = refetching_app(backend).await;
-    Mock::given(method("GET"))
-        .and(path(SUB_PATH))
+    stripe_call("GET", SUB_PATH)
         .respond_with(ResponseTemplate::new(404))
         .expect(0)
         .mount(&stripe)
@@ -267,9 +249,8 @@ async fn an_event_of_the_other_mode_is_rejected_without_a_read(backend: Backend)
 
 async fn a_checkout_grants_at_once_with_the_subscription_read_from_stripe(backend: Backend) {
     let (app, stripe) = refetching_app(backend).await;
-    Mock::given(method("GET"))
-        .and(path(SUB_PATH))
-        .respond_with(ResponseTemplate::new(200).set_body_json(stripe_state("trialing", 4)))
+    stripe_call("GET", SUB_PATH)
+        .respond_with(answer(200, stripe_state("trialing", 4)))
         .expect(1)
         .mount(&stripe)
         .await;

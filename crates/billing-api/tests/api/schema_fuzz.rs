@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use crate::helpers::Backend;
 use crate::helpers::TestDb;
+use crate::helpers::{Backend, answer};
 use crate::on_both_backends;
 
 const CUSTOMER: &str = include_str!("../../fixtures/stripe/customer.json");
@@ -43,7 +43,7 @@ impl Respond for Customers {
             None => format!("cus_fuzz_{}", customers_made()),
         };
         customer["id"] = json!(id);
-        ResponseTemplate::new(200).set_body_json(customer)
+        answer(200, customer)
     }
 }
 

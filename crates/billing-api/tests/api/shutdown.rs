@@ -4,10 +4,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{MockServer, ResponseTemplate};
 
-use crate::helpers::CHECKOUT_TOKEN;
+use crate::helpers::{CHECKOUT_TOKEN, answer, stripe_call};
 
 const CUSTOMER: &str = include_str!("../../fixtures/stripe/customer.json");
 const SESSION: &str = include_str!("../../fixtures/stripe/checkout_session.json");
@@ -18,8 +17,7 @@ async fn sigterm_finishes_the_request_in_flight_and_exits() {
     let customer: Value = serde_json::from_str(CUSTOMER).unwrap();
     let mut session: Value = serde_json::from_str(SESSION).unwrap();
     session["url"] = json!("https://checkout.stripe.com/c/pay/cs_slow");
-    Mock::given(method("POST"))
-        .and(path("/v1/customers"))
+    stripe_call("POST", "/v1/customers")
         .respond_with(
             ResponseTemplate::new(200)
                 .set_body_json(customer)
@@ -27,9 +25,8 @@ async fn sigterm_finishes_the_request_in_flight_and_exits() {
         )
         .mount(&stripe)
         .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/checkout/sessions"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(session))
+    stripe_call("POST", "/v1/checkout/sessions")
+        .respond_with(answer(200, session))
         .mount(&stripe)
         .await;
 

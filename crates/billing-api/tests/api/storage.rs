@@ -2,7 +2,7 @@
 
 use billing_api::startup::engine;
 
-use crate::helpers::{Backend, TestApp, now};
+use crate::helpers::{Backend, TestApp, assert_error, now};
 use crate::on_both_backends;
 
 async fn every_migration_runs_up_down_and_up_again(backend: Backend) {
@@ -40,11 +40,7 @@ async fn a_locked_sqlite_database_answers_503_and_a_redelivery_applies() {
     let mut holder = diesel::SqliteConnection::establish(&path).unwrap();
     holder.batch_execute("BEGIN EXCLUSIVE").unwrap();
     let (status, body) = app.deliver(&event).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (503, Some("storage_unavailable")),
-        "{body}"
-    );
+    assert_error(status, &body, 503, "storage_unavailable");
     holder.batch_execute("COMMIT").unwrap();
     assert_eq!(app.deliver(&event).await.1["outcome"], "applied");
 }
@@ -59,11 +55,7 @@ async fn a_postgres_outage_answers_503_and_a_redelivery_applies() {
     let event = app.event("customer.subscription.created", "acme", now());
     app.db.set_connections_allowed(false).await;
     let (status, body) = app.deliver(&event).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (503, Some("storage_unavailable")),
-        "{body}"
-    );
+    assert_error(status, &body, 503, "storage_unavailable");
     app.db.set_connections_allowed(true).await;
     assert_eq!(app.deliver(&event).await.1["outcome"], "applied");
     assert_eq!(app.get_entitlements("acme").await.1["plan"], "pro");

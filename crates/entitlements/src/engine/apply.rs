@@ -20,6 +20,15 @@ use crate::snapshot::SubscriptionSnapshot;
 use crate::store::subscriptions::SubscriptionRow;
 use crate::store::{organizations, subscriptions};
 
+/// An event being applied: the event, the subscription state read for it
+/// (refetch mode) and the time it arrived.
+#[derive(Clone, Copy)]
+pub(super) struct Arrival<'a> {
+    pub event: &'a Event,
+    pub fresh: Option<&'a SubscriptionRead>,
+    pub now: i64,
+}
+
 impl<'a> Source<'a> {
     fn of(event: &'a Event) -> Self {
         Self {
@@ -45,10 +54,9 @@ impl Engine {
     pub(super) async fn apply(
         &self,
         conn: &mut Conn<'_>,
-        event: &Event,
-        fresh: Option<&SubscriptionRead>,
-        now: i64,
+        arrival: Arrival<'_>,
     ) -> Result<Receipt, Error> {
+        let Arrival { event, fresh, now } = arrival;
         if event.livemode != self.livemode {
             return Ok(Receipt::new(Outcome::Rejected).detail(format!(
                 "event livemode is {} but the service runs in {} mode",
@@ -57,9 +65,7 @@ impl Engine {
             )));
         }
         match &event.kind {
-            EventKind::CheckoutSessionCompleted => {
-                self.apply_checkout(conn, event, fresh, now).await
-            }
+            EventKind::CheckoutSessionCompleted => self.apply_checkout(conn, arrival).await,
             EventKind::SubscriptionCreated
             | EventKind::SubscriptionUpdated
             | EventKind::SubscriptionDeleted
@@ -91,10 +97,9 @@ impl Engine {
     async fn apply_checkout(
         &self,
         conn: &mut Conn<'_>,
-        event: &Event,
-        fresh: Option<&SubscriptionRead>,
-        now: i64,
+        arrival: Arrival<'_>,
     ) -> Result<Receipt, Error> {
+        let Arrival { event, fresh, now } = arrival;
         let session: CheckoutSessionObject = match event.object() {
             Ok(session) => session,
             Err(reason) => return Ok(Receipt::invalid(reason)),

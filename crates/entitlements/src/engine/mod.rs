@@ -22,7 +22,7 @@ use crate::store::events::Placement;
 use crate::store::{answers, events, history, notes, organizations, subscriptions};
 use crate::view::EntitlementView;
 
-use apply::subscription_to_read;
+use apply::{Arrival, subscription_to_read};
 
 /// What refetch mode learned of an event's subscription from its source.
 enum Refetched {
@@ -103,12 +103,14 @@ impl Engine {
                 if !events::insert_new(conn, event, payload, now).await? {
                     return Ok(Delivery::Duplicate);
                 }
-                let receipt = match refetched {
-                    Some(Refetched::Unreadable(reason)) => Receipt::invalid(reason.clone()),
-                    Some(Refetched::State(fresh)) => {
-                        self.apply(conn, event, Some(fresh), now).await?
-                    }
-                    None => self.apply(conn, event, None, now).await?,
+                let fresh = match refetched {
+                    Some(Refetched::Unreadable(reason)) => Err(reason),
+                    Some(Refetched::State(fresh)) => Ok(Some(fresh)),
+                    None => Ok(None),
+                };
+                let receipt = match fresh {
+                    Err(reason) => Receipt::invalid(reason.clone()),
+                    Ok(fresh) => self.apply(conn, Arrival { event, fresh, now }).await?,
                 };
                 record(conn, &event.id, &receipt).await?;
                 Ok(Delivery::Recorded(receipt))

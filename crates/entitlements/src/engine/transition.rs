@@ -437,25 +437,27 @@ mod tests {
 
     #[test]
     fn dunning_belongs_to_its_invoice() {
-        let failed = |row: &SubscriptionRow, id: &str, created: i64, at: i64| {
-            transition(
-                row,
-                Input::PaymentFailed {
-                    invoice: &invoice(id, Some(created)),
+        let settle = |row: &SubscriptionRow, paid: bool, id: &str, created: i64, at: i64| {
+            let invoice = &invoice(id, Some(created));
+            let input = match paid {
+                false => Input::PaymentFailed {
+                    invoice,
                     at,
                     org_id: None,
                 },
-            )
+                true => Input::Paid {
+                    invoice,
+                    at,
+                    org_id: None,
+                },
+            };
+            transition(row, input)
+        };
+        let failed = |row: &SubscriptionRow, id: &str, created: i64, at: i64| {
+            settle(row, false, id, created, at)
         };
         let paid = |row: &SubscriptionRow, id: &str, created: i64, at: i64| {
-            transition(
-                row,
-                Input::Paid {
-                    invoice: &invoice(id, Some(created)),
-                    at,
-                    org_id: None,
-                },
-            )
+            settle(row, true, id, created, at)
         };
         let first = failed(&row(), "in_1", T, T + 10).unwrap().row;
         assert_eq!(

@@ -26,6 +26,25 @@ pub(crate) async fn lock(conn: &mut Conn<'_>, org_id: &str, now: i64) -> Result<
     Ok(clock::now())
 }
 
+/// Adds one to a counter of the organization's row and returns it,
+/// creating the row (the counter at 1) if the organization is new.
+macro_rules! count_up {
+    ($conn:expr, $org_id:expr, $now:expr, $counter:expr) => {{
+        let query = diesel::insert_into(orgs::table)
+            .values((
+                orgs::id.eq($org_id),
+                orgs::created_at.eq($now),
+                orgs::updated_at.eq($now),
+                $counter.eq(1),
+            ))
+            .on_conflict(orgs::id)
+            .do_update()
+            .set($counter.eq($counter + 1))
+            .returning($counter);
+        run!($conn, |c| query.get_result::<i64>(c).await)
+    }};
+}
+
 /// Takes the organization's next history position, creating the
 /// organization if it is new. The update holds its row lock, so positions
 /// follow the order in which the organization's transactions commit.
@@ -34,18 +53,7 @@ pub(crate) async fn next_position(
     org_id: &str,
     now: i64,
 ) -> Result<i64, Error> {
-    let query = diesel::insert_into(orgs::table)
-        .values((
-            orgs::id.eq(org_id),
-            orgs::created_at.eq(now),
-            orgs::updated_at.eq(now),
-            orgs::history_position.eq(1),
-        ))
-        .on_conflict(orgs::id)
-        .do_update()
-        .set(orgs::history_position.eq(orgs::history_position + 1))
-        .returning(orgs::history_position);
-    Ok(run!(conn, |c| query.get_result(c).await)?)
+    Ok(count_up!(conn, org_id, now, orgs::history_position)?)
 }
 
 /// The Stripe customer stored for an organization.
@@ -71,17 +79,7 @@ pub(crate) async fn next_customer_attempt(
     org_id: &str,
     now: i64,
 ) -> Result<(), Error> {
-    let query = diesel::insert_into(orgs::table)
-        .values((
-            orgs::id.eq(org_id),
-            orgs::created_at.eq(now),
-            orgs::updated_at.eq(now),
-            orgs::customer_attempt.eq(1),
-        ))
-        .on_conflict(orgs::id)
-        .do_update()
-        .set(orgs::customer_attempt.eq(orgs::customer_attempt + 1));
-    run!(conn, |c| query.execute(c).await)?;
+    count_up!(conn, org_id, now, orgs::customer_attempt)?;
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use billing_api::signature::sign;
 use billing_api::startup::Application;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
+use wiremock::MockServer;
 
 use super::{EventBuilder, TestDb, json_of};
 
@@ -25,11 +26,32 @@ pub enum Backend {
 
 /// Runs each named test, a plain `async fn name(backend: Backend)`, once
 /// on SQLite and once on PostgreSQL: `on_both_backends!(name, other);`
-/// makes `name::sqlite` and `name::postgres`. The PostgreSQL run needs
-/// `TEST_DATABASE_URL`; without it, it says so and passes (CI always sets
-/// it, and fails when the server is missing).
+/// makes `name::sqlite` and `name::postgres`; `on_both_backends!(blocking:
+/// name)` does the same for a `fn name(backend: Backend)` that runs its
+/// own runtime. The PostgreSQL run needs `TEST_DATABASE_URL`; without it,
+/// it says so and passes (CI always sets it, and fails when the server is
+/// missing).
 #[macro_export]
 macro_rules! on_both_backends {
+    (blocking: $($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn sqlite() {
+                    super::$name($crate::helpers::Backend::Sqlite)
+                }
+
+                #[test]
+                fn postgres() {
+                    if $crate::helpers::postgres_configured() {
+                        super::$name($crate::helpers::Backend::Postgres)
+                    } else {
+                        eprintln!("{} is not set: PostgreSQL run skipped", $crate::helpers::PG_VAR);
+                    }
+                }
+            }
+        )*
+    };
     ($($name:ident),* $(,)?) => {
         $(
             mod $name {
@@ -86,6 +108,34 @@ impl TestApp {
     /// The app with settings changed by `configure`.
     pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
         Self::spawn_on(TestDb::create(backend).await, configure).await
+    }
+
+    /// The app talking to `stripe` (a fake Stripe) with a test-mode key,
+    /// its settings further changed by `configure`.
+    pub async fn spawn_against(
+        backend: Backend,
+        stripe: &MockServer,
+        configure: impl FnOnce(&mut Settings),
+    ) -> TestApp {
+        let uri = stripe.uri();
+        Self::spawn_with(backend, |s| {
+            s.stripe.secret_key = "sk_test_fake".to_owned().into();
+            s.stripe.api_base = uri;
+            configure(s);
+        })
+        .await
+    }
+
+    /// The app talking to a new fake Stripe, returned beside it.
+    pub async fn spawn_with_stripe(
+        backend: Backend,
+        configure: impl FnOnce(&mut Settings),
+    ) -> (TestApp, MockServer) {
+        let stripe = MockServer::start().await;
+        (
+            Self::spawn_against(backend, &stripe, configure).await,
+            stripe,
+        )
     }
 
     /// Another instance on this app's database, as after a restart with

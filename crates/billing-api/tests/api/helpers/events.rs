@@ -104,3 +104,15 @@ pub async fn json_of(response: reqwest::Response) -> (u16, Value) {
     let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
     (status, json)
 }
+
+/// Asserts that an answer is the error `code` with status `expected`, and
+/// that it explains itself.
+#[track_caller]
+pub fn assert_error(status: u16, body: &Value, expected: u16, code: &str) {
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (expected, Some(code)),
+        "{body}"
+    );
+    assert!(body["message"].is_string(), "{body}");
+}

@@ -4,8 +4,10 @@ mod app;
 mod binary;
 mod db;
 mod events;
+mod stripe;
 
 pub use app::*;
 pub use binary::*;
 pub use db::*;
 pub use events::*;
+pub use stripe::*;
