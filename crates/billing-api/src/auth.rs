@@ -40,7 +40,7 @@ impl Scope {
 /// The configured tokens, kept as SHA-256 digests so that comparing them
 /// takes the same time whatever the presented token.
 pub struct Tokens {
-    entries: Vec<([u8; 32], Vec<Scope>)>,
+    entries: Vec<([u8; 32], String, Vec<Scope>)>,
 }
 
 impl Tokens {
@@ -48,24 +48,30 @@ impl Tokens {
     pub fn new(tokens: &[TokenSettings]) -> Self {
         let entries = tokens
             .iter()
-            .map(|t| (digest(t.token.expose_secret()), t.scopes.clone()))
+            .map(|t| {
+                (
+                    digest(t.token.expose_secret()),
+                    t.name.clone(),
+                    t.scopes.clone(),
+                )
+            })
             .collect();
         Self { entries }
     }
 
     /// Checks a presented token against every configured one, in constant
-    /// time, and then for the scope.
-    fn authorize(&self, presented: Option<&str>, scope: Scope) -> Result<(), ApiError> {
+    /// time, and then for the scope; returns the token's name.
+    fn authorize(&self, presented: Option<&str>, scope: Scope) -> Result<&str, ApiError> {
         let presented = digest(presented.ok_or(ApiError::Unauthorized)?);
-        let mut scopes: Option<&[Scope]> = None;
-        for (expected, granted) in &self.entries {
+        let mut found: Option<(&str, &[Scope])> = None;
+        for (expected, name, granted) in &self.entries {
             if bool::from(expected.ct_eq(&presented)) {
-                scopes = Some(granted);
+                found = Some((name, granted));
             }
         }
-        match scopes {
+        match found {
             None => Err(ApiError::Unauthorized),
-            Some(granted) if granted.contains(&scope) => Ok(()),
+            Some((name, granted)) if granted.contains(&scope) => Ok(name),
             Some(_) => Err(ApiError::Forbidden(scope.name())),
         }
     }
@@ -109,7 +115,11 @@ fn bearer_token(value: &str) -> Option<&str> {
 }
 
 /// Extracting this proves the request carries a token with scope `S`.
-pub struct Authorized<S>(PhantomData<S>);
+pub struct Authorized<S> {
+    /// The token's configured name, recorded as the author of changes.
+    pub name: String,
+    scope: PhantomData<S>,
+}
 
 impl<S: RequiredScope> FromRequest for Authorized<S> {
     type Error = ApiError;
@@ -125,6 +135,9 @@ impl<S: RequiredScope> FromRequest for Authorized<S> {
             Some(state) => state.tokens.authorize(presented, S::SCOPE),
             None => Err(ApiError::Unauthorized),
         };
-        ready(result.map(|()| Authorized(PhantomData)))
+        ready(result.map(|name| Authorized {
+            name: name.to_owned(),
+            scope: PhantomData,
+        }))
     }
 }

@@ -2,6 +2,7 @@
 //! organization's Stripe customer (created once, reused) and a Checkout
 //! Session for it; and the customer portal for those who bought.
 
+use entitlements::PlanMode;
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -32,13 +33,24 @@ pub(crate) struct CheckoutRequest {
     allow_promotion_codes: Option<bool>,
 }
 
-/// A Checkout Session for the request's organization: refused when the
-/// organization already holds a granting subscription.
+/// A Checkout Session for the request's organization: a payment for a plan
+/// sold once, else a subscription, refused when the organization already
+/// holds a granting subscription.
 pub(crate) async fn create_session(
     state: &AppState,
     req: CheckoutRequest,
 ) -> Result<(Session, String), ApiError> {
     let (plan, price_id) = resolve_price(state, &req)?;
+    let once = state
+        .engine
+        .catalog()
+        .plan(&plan)
+        .is_some_and(|p| p.mode == PlanMode::Payment);
+    if once && req.trial_days.is_some() {
+        return Err(ApiError::InvalidRequest(format!(
+            "trial_days: plan {plan:?} is sold once and has no trial"
+        )));
+    }
     let quantity = req.quantity.unwrap_or(1);
     if !(1..=MAX_QUANTITY).contains(&quantity) {
         return Err(ApiError::InvalidRequest(format!(
@@ -76,7 +88,8 @@ pub(crate) async fn create_session(
             Ok((view, engine.customer_of(&org_id).await?))
         })
         .await?;
-    if view.is_subscribed() {
+    // Buying once is allowed beside anything; a second subscription is not.
+    if !once && view.has_subscription() {
         return Err(ApiError::AlreadySubscribed(req.org_id.to_string()));
     }
     let customer = match customer {
@@ -94,6 +107,7 @@ pub(crate) async fn create_session(
             cancel_url,
             trial_days: req.trial_days,
             allow_promotion_codes: req.allow_promotion_codes,
+            once,
         })
         .await?;
     Ok((session, plan))

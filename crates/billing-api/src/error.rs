@@ -43,10 +43,13 @@ pub enum ApiError {
     },
     /// The path is served, but not for this method.
     #[error("this path answers only {0}")]
-    MethodNotAllowed(actix_web::http::Method),
+    MethodNotAllowed(String),
     /// The organization already holds a granting subscription.
     #[error("organization {0} already has an active subscription")]
     AlreadySubscribed(String),
+    /// The grant was revoked before.
+    #[error("grant {0} is already revoked")]
+    AlreadyRevoked(String),
     /// Stripe refused or failed.
     #[error(transparent)]
     Stripe(#[from] StripeFailure),
@@ -70,6 +73,12 @@ impl From<entitlements::Error> for ApiError {
     fn from(error: entitlements::Error) -> Self {
         match error {
             entitlements::Error::SourceUnavailable(reason) => ApiError::StripeUnavailable(reason),
+            entitlements::Error::InvalidGrant(message) => ApiError::InvalidRequest(message),
+            entitlements::Error::UnknownGrant(id) => ApiError::NotFound {
+                code: "unknown_grant",
+                message: format!("the organization has no grant {id:?}"),
+            },
+            entitlements::Error::GrantRevoked(id) => ApiError::AlreadyRevoked(id),
             other => ApiError::Storage(other),
         }
     }
@@ -98,6 +107,7 @@ impl ApiError {
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::AlreadySubscribed(_) => (StatusCode::CONFLICT, "already_subscribed"),
+            ApiError::AlreadyRevoked(_) => (StatusCode::CONFLICT, "already_revoked"),
             ApiError::Stripe(_) => (StatusCode::BAD_GATEWAY, "stripe_error"),
             ApiError::StripeUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "stripe_unavailable")

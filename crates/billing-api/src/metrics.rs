@@ -109,12 +109,16 @@ impl Metrics {
             let labels = [("operation", *operation), ("result", result)];
             out.sample("billing_stripe_requests_total", &labels, count);
         }
+        out.family(
+            "billing_entitlement_changes_total",
+            "counter",
+            "Changes of organizations' entitlements, by the kind of source that changed.",
+        );
+        for (source, count) in engine.entitlement_changes() {
+            let labels = [("source", source)];
+            out.sample("billing_entitlement_changes_total", &labels, count);
+        }
         let engine_counters = [
-            (
-                "billing_entitlement_changes_total",
-                "Changes of organizations' entitlements.",
-                engine.entitlement_changes(),
-            ),
             (
                 "billing_unknown_price_events_total",
                 "Events whose prices no plan lists.",

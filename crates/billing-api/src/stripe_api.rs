@@ -11,7 +11,8 @@ use stripe_billing::subscription::{
     ListSubscription, ListSubscriptionStatus, RetrieveSubscription,
 };
 use stripe_checkout::checkout_session::{
-    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
+    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionPaymentIntentData,
+    CreateCheckoutSessionSubscriptionData,
 };
 use stripe_core::customer::{CreateCustomer, UpdateCustomer};
 use stripe_shared::CheckoutSessionMode;
@@ -76,6 +77,8 @@ pub struct SessionRequest<'a> {
     pub trial_days: Option<u32>,
     /// Whether the page accepts promotion codes.
     pub allow_promotion_codes: Option<bool>,
+    /// Sold once (`mode=payment`) rather than by subscription.
+    pub once: bool,
 }
 
 /// A created Checkout Session.
@@ -158,25 +161,35 @@ impl StripeApi {
         &self,
         req: &SessionRequest<'_>,
     ) -> Result<Session, StripeFailure> {
-        let metadata = HashMap::from([
+        let mut metadata = HashMap::from([
             ("org_id".to_owned(), req.org_id.to_owned()),
             ("plan".to_owned(), req.plan.to_owned()),
         ]);
         let mut item = CreateCheckoutSessionLineItems::new();
         item.price = Some(req.price_id.to_owned());
         item.quantity = Some(req.quantity);
-        let mut subscription = CreateCheckoutSessionSubscriptionData::new();
-        subscription.metadata = Some(metadata.clone());
-        subscription.trial_period_days = req.trial_days;
         let mut request = CreateCheckoutSession::new()
-            .mode(CheckoutSessionMode::Subscription)
             .customer(req.customer)
             .client_reference_id(req.org_id)
             .line_items(vec![item])
-            .metadata(metadata)
-            .subscription_data(subscription)
             .success_url(req.success_url)
             .cancel_url(req.cancel_url);
+        request = if req.once {
+            metadata.insert("quantity".to_owned(), req.quantity.to_string());
+            let mut payment = CreateCheckoutSessionPaymentIntentData::new();
+            payment.metadata = Some(metadata.clone());
+            request
+                .mode(CheckoutSessionMode::Payment)
+                .payment_intent_data(payment)
+        } else {
+            let mut subscription = CreateCheckoutSessionSubscriptionData::new();
+            subscription.metadata = Some(metadata.clone());
+            subscription.trial_period_days = req.trial_days;
+            request
+                .mode(CheckoutSessionMode::Subscription)
+                .subscription_data(subscription)
+        };
+        request = request.metadata(metadata);
         if let Some(allow) = req.allow_promotion_codes {
             request = request.allow_promotion_codes(allow);
         }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use entitlements::history::HistoryEntry as DomainEntry;
-use entitlements::{EntitlementView, Features};
+use entitlements::{EntitlementView, Features, Source};
 
 /// Features by name, as answered.
 type FeatureValues = BTreeMap<String, FeatureValue>;
@@ -62,6 +62,34 @@ pub(crate) struct Entitlements {
     version: i64,
     /// When the entitlements last changed.
     updated_at: Option<DateTime<Utc>>,
+    /// What grants the answer now; empty for the default plan.
+    sources: Vec<GrantingSource>,
+}
+
+/// One thing that grants an organization now.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct GrantingSource {
+    /// `subscription`, `purchase` or `grant`.
+    kind: &'static str,
+    /// `sub_...`, `cs_...` or `grant_...`.
+    id: String,
+    /// The plan it grants; null for a grant of features alone.
+    plan: Option<String>,
+    /// When it stops granting if nothing else happens; null: never.
+    until: Option<DateTime<Utc>>,
+}
+
+impl From<Source> for GrantingSource {
+    fn from(source: Source) -> Self {
+        Self {
+            kind: source.kind.as_str(),
+            id: source.id,
+            plan: source.plan,
+            until: source
+                .until
+                .and_then(|secs| DateTime::from_timestamp(secs, 0)),
+        }
+    }
 }
 
 impl From<EntitlementView> for Entitlements {
@@ -78,6 +106,7 @@ impl From<EntitlementView> for Entitlements {
             valid_until: view.valid_until,
             version: view.version,
             updated_at: view.updated_at,
+            sources: view.sources.into_iter().map(GrantingSource::from).collect(),
         }
     }
 }
@@ -109,9 +138,11 @@ pub(crate) enum HistoryEntry {
         at: Option<DateTime<Utc>>,
         /// The new version.
         version: i64,
-        /// The event that caused it; none when time alone or the catalog
-        /// did.
+        /// The event that caused it; none when a grant, time alone or the
+        /// catalog did.
         event_id: Option<String>,
+        /// The grant that caused it.
+        grant_id: Option<String>,
         /// The plan afterwards.
         plan: String,
         /// The status afterwards.
@@ -119,14 +150,17 @@ pub(crate) enum HistoryEntry {
         /// The features afterwards.
         features: FeatureValues,
     },
-    /// Something an operator did, such as a replay.
+    /// Something an operator did (a replay, a grant) or a grant's expiry.
     Note {
         /// When.
         at: Option<DateTime<Utc>>,
-        /// What: `replay`.
+        /// What: `replay`, `grant_created`, `grant_revoked` or
+        /// `grant_expired`.
         action: String,
         /// The event it concerned.
         event_id: Option<String>,
+        /// The grant it concerned.
+        grant_id: Option<String>,
         /// What came of it.
         detail: String,
     },
@@ -148,6 +182,7 @@ impl From<DomainEntry> for HistoryEntry {
                 at: at(c.changed_at),
                 version: c.version,
                 event_id: c.event_id,
+                grant_id: c.grant_id,
                 plan: c.plan,
                 status: c.status,
                 features: values(features),
@@ -156,6 +191,7 @@ impl From<DomainEntry> for HistoryEntry {
                 at: at(n.noted_at),
                 action: n.action,
                 event_id: n.event_id,
+                grant_id: n.grant_id,
                 detail: n.detail,
             },
         }

@@ -21,6 +21,24 @@ pub struct PlanConfig {
     /// Feature name to `true`/`false`, a number, or `{ per_unit = n }`.
     #[serde(default)]
     pub features: BTreeMap<String, serde_json::Value>,
+    /// How the plan is sold: by subscription (the default) or once.
+    #[serde(default)]
+    pub mode: PlanMode,
+    /// For a plan sold once: how many days a purchase grants; absent, it
+    /// grants forever.
+    #[serde(default)]
+    pub access_days: Option<u32>,
+}
+
+/// How a plan is sold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanMode {
+    /// A subscription-mode Checkout; the subscription's status decides.
+    #[default]
+    Subscription,
+    /// A payment-mode Checkout: bought once (a lifetime deal, a pass).
+    Payment,
 }
 
 /// How a plan defines one feature.
@@ -56,6 +74,11 @@ pub struct Plan {
     pub prices: Vec<String>,
     /// What it grants.
     pub features: BTreeMap<String, FeatureSpec>,
+    /// How it is sold.
+    pub mode: PlanMode,
+    /// For a plan sold once: how long a purchase grants (seconds); `None`
+    /// forever.
+    pub access_secs: Option<i64>,
 }
 
 /// All plans, indexed by price.
@@ -86,6 +109,7 @@ impl Catalog {
                 }
                 default = Some(name.clone());
             }
+            validate_sale(name, config)?;
             for price in &config.prices {
                 if let Some(other) = by_price.insert(price.clone(), name.clone()) {
                     return Err(Error::Catalog(format!(
@@ -116,6 +140,8 @@ impl Catalog {
                 name: name.clone(),
                 prices: config.prices.clone(),
                 features,
+                mode: config.mode,
+                access_secs: config.access_days.map(|days| i64::from(days) * 86_400),
             };
             plans.insert(name.clone(), plan);
         }
@@ -124,11 +150,13 @@ impl Catalog {
         let mut hasher = Sha256::new();
         for plan in plans.values() {
             let rendering = format!(
-                "{:?}|{:?}|{:?}|{}\n",
+                "{:?}|{:?}|{:?}|{}|{:?}|{:?}\n",
                 plan.name,
                 plan.prices,
                 plan.features,
-                default.as_deref() == Some(plan.name.as_str())
+                default.as_deref() == Some(plan.name.as_str()),
+                plan.mode,
+                plan.access_secs,
             );
             hasher.update(rendering.as_bytes());
         }
@@ -233,6 +261,30 @@ pub fn merge(into: &mut Features, other: Features) {
     }
 }
 
+/// Refuses what cannot be sold: a payment plan without a price or as the
+/// default, and `access_days` of zero or on a subscription plan.
+fn validate_sale(name: &str, config: &PlanConfig) -> Result<(), Error> {
+    let refusal = match (config.mode, config.access_days) {
+        (PlanMode::Payment, _) if config.prices.is_empty() => {
+            Some(("prices", "a payment plan needs at least one price"))
+        }
+        (PlanMode::Payment, _) if config.default => Some((
+            "default",
+            "the default plan cannot be a payment plan (it is nobody's purchase)",
+        )),
+        (PlanMode::Payment, Some(0)) => Some(("access_days", "must be at least 1")),
+        (PlanMode::Subscription, Some(_)) => Some((
+            "access_days",
+            "only a plan with mode = \"payment\" has access_days",
+        )),
+        _ => None,
+    };
+    match refusal {
+        Some((key, why)) => Err(Error::Catalog(format!("plans.{name}.{key}: {why}"))),
+        None => Ok(()),
+    }
+}
+
 fn parse_feature(key: &str, value: &serde_json::Value) -> Result<FeatureSpec, Error> {
     use serde_json::Value;
     let unit = |n: Option<i64>| {
@@ -272,6 +324,15 @@ mod tests {
             default,
             prices: prices.iter().map(|p| p.to_string()).collect(),
             features: serde_json::from_value(features).unwrap_or_default(),
+            ..PlanConfig::default()
+        }
+    }
+
+    fn sold_once(prices: &[&str], access_days: Option<u32>) -> PlanConfig {
+        PlanConfig {
+            mode: PlanMode::Payment,
+            access_days,
+            ..plan(false, prices, json!({"sso": true}))
         }
     }
 
@@ -332,6 +393,43 @@ mod tests {
         ]);
         let message = conflict.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(message.starts_with("plans.b.features.sso"), "{message}");
+    }
+
+    #[test]
+    fn plans_sold_once_are_checked() {
+        let pass = catalog(vec![("pass", sold_once(&["price_pass"], Some(30)))]).unwrap();
+        let sold = pass.plan("pass").unwrap();
+        assert_eq!(
+            (sold.mode, sold.access_secs),
+            (PlanMode::Payment, Some(30 * 86_400))
+        );
+        let refused = |name: &str, config: PlanConfig| {
+            catalog(vec![(name, config)])
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let no_price = refused("lifetime", sold_once(&[], None));
+        assert!(no_price.starts_with("plans.lifetime.prices:"), "{no_price}");
+        let zero_days = refused("pass", sold_once(&["p"], Some(0)));
+        assert!(
+            zero_days.starts_with("plans.pass.access_days:"),
+            "{zero_days}"
+        );
+        let default = refused(
+            "free",
+            PlanConfig {
+                default: true,
+                ..sold_once(&["p"], None)
+            },
+        );
+        assert!(default.starts_with("plans.free.default:"), "{default}");
+        let days_on_subscription = PlanConfig {
+            access_days: Some(30),
+            ..plan(false, &["p"], json!({}))
+        };
+        let message = refused("pro", days_on_subscription);
+        assert!(message.starts_with("plans.pro.access_days:"), "{message}");
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! Entitlement computation: a pure function of an organization's
-//! subscriptions, the catalog and the current time.
+//! Entitlement computation: a pure function of what grants an
+//! organization (its subscriptions, purchases and grants), the catalog and
+//! the current time.
 
 use std::collections::BTreeSet;
 
-use crate::catalog::{Catalog, FeatureValue, Features, merge};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, FeatureValue, Features, Plan, merge};
 use crate::kinds::SubscriptionStatus;
 
 /// The state of one subscription as the service last applied it.
@@ -34,6 +37,84 @@ pub struct Item {
     pub quantity: i64,
 }
 
+/// A one-time purchase as the service last applied it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurchaseState {
+    /// The Checkout Session id, `cs_...`.
+    pub id: String,
+    /// The plan bought.
+    pub plan: String,
+    /// Units bought.
+    pub quantity: i64,
+    /// When it was paid; `None` while a delayed payment is pending, or
+    /// after it failed.
+    pub paid_at: Option<i64>,
+    /// Fully refunded, or under a dispute not won.
+    pub withdrawn: bool,
+}
+
+/// Access given by hand, not revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantState {
+    /// `grant_...`.
+    pub id: String,
+    /// The plan granted, if any.
+    pub plan: Option<String>,
+    /// Features granted beside (or instead of) a plan.
+    pub features: Features,
+    /// Units of the plan's per-unit features.
+    pub quantity: i64,
+    /// When it stops granting; `None` never.
+    pub expires_at: Option<i64>,
+}
+
+/// Everything that may grant an organization something.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sources {
+    /// Its subscriptions, granting or not.
+    pub subscriptions: Vec<SubscriptionState>,
+    /// Its one-time purchases.
+    pub purchases: Vec<PurchaseState>,
+    /// Its grants that are not revoked.
+    pub grants: Vec<GrantState>,
+}
+
+/// What kind of thing grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A Stripe subscription.
+    Subscription,
+    /// A one-time purchase.
+    Purchase,
+    /// A grant by hand.
+    Grant,
+}
+
+impl SourceKind {
+    /// The name in answers and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Subscription => "subscription",
+            SourceKind::Purchase => "purchase",
+            SourceKind::Grant => "grant",
+        }
+    }
+}
+
+/// One thing that grants an organization now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// Its kind.
+    pub kind: SourceKind,
+    /// `sub_...`, `cs_...` or `grant_...`.
+    pub id: String,
+    /// The plan it grants, if it grants one.
+    pub plan: Option<String>,
+    /// When it stops granting if nothing else happens; `None` never.
+    pub until: Option<i64>,
+}
+
 /// Rules that are configuration rather than catalog.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
@@ -58,8 +139,11 @@ pub struct Entitlement {
     pub cancel_at_period_end: bool,
     /// While past due: when the grace period ends.
     pub grace_until: Option<i64>,
-    /// When this answer lapses if no event arrives.
+    /// When this answer lapses if no event arrives: the earliest moment
+    /// it changes by time alone, or a granting subscription's period end.
     pub valid_until: Option<i64>,
+    /// What grants it, subscriptions first; empty for the default plan.
+    pub sources: Vec<Source>,
 }
 
 /// The result of a computation.
@@ -75,9 +159,9 @@ pub struct Computed {
 }
 
 impl Entitlement {
-    /// Whether a subscription grants this (not the default plan).
-    pub fn is_subscribed(&self) -> bool {
-        self.status != NO_SUBSCRIPTION
+    /// Whether anything grants this (it is not the default plan).
+    pub fn is_granted(&self) -> bool {
+        !self.sources.is_empty()
     }
 }
 
@@ -130,27 +214,76 @@ struct Window {
     ends: Option<i64>,
 }
 
-/// Computes an organization's entitlement from its subscriptions: the merge
-/// of the granting ones (flags OR-ed, numbers maxed), else the default plan.
-pub fn compute(
-    catalog: &Catalog,
-    subs: &[SubscriptionState],
-    now: i64,
-    policy: Policy,
-) -> Computed {
-    let mut features = catalog.zero_features().clone();
+/// What the sources grant, gathered one source at a time.
+struct Gathered<'a> {
+    catalog: &'a Catalog,
+    features: Features,
+    sources: Vec<Source>,
+    plan_granted: bool,
+    valid_until: Option<i64>,
+    recheck_at: Option<i64>,
+}
+
+impl<'a> Gathered<'a> {
+    fn new(catalog: &'a Catalog) -> Self {
+        Self {
+            catalog,
+            features: catalog.zero_features().clone(),
+            sources: Vec::new(),
+            plan_granted: false,
+            valid_until: None,
+            recheck_at: None,
+        }
+    }
+
+    /// Counts a granting source: `until` is when the answer lapses
+    /// without an event, `ends` when time alone changes it.
+    fn add(&mut self, source: Source, features: Features, ends: Option<i64>) {
+        merge(&mut self.features, features);
+        self.plan_granted |= source.plan.is_some();
+        self.valid_until = earliest(self.valid_until, source.until);
+        self.recheck_at = earliest(self.recheck_at, ends);
+        self.sources.push(source);
+    }
+
+    fn plan(&self, name: &str) -> Option<&'a Plan> {
+        self.catalog.plan(name)
+    }
+}
+
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Among sources that grant until a time or forever (`None`), the one
+/// granting longest, then the last by id.
+fn longest<'s, T>(
+    candidates: impl Iterator<Item = (&'s T, Option<i64>, &'s str)>,
+) -> Option<&'s T> {
+    candidates
+        .max_by_key(|(_, until, id)| (until.is_none(), *until, *id))
+        .map(|(source, _, _)| source)
+}
+
+/// Computes an organization's entitlement from its sources: the merge of
+/// every granting subscription, purchase and grant (flags OR-ed, numbers
+/// maxed), over the default plan when none of them grants a plan.
+pub fn compute(catalog: &Catalog, sources: &Sources, now: i64, policy: Policy) -> Computed {
+    let mut gathered = Gathered::new(catalog);
     let mut unknown_prices = BTreeSet::new();
     let mut primary: Option<(&SubscriptionState, &str, Window)> = None;
-    let mut valid_until: Option<i64> = None;
-    let mut recheck_at: Option<i64> = None;
 
-    for sub in subs {
+    for sub in &sources.subscriptions {
         let Some(window) = grant_window(sub, now, policy) else {
             continue;
         };
         // The subscription's plan, when its items buy several: the one
         // that grants most, then the first by name.
         let mut plan_name: Option<(Weight, &str)> = None;
+        let mut features = Features::new();
         for item in &sub.items {
             match catalog.plan_for_price(&item.price_id) {
                 Some(plan) => {
@@ -172,12 +305,13 @@ pub fn compute(
         let Some((_, plan_name)) = plan_name else {
             continue;
         };
-        if let Some(until) = window.until {
-            valid_until = Some(valid_until.map_or(until, |v| v.min(until)));
-        }
-        if let Some(ends) = window.ends {
-            recheck_at = Some(recheck_at.map_or(ends, |r| r.min(ends)));
-        }
+        let source = Source {
+            kind: SourceKind::Subscription,
+            id: sub.id.clone(),
+            plan: Some(plan_name.to_owned()),
+            until: window.until,
+        };
+        gathered.add(source, features, window.ends);
         // The primary subscription is the one paid furthest ahead.
         let better = match &primary {
             None => true,
@@ -190,29 +324,91 @@ pub fn compute(
         }
     }
 
-    let entitlement = match primary {
-        Some((sub, plan, window)) => Entitlement {
-            plan: plan.to_owned(),
-            status: sub
-                .status
-                .as_ref()
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_default(),
-            features,
-            subscription_id: Some(sub.id.clone()),
-            current_period_end: sub.current_period_end,
-            cancel_at_period_end: sub.cancel_at_period_end,
-            grace_until: window.grace_until,
-            valid_until,
-        },
-        None => default_entitlement(catalog),
+    let mut purchases = Vec::new();
+    for purchase in &sources.purchases {
+        let (Some(paid_at), false) = (purchase.paid_at, purchase.withdrawn) else {
+            continue;
+        };
+        let Some(plan) = gathered.plan(&purchase.plan) else {
+            continue;
+        };
+        let until = plan.access_secs.map(|secs| paid_at.saturating_add(secs));
+        if until.is_some_and(|until| until <= now) {
+            continue;
+        }
+        let source = Source {
+            kind: SourceKind::Purchase,
+            id: purchase.id.clone(),
+            plan: Some(plan.name.clone()),
+            until,
+        };
+        gathered.add(source, plan.features_for(purchase.quantity), until);
+        purchases.push((purchase, until, purchase.id.as_str()));
+    }
+
+    let mut grants = Vec::new();
+    for grant in &sources.grants {
+        if grant.expires_at.is_some_and(|at| at <= now) {
+            continue;
+        }
+        let mut features = grant.features.clone();
+        let plan = grant.plan.as_deref().and_then(|name| gathered.plan(name));
+        if let Some(plan) = plan {
+            merge(&mut features, plan.features_for(grant.quantity));
+        }
+        let source = Source {
+            kind: SourceKind::Grant,
+            id: grant.id.clone(),
+            plan: plan.map(|p| p.name.clone()),
+            until: grant.expires_at,
+        };
+        gathered.add(source, features, grant.expires_at);
+        grants.push((grant, grant.expires_at, grant.id.as_str()));
+    }
+
+    let floor = default_entitlement(catalog);
+    if !gathered.plan_granted {
+        merge(&mut gathered.features, floor.features.clone());
+    }
+    let (plan, status) = match (
+        &primary,
+        longest(purchases.into_iter()),
+        longest(grants.into_iter()),
+    ) {
+        (Some((sub, plan, _)), _, _) => (
+            (*plan).to_owned(),
+            sub.status.as_ref().map(|s| s.as_str().to_owned()),
+        ),
+        (None, Some(purchase), _) => (purchase.plan.clone(), Some(PURCHASED.to_owned())),
+        (None, None, Some(grant)) => (
+            grant.plan.clone().unwrap_or(floor.plan.clone()),
+            Some(GRANTED.to_owned()),
+        ),
+        (None, None, None) => (floor.plan.clone(), Some(NO_SUBSCRIPTION.to_owned())),
+    };
+    let subscription = primary.as_ref().map(|(sub, _, window)| (*sub, window));
+    let entitlement = Entitlement {
+        plan,
+        status: status.unwrap_or_default(),
+        features: gathered.features,
+        subscription_id: subscription.map(|(sub, _)| sub.id.clone()),
+        current_period_end: subscription.and_then(|(sub, _)| sub.current_period_end),
+        cancel_at_period_end: subscription.is_some_and(|(sub, _)| sub.cancel_at_period_end),
+        grace_until: subscription.and_then(|(_, window)| window.grace_until),
+        valid_until: gathered.valid_until,
+        sources: gathered.sources,
     };
     Computed {
         entitlement,
-        recheck_at,
+        recheck_at: gathered.recheck_at,
         unknown_prices: unknown_prices.into_iter().collect(),
     }
 }
+
+/// Status of an organization whose primary source is a purchase.
+pub const PURCHASED: &str = "purchased";
+/// Status of an organization whose primary source is a grant.
+pub const GRANTED: &str = "granted";
 
 /// Status of an organization that nothing grants.
 pub const NO_SUBSCRIPTION: &str = "none";
@@ -237,6 +433,7 @@ pub fn default_entitlement(catalog: &Catalog) -> Entitlement {
         cancel_at_period_end: false,
         grace_until: None,
         valid_until: None,
+        sources: Vec::new(),
     }
 }
 
@@ -266,6 +463,14 @@ mod tests {
                 "team",
                 json!({"prices": ["price_team"], "features": {"seats": 25, "projects": 50}}),
             ),
+            (
+                "lifetime",
+                json!({"mode": "payment", "prices": ["price_lifetime"], "features": {"seats": 5, "sso": true}}),
+            ),
+            (
+                "pass",
+                json!({"mode": "payment", "prices": ["price_pass"], "access_days": 30, "features": {"seats": {"per_unit": 1}, "projects": 100}}),
+            ),
         ];
         let plans = plans
             .into_iter()
@@ -294,8 +499,15 @@ mod tests {
         }
     }
 
+    fn of_subs(subs: &[SubscriptionState]) -> Sources {
+        Sources {
+            subscriptions: subs.to_vec(),
+            ..Sources::default()
+        }
+    }
+
     fn entitlement(subs: &[SubscriptionState]) -> Entitlement {
-        compute(&catalog(), subs, NOW, POLICY).entitlement
+        compute(&catalog(), &of_subs(subs), NOW, POLICY).entitlement
     }
 
     #[test]
@@ -365,12 +577,17 @@ mod tests {
         let mut renewing = sub("sub_a", "active", "price_pro", 1);
         // Its renewal event is late: the period ended, but it still grants.
         renewing.current_period_end = Some(NOW - DAY);
-        let computed = compute(&catalog(), std::slice::from_ref(&renewing), NOW, POLICY);
+        let computed = compute(
+            &catalog(),
+            &of_subs(std::slice::from_ref(&renewing)),
+            NOW,
+            POLICY,
+        );
         assert_eq!(computed.entitlement.plan, "pro");
         assert_eq!(computed.recheck_at, None);
         let mut canceled = sub("sub_b", "active", "price_team", 1);
         canceled.cancel_at_period_end = true;
-        let computed = compute(&catalog(), &[renewing, canceled], NOW, POLICY);
+        let computed = compute(&catalog(), &of_subs(&[renewing, canceled]), NOW, POLICY);
         assert_eq!(computed.entitlement.valid_until, Some(NOW - DAY));
         assert_eq!(computed.recheck_at, Some(NOW + 29 * DAY));
     }
@@ -403,11 +620,159 @@ mod tests {
     fn unknown_prices_grant_nothing_and_are_reported() {
         let computed = compute(
             &catalog(),
-            &[sub("sub_1", "active", "price_nope", 1)],
+            &of_subs(&[sub("sub_1", "active", "price_nope", 1)]),
             NOW,
             POLICY,
         );
         assert_eq!(computed.entitlement.plan, "free");
         assert_eq!(computed.unknown_prices, vec!["price_nope".to_string()]);
+    }
+
+    fn purchase(id: &str, plan: &str, quantity: i64, paid_at: Option<i64>) -> PurchaseState {
+        PurchaseState {
+            id: id.into(),
+            plan: plan.into(),
+            quantity,
+            paid_at,
+            withdrawn: false,
+        }
+    }
+
+    fn grant(
+        id: &str,
+        plan: Option<&str>,
+        features: Features,
+        expires_at: Option<i64>,
+    ) -> GrantState {
+        GrantState {
+            id: id.into(),
+            plan: plan.map(Into::into),
+            features,
+            quantity: 1,
+            expires_at,
+        }
+    }
+
+    fn at(sources: &Sources, now: i64) -> Computed {
+        compute(&catalog(), sources, now, POLICY)
+    }
+
+    #[test]
+    fn a_lifetime_purchase_grants_forever_and_a_pass_for_its_days() {
+        let sources = Sources {
+            purchases: vec![
+                purchase("cs_life", "lifetime", 1, Some(NOW - 400 * DAY)),
+                purchase("cs_pass", "pass", 12, Some(NOW - DAY)),
+            ],
+            ..Sources::default()
+        };
+        let computed = at(&sources, NOW);
+        let e = &computed.entitlement;
+        assert_eq!(
+            (e.plan.as_str(), e.status.as_str()),
+            ("lifetime", "purchased")
+        );
+        assert_eq!(e.features["seats"], FeatureValue::Limit(12));
+        assert_eq!(e.features["sso"], FeatureValue::Flag(true));
+        assert_eq!(e.features["projects"], FeatureValue::Limit(100));
+        let pass_ends = NOW + 29 * DAY;
+        assert_eq!(
+            (e.valid_until, computed.recheck_at),
+            (Some(pass_ends), Some(pass_ends))
+        );
+        let kinds: Vec<_> = e.sources.iter().map(|s| (s.id.as_str(), s.until)).collect();
+        assert_eq!(kinds, [("cs_life", None), ("cs_pass", Some(pass_ends))]);
+
+        let after = at(&sources, pass_ends).entitlement;
+        assert_eq!(after.features["seats"], FeatureValue::Limit(5));
+        assert_eq!(after.features["projects"], FeatureValue::Limit(0));
+        assert_eq!(after.valid_until, None);
+    }
+
+    #[test]
+    fn unpaid_withdrawn_and_unknown_purchases_grant_nothing() {
+        let mut refunded = purchase("cs_b", "lifetime", 1, Some(NOW - DAY));
+        refunded.withdrawn = true;
+        for p in [
+            purchase("cs_a", "lifetime", 1, None),
+            refunded,
+            purchase("cs_c", "retired", 1, Some(NOW - DAY)),
+        ] {
+            let sources = Sources {
+                purchases: vec![p.clone()],
+                ..Sources::default()
+            };
+            let e = at(&sources, NOW).entitlement;
+            assert_eq!((e.plan.as_str(), e.is_granted()), ("free", false), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn a_subscription_is_the_primary_source_then_a_purchase_then_a_grant() {
+        let sso: Features = [("sso".to_owned(), FeatureValue::Flag(true))].into();
+        let all = Sources {
+            subscriptions: vec![sub("sub_1", "active", "price_team", 1)],
+            purchases: vec![purchase("cs_1", "lifetime", 1, Some(NOW))],
+            grants: vec![grant("grant_1", None, sso.clone(), Some(NOW + DAY))],
+        };
+        let e = at(&all, NOW).entitlement;
+        assert_eq!((e.plan.as_str(), e.status.as_str()), ("team", "active"));
+        assert_eq!(e.subscription_id.as_deref(), Some("sub_1"));
+        let kinds: Vec<_> = e.sources.iter().map(|s| s.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                SourceKind::Subscription,
+                SourceKind::Purchase,
+                SourceKind::Grant
+            ]
+        );
+        assert_eq!(e.features["seats"], FeatureValue::Limit(25));
+        assert_eq!(e.valid_until, Some(NOW + DAY));
+
+        let without_sub = Sources {
+            subscriptions: vec![],
+            ..all.clone()
+        };
+        let e = at(&without_sub, NOW).entitlement;
+        assert_eq!(
+            (e.plan.as_str(), e.status.as_str()),
+            ("lifetime", "purchased")
+        );
+        assert_eq!((e.subscription_id, e.current_period_end), (None, None));
+
+        // A grant of features alone sits on the default plan.
+        let grant_only = Sources {
+            grants: all.grants.clone(),
+            ..Sources::default()
+        };
+        let computed = at(&grant_only, NOW);
+        let e = &computed.entitlement;
+        assert_eq!((e.plan.as_str(), e.status.as_str()), ("free", "granted"));
+        assert_eq!(e.features["sso"], FeatureValue::Flag(true));
+        assert_eq!(e.features["projects"], FeatureValue::Limit(3));
+        assert_eq!(computed.recheck_at, Some(NOW + DAY));
+        // It expires with no event.
+        let expired = at(&grant_only, NOW + DAY).entitlement;
+        assert_eq!(
+            (expired.status.as_str(), expired.features["sso"]),
+            ("none", FeatureValue::Flag(false))
+        );
+    }
+
+    #[test]
+    fn a_plan_grant_scales_by_quantity_and_merges_with_its_features() {
+        let projects: Features = [("projects".to_owned(), FeatureValue::Limit(500))].into();
+        let mut g = grant("grant_1", Some("pro"), projects, None);
+        g.quantity = 40;
+        let sources = Sources {
+            grants: vec![g],
+            ..Sources::default()
+        };
+        let e = at(&sources, NOW).entitlement;
+        assert_eq!((e.plan.as_str(), e.status.as_str()), ("pro", "granted"));
+        assert_eq!(e.features["seats"], FeatureValue::Limit(40));
+        assert_eq!(e.features["projects"], FeatureValue::Limit(500));
+        assert_eq!(e.valid_until, None);
     }
 }

@@ -25,6 +25,15 @@ pub enum Error {
     /// The plan catalog is inconsistent; the message names the key.
     #[error("{0}")]
     Catalog(String),
+    /// A grant request is invalid; the message names the field.
+    #[error("{0}")]
+    InvalidGrant(String),
+    /// No grant of the organization has this id.
+    #[error("organization has no grant {0:?}")]
+    UnknownGrant(String),
+    /// The grant was revoked already.
+    #[error("grant {0:?} is already revoked")]
+    GrantRevoked(String),
     /// A stored value could not be read back (for example corrupt JSON).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),

@@ -236,6 +236,15 @@ pub struct PaymentObject {
     /// Our `org_id`, if the charge carries it.
     #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Metadata,
+    /// The payment intent the charge or dispute belongs to.
+    #[serde(default, deserialize_with = "id_or_object")]
+    pub payment_intent: Option<String>,
+    /// Whether a charge is refunded in full.
+    #[serde(default)]
+    pub refunded: Option<bool>,
+    /// A dispute's status: `won`, `lost`, `warning_closed`, ...
+    #[serde(default)]
+    pub status: Option<String>,
 }
 
 impl PaymentObject {
@@ -276,9 +285,16 @@ pub struct CheckoutSessionObject {
     /// The subscription id (or the expanded subscription).
     #[serde(default, deserialize_with = "id_or_object")]
     pub subscription: Option<String>,
-    /// Our `org_id` and `plan`.
+    /// Our `org_id` and `plan` (and a purchase's `quantity`).
     #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Metadata,
+    /// `paid`, `unpaid` (a delayed payment method) or
+    /// `no_payment_required`.
+    #[serde(default)]
+    pub payment_status: Option<String>,
+    /// The payment intent of a payment-mode session.
+    #[serde(default, deserialize_with = "id_or_object")]
+    pub payment_intent: Option<String>,
 }
 
 impl CheckoutSessionObject {

@@ -58,8 +58,13 @@ macro_rules! stripe_enum {
 stripe_enum! {
     /// The type of a Stripe event.
     EventKind {
-        /// A Checkout Session was paid (or set up).
+        /// A Checkout Session was paid (or set up), or awaits a delayed
+        /// payment.
         CheckoutSessionCompleted = "checkout.session.completed",
+        /// A Checkout Session's delayed payment succeeded.
+        CheckoutSessionAsyncPaymentSucceeded = "checkout.session.async_payment_succeeded",
+        /// A Checkout Session's delayed payment failed.
+        CheckoutSessionAsyncPaymentFailed = "checkout.session.async_payment_failed",
         /// A subscription was created; the payload is its full state.
         SubscriptionCreated = "customer.subscription.created",
         /// A subscription changed; the payload is its full state.
@@ -78,6 +83,8 @@ stripe_enum! {
         ChargeRefunded = "charge.refunded",
         /// A charge was disputed.
         ChargeDisputeCreated = "charge.dispute.created",
+        /// A dispute ended (won, lost, or an inquiry closed).
+        ChargeDisputeClosed = "charge.dispute.closed",
     }
 }
 

@@ -10,6 +10,7 @@ pub mod db;
 mod engine;
 mod error;
 pub mod event;
+pub mod grants;
 pub mod history;
 pub mod kinds;
 pub mod org;
@@ -19,8 +20,8 @@ mod source;
 mod store;
 mod view;
 
-pub use catalog::{Catalog, FeatureValue, Features, PlanConfig};
-pub use compute::Policy;
+pub use catalog::{Catalog, FeatureValue, Features, PlanConfig, PlanMode};
+pub use compute::{Policy, Source, SourceKind};
 pub use counters::Counters;
 pub use db::{Backend, Database, DatabaseOptions};
 pub use engine::{Engine, Replay};

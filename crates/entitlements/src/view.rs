@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::catalog::Features;
-use crate::compute::{Entitlement, NO_SUBSCRIPTION};
+use crate::compute::{Entitlement, Source, SourceKind};
 
 /// An organization's entitlements at one version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +26,8 @@ pub struct EntitlementView {
     pub grace_until: Option<DateTime<Utc>>,
     /// When this answer lapses if no further event arrives.
     pub valid_until: Option<DateTime<Utc>>,
+    /// What grants it; empty for the default plan.
+    pub sources: Vec<Source>,
     /// Grows by one with every change.
     pub version: i64,
     /// When the entitlements last changed.
@@ -44,14 +46,22 @@ impl EntitlementView {
             cancel_at_period_end: e.cancel_at_period_end,
             grace_until: e.grace_until.and_then(time),
             valid_until: e.valid_until.and_then(time),
+            sources: e.sources,
             version,
             updated_at: updated_at.and_then(time),
         }
     }
 
-    /// Whether a subscription grants this answer (not the default plan).
-    pub fn is_subscribed(&self) -> bool {
-        self.status != NO_SUBSCRIPTION
+    /// Whether anything grants this answer (it is not the default plan).
+    pub fn is_granted(&self) -> bool {
+        !self.sources.is_empty()
+    }
+
+    /// Whether a subscription grants part of it.
+    pub fn has_subscription(&self) -> bool {
+        self.sources
+            .iter()
+            .any(|source| source.kind == SourceKind::Subscription)
     }
 }
 

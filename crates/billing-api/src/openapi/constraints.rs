@@ -3,8 +3,9 @@
 //! and every other one it refuses. Constraints that come from configuration
 //! (plans, prices, features, redirect origins) are filled in at run time.
 
-use entitlements::Catalog;
+use entitlements::grants::{MAX_QUANTITY as GRANT_MAX_QUANTITY, MAX_REASON_CHARS};
 use entitlements::org::ORG_ID_PATTERN;
+use entitlements::{Catalog, FeatureValue};
 use serde_json::{Value, json};
 
 use crate::checkout::{MAX_QUANTITY, MAX_TRIAL_DAYS};
@@ -106,6 +107,35 @@ pub(crate) fn constrain(doc: &mut Value, settings: &Settings, catalog: &Catalog)
     }
 
     let schemas = &mut doc["components"]["schemas"];
+    let plans: Vec<Value> = catalog.plans().map(|plan| json!(plan.name)).collect();
+    let feature_values: serde_json::Map<String, Value> = catalog
+        .zero_features()
+        .iter()
+        .map(|(name, zero)| {
+            let schema = match zero {
+                FeatureValue::Flag(_) => json!({"type": "boolean"}),
+                FeatureValue::Limit(_) => json!({"type": "integer", "minimum": 0}),
+            };
+            (name.clone(), schema)
+        })
+        .collect();
+    let grant = &mut schemas["NewGrant"];
+    grant["properties"]["plan"] = nullable_enum(plans);
+    grant["properties"]["features"] = json!({
+        "type": ["object", "null"], "properties": feature_values,
+        "additionalProperties": false, "minProperties": 1,
+    });
+    grant["properties"]["quantity"] =
+        json!({"type": ["integer", "null"], "minimum": 1, "maximum": GRANT_MAX_QUANTITY});
+    grant["properties"]["reason"] = json!({
+        "type": ["string", "null"], "maxLength": MAX_REASON_CHARS, "pattern": "^[^\\u0000]*$",
+    });
+    // A plan (scaled by `quantity`) or features, exactly one.
+    grant["oneOf"] = json!([
+        {"required": ["plan"], "properties": {"plan": {"type": "string"}, "features": {"type": "null"}}},
+        {"required": ["features"], "properties": {"features": {"type": "object"}, "plan": {"type": "null"}, "quantity": {"type": "null"}}},
+    ]);
+
     let portal = &mut schemas["PortalRequest"]["properties"];
     portal["org_id"] = org_id;
     portal["return_url"] = redirect;

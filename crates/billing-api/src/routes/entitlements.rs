@@ -108,12 +108,10 @@ async fn current(state: &AppState, org_id: &OrgId) -> Result<EntitlementView, Ap
     let view = state
         .with_engine(async move |engine| engine.entitlements(org.as_str()).await)
         .await?;
-    if !view.is_subscribed() && state.engine.catalog().default_plan().is_none() {
+    if !view.is_granted() && state.engine.catalog().default_plan().is_none() {
         return Err(ApiError::NotFound {
             code: "no_entitlements",
-            message: format!(
-                "organization {org_id:?} has no subscription and there is no default plan"
-            ),
+            message: format!("nothing grants organization {org_id:?} and there is no default plan"),
         });
     }
     Ok(view)

@@ -2,6 +2,7 @@
 
 pub(crate) mod checkout;
 pub(crate) mod entitlements;
+pub(crate) mod grants;
 pub(crate) mod history;
 pub(crate) mod operations;
 pub(crate) mod portal;
@@ -9,7 +10,7 @@ pub(crate) mod webhooks;
 
 use actix_web::error::{JsonPayloadError, QueryPayloadError};
 use actix_web::http::Method;
-use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Responder, web};
+use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder, web};
 
 use crate::error::ApiError;
 
@@ -17,6 +18,7 @@ use crate::error::ApiError;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(checkout::configure)
         .configure(entitlements::configure)
+        .configure(grants::configure)
         .configure(history::configure)
         .configure(operations::configure)
         .configure(portal::configure)
@@ -32,14 +34,27 @@ where
     Args: FromRequest + 'static,
     F::Output: Responder + 'static,
 {
-    let allow = method.clone();
+    let allow = [method.clone()];
+    serve(cfg, path, &allow, |resource| {
+        resource.route(web::method(method).to(handler))
+    });
+}
+
+/// Mounts the resource `routes` builds at `path`, serving `methods`; any
+/// other method answers 405 with an `Allow` header naming them.
+pub(crate) fn serve(
+    cfg: &mut web::ServiceConfig,
+    path: &str,
+    methods: &[Method],
+    routes: impl FnOnce(Resource) -> Resource,
+) {
+    let allow: Vec<&str> = methods.iter().map(Method::as_str).collect();
+    let allow = allow.join(", ");
     cfg.service(
-        web::resource(path)
-            .route(web::method(method).to(handler))
-            .default_service(web::to(move || {
-                let allow = allow.clone();
-                async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed(allow)) }
-            })),
+        routes(web::resource(path)).default_service(web::to(move || {
+            let allow = allow.clone();
+            async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed(allow)) }
+        })),
     );
 }
 

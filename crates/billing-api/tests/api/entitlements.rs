@@ -15,7 +15,8 @@ async fn an_unknown_organization_gets_the_default_plan(backend: Backend) {
             "org_id": "nobody", "plan": "free", "status": "none",
             "features": {"projects": 3, "seats": 1, "sso": false},
             "subscription_id": null, "current_period_end": null, "cancel_at_period_end": false,
-            "grace_until": null, "valid_until": null, "version": 0, "updated_at": null
+            "grace_until": null, "valid_until": null, "version": 0, "updated_at": null,
+            "sources": []
         })
     );
 }

@@ -10,6 +10,7 @@ mod cli;
 mod concurrency;
 mod contract;
 mod entitlements;
+mod grants;
 mod helpers;
 mod history;
 mod lifecycle;

@@ -17,7 +17,9 @@ async fn every_documented_operation_is_served(backend: Backend) {
             let url = format!(
                 "{}{}",
                 app.address,
-                path.replace("{org_id}", "acme").replace("{feature}", "sso")
+                path.replace("{org_id}", "acme")
+                    .replace("{feature}", "sso")
+                    .replace("{grant_id}", "grant_none")
             );
             let request = match method.as_str() {
                 "get" => app.client.get(&url),
@@ -26,6 +28,7 @@ async fn every_documented_operation_is_served(backend: Backend) {
                     .post(&url)
                     .header("Content-Type", "application/json")
                     .body("{}"),
+                "delete" => app.client.delete(&url),
                 other => panic!("unexpected method {other}"),
             };
             let response = request.send().await.unwrap();
@@ -45,13 +48,16 @@ async fn every_documented_operation_is_served(backend: Backend) {
     assert_eq!(
         operations,
         [
+            "DELETE /v1/orgs/{org_id}/grants/{grant_id}",
             "GET /healthz",
             "GET /metrics",
             "GET /readyz",
             "GET /v1/entitlements/{org_id}",
             "GET /v1/entitlements/{org_id}/features/{feature}",
+            "GET /v1/orgs/{org_id}/grants",
             "GET /v1/orgs/{org_id}/history",
             "POST /v1/checkout/sessions",
+            "POST /v1/orgs/{org_id}/grants",
             "POST /v1/portal/sessions",
             "POST /webhooks/stripe",
         ]

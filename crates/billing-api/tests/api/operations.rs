@@ -36,7 +36,7 @@ async fn metrics_count_requests_webhooks_and_changes(backend: Backend) {
         r#"billing_http_request_duration_seconds_count{method="GET",route="/v1/entitlements/{org_id}",status="200"} 1"#,
         r#"billing_http_request_duration_seconds_count{method="GET",route="/v1/entitlements/{org_id}",status="401"} 1"#,
         r#"billing_http_request_duration_seconds_count{method="POST",route="/webhooks/stripe",status="200"} 2"#,
-        "billing_entitlement_changes_total 1",
+        "billing_entitlement_changes_total{source=\"subscription\"} 1",
         r#"billing_events_recorded_total{outcome="applied"} 1"#,
         "billing_duplicate_events_total 1",
     ] {

@@ -98,6 +98,15 @@ fn comparable(mut body: Value) -> Value {
         for key in ["org_id", "subscription_id", "version", "updated_at"] {
             map.remove(key);
         }
+        // Each organization's subscriptions have ids of their own.
+        for source in map
+            .get_mut("sources")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            source["id"] = Value::Null;
+        }
     }
     body
 }

@@ -15,7 +15,8 @@ async fn the_entitlements_body() {
     assert_eq!(status, 200);
     // Times of the run are redacted.
     insta::assert_json_snapshot!("entitlements_subscribed", body, {
-        ".current_period_end" => "[time]", ".valid_until" => "[time]", ".updated_at" => "[time]"
+        ".current_period_end" => "[time]", ".valid_until" => "[time]", ".updated_at" => "[time]",
+        ".sources[].until" => "[time]"
     });
     let (_, default) = app.get_entitlements("nobody").await;
     insta::assert_json_snapshot!("entitlements_default", default);

@@ -54,6 +54,7 @@ diesel::table! {
         updated_at -> BigInt,
         rules -> Nullable<Text>,
         recheck_at -> Nullable<BigInt>,
+        sources -> Text,
     }
 }
 
@@ -65,6 +66,7 @@ diesel::table! {
         event_id -> Nullable<Text>,
         detail -> Text,
         noted_at -> BigInt,
+        grant_id -> Nullable<Text>,
     }
 }
 
@@ -95,6 +97,49 @@ diesel::table! {
         features -> Text,
         changed_at -> BigInt,
         position -> BigInt,
+        grant_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    purchases (id) {
+        id -> Text,
+        org_id -> Text,
+        customer_id -> Nullable<Text>,
+        payment_intent_id -> Nullable<Text>,
+        plan -> Text,
+        quantity -> BigInt,
+        status -> Text,
+        paid_at -> Nullable<BigInt>,
+        last_event_created -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    payments (payment_intent_id) {
+        payment_intent_id -> Text,
+        refunded -> Bool,
+        disputed -> Bool,
+        dispute_event_created -> Nullable<BigInt>,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    grants (id) {
+        id -> Text,
+        org_id -> Text,
+        plan -> Nullable<Text>,
+        features -> Nullable<Text>,
+        quantity -> BigInt,
+        expires_at -> Nullable<BigInt>,
+        reason -> Nullable<Text>,
+        created_at -> BigInt,
+        created_by -> Text,
+        revoked_at -> Nullable<BigInt>,
+        revoked_by -> Nullable<Text>,
+        expiry_noted -> Bool,
     }
 }
 
@@ -108,4 +153,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     webhook_events,
     entitlement_changes,
     history_notes,
+    purchases,
+    payments,
+    grants,
 );

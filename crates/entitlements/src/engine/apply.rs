@@ -10,15 +10,13 @@ use super::transition::{Input, Next, Refusal, Source, transition};
 use super::{Engine, SubscriptionRead, conclude};
 use crate::Error;
 use crate::db::Conn;
-use crate::event::{
-    CheckoutSessionObject, Event, InvoiceObject, PaymentObject, SubscriptionObject,
-};
+use crate::event::{CheckoutSessionObject, Event, InvoiceObject, SubscriptionObject};
 use crate::kinds::EventKind;
 use crate::org::{ORG_ID_RULE, is_valid_org_id};
 use crate::receipt::{Outcome, Receipt};
 use crate::snapshot::SubscriptionSnapshot;
 use crate::store::subscriptions::SubscriptionRow;
-use crate::store::{organizations, subscriptions};
+use crate::store::{Cause, organizations, subscriptions};
 
 /// An event being applied: the event, the subscription state read for it
 /// (refetch mode) and the time it arrived.
@@ -65,7 +63,11 @@ impl Engine {
             )));
         }
         match &event.kind {
-            EventKind::CheckoutSessionCompleted => self.apply_checkout(conn, arrival).await,
+            EventKind::CheckoutSessionCompleted
+            | EventKind::CheckoutSessionAsyncPaymentSucceeded
+            | EventKind::CheckoutSessionAsyncPaymentFailed => {
+                self.apply_checkout(conn, arrival).await
+            }
             EventKind::SubscriptionCreated
             | EventKind::SubscriptionUpdated
             | EventKind::SubscriptionDeleted
@@ -87,9 +89,9 @@ impl Engine {
             EventKind::InvoicePaid | EventKind::InvoicePaymentFailed => {
                 self.apply_invoice(conn, event, now).await
             }
-            EventKind::ChargeRefunded | EventKind::ChargeDisputeCreated => {
-                self.apply_payment(conn, event).await
-            }
+            EventKind::ChargeRefunded
+            | EventKind::ChargeDisputeCreated
+            | EventKind::ChargeDisputeClosed => self.apply_payment(conn, event, now).await,
             EventKind::Other(_) => Ok(Receipt::new(Outcome::Ignored)),
         }
     }
@@ -104,8 +106,14 @@ impl Engine {
             Ok(session) => session,
             Err(reason) => return Ok(Receipt::invalid(reason)),
         };
-        if session.mode.as_deref() != Some("subscription") {
-            return Ok(Receipt::new(Outcome::Ignored).detail("not a subscription checkout"));
+        match session.mode.as_deref() {
+            Some("payment") => return self.apply_purchase(conn, event, &session, now).await,
+            Some("subscription") if event.kind == EventKind::CheckoutSessionCompleted => {}
+            Some("subscription") => {
+                return Ok(Receipt::new(Outcome::Ignored)
+                    .detail("the subscription's own events decide its state"));
+            }
+            _ => return Ok(Receipt::new(Outcome::Ignored).detail("not a subscription checkout")),
         }
         let org_id = match org_from_payload(session.org_id()) {
             Ok(Some(org_id)) => org_id,
@@ -123,21 +131,9 @@ impl Engine {
             None => None,
         };
         let now = organizations::lock(conn, &org_id, now).await?;
-        let mut receipt = Receipt::new(Outcome::Applied).org(Some(org_id.clone()));
-        if let Some(customer) = &session.customer {
-            match organizations::org_of_customer(conn, customer).await? {
-                Some(owner) if owner != org_id => {
-                    receipt = receipt.note(format!(
-                        "customer {customer} belongs to organization {owner}"
-                    ));
-                }
-                Some(_) => {}
-                None => {
-                    organizations::set_customer_if_unset(conn, &org_id, customer, now).await?;
-                }
-            }
-            subscriptions::link_customer(conn, customer, &org_id).await?;
-        }
+        let receipt = Receipt::new(Outcome::Applied).org(Some(org_id.clone()));
+        let mut receipt =
+            link_customer(conn, receipt, &org_id, session.customer.as_deref(), now).await?;
         if let Some(sub) = sub {
             receipt = receipt.subscription(&sub.id);
             let mut row = sub.clone();
@@ -163,7 +159,9 @@ impl Engine {
             row.updated_at = now;
             subscriptions::save(conn, &row).await?;
         }
-        let recomputed = self.recompute(conn, &org_id, Some(&event.id), now).await?;
+        let recomputed = self
+            .recompute(conn, &org_id, Cause::Event(&event.id), now)
+            .await?;
         Ok(conclude(receipt, recomputed))
     }
 
@@ -208,7 +206,7 @@ impl Engine {
             .org(row.org_id.clone())
             .subscription(&sub.id);
         if let Some(left) = &left {
-            self.recompute(conn, left, source.id, now).await?;
+            self.recompute(conn, left, source.id.into(), now).await?;
             receipt = receipt.note(format!("moved from organization {left}"));
         }
         let Some(org_id) = row.org_id else {
@@ -218,7 +216,7 @@ impl Engine {
             }
             .detail("no organization known yet; the checkout event will link it"));
         };
-        let recomputed = self.recompute(conn, &org_id, source.id, now).await?;
+        let recomputed = self.recompute(conn, &org_id, source.id.into(), now).await?;
         Ok(conclude(receipt, recomputed))
     }
 
@@ -269,7 +267,9 @@ impl Engine {
             .subscription(&sub_id);
         match row.org_id {
             Some(org) => {
-                let recomputed = self.recompute(conn, &org, Some(&event.id), now).await?;
+                let recomputed = self
+                    .recompute(conn, &org, Cause::Event(&event.id), now)
+                    .await?;
                 Ok(conclude(receipt, recomputed))
             }
             None => Ok(Receipt {
@@ -278,37 +278,6 @@ impl Engine {
             }
             .detail("no organization known yet; dunning is kept on the subscription")),
         }
-    }
-
-    /// Refunds and disputes change no entitlement; they are recorded against
-    /// the organization so that its history shows them.
-    async fn apply_payment(&self, conn: &mut Conn<'_>, event: &Event) -> Result<Receipt, Error> {
-        let payment: PaymentObject = match event.object() {
-            Ok(payment) => payment,
-            Err(reason) => return Ok(Receipt::invalid(reason)),
-        };
-        let named_org = match org_from_payload(payment.org_id()) {
-            Ok(org) => org,
-            Err(invalid) => return Ok(invalid),
-        };
-        let org_id = match (named_org, payment.customer_id()) {
-            (Some(org), _) => Some(org),
-            (None, Some(customer)) => organizations::org_of_customer(conn, customer).await?,
-            (None, None) => None,
-        };
-        let amount = payment
-            .amount_refunded
-            .filter(|_| event.kind == EventKind::ChargeRefunded)
-            .or(payment.amount);
-        let detail = match (amount, &payment.currency) {
-            (Some(amount), Some(currency)) => format!("{} {amount} {currency}", payment.id),
-            _ => payment.id.clone(),
-        };
-        Ok(match org_id {
-            Some(org) => Receipt::new(Outcome::Applied).org(Some(org)).detail(detail),
-            None => Receipt::new(Outcome::Unlinked)
-                .detail(format!("{detail}; no organization known for it")),
-        })
     }
 
     /// The organization a subscription belongs to: its stored link, else
@@ -327,6 +296,33 @@ impl Engine {
     }
 }
 
+/// Links a checkout's customer to its organization, unless the customer
+/// belongs to another one (then the receipt says so), and links the
+/// customer's unlinked subscriptions.
+pub(super) async fn link_customer(
+    conn: &mut Conn<'_>,
+    receipt: Receipt,
+    org_id: &str,
+    customer: Option<&str>,
+    now: i64,
+) -> Result<Receipt, Error> {
+    let Some(customer) = customer else {
+        return Ok(receipt);
+    };
+    let receipt = match organizations::org_of_customer(conn, customer).await? {
+        Some(owner) if owner != org_id => receipt.note(format!(
+            "customer {customer} belongs to organization {owner}"
+        )),
+        Some(_) => receipt,
+        None => {
+            organizations::set_customer_if_unset(conn, org_id, customer, now).await?;
+            receipt
+        }
+    };
+    subscriptions::link_customer(conn, customer, org_id).await?;
+    Ok(receipt)
+}
+
 /// The receipt of an input the state machine refused.
 fn stale(row: SubscriptionRow, sub_id: &str, Refusal(reason): Refusal) -> Receipt {
     Receipt::new(Outcome::Stale)
@@ -337,7 +333,7 @@ fn stale(row: SubscriptionRow, sub_id: &str, Refusal(reason): Refusal) -> Receip
 
 /// An organization id an event names, refused (`invalid`) unless it is one
 /// the API would accept, so that no row is stored that nobody can query.
-fn org_from_payload(org_id: Option<&str>) -> Result<Option<String>, Receipt> {
+pub(super) fn org_from_payload(org_id: Option<&str>) -> Result<Option<String>, Receipt> {
     match org_id {
         Some(org_id) if !is_valid_org_id(org_id) => Err(Receipt::invalid(format!(
             "organization id {org_id:?} is not valid: {ORG_ID_RULE}"

@@ -3,6 +3,8 @@
 //! entitlements of its organization.
 
 mod apply;
+mod by_hand;
+mod purchase;
 mod transition;
 
 use std::sync::Arc;
@@ -10,7 +12,7 @@ use std::sync::Arc;
 use crate::Error;
 use crate::catalog::Catalog;
 use crate::clock::now;
-use crate::compute::{Policy, compute, default_entitlement};
+use crate::compute::{Policy, Source, SourceKind, Sources, compute, default_entitlement};
 use crate::counters::Counters;
 use crate::db::{Conn, Database};
 use crate::event::Event;
@@ -19,7 +21,9 @@ use crate::receipt::{Change, Delivery, Outcome, Receipt};
 use crate::source::{SourceError, SubscriptionRead, SubscriptionSource};
 use crate::store::answers::EntitlementRow;
 use crate::store::events::Placement;
-use crate::store::{answers, events, history, notes, organizations, subscriptions};
+use crate::store::{
+    Cause, answers, events, grants, history, notes, organizations, purchases, subscriptions,
+};
 use crate::view::EntitlementView;
 
 use apply::{Arrival, subscription_to_read};
@@ -160,7 +164,7 @@ impl Engine {
                     Some(Some(org_id)) => org_id,
                 };
                 let recomputed = self
-                    .lock_and_recompute(conn, &org_id, Some(event_id))
+                    .lock_and_recompute(conn, &org_id, Cause::Event(event_id))
                     .await?;
                 let detail = match recomputed.change {
                     None => format!("entitlements unchanged at version {}", recomputed.version),
@@ -170,7 +174,8 @@ impl Engine {
                         recomputed.version
                     ),
                 };
-                notes::add(conn, &org_id, "replay", Some(event_id), &detail, now()).await?;
+                let about = Cause::Event(event_id);
+                notes::add(conn, &org_id, "replay", about, &detail, now()).await?;
                 Ok(Replay::Recomputed {
                     org_id,
                     version: recomputed.version,
@@ -200,7 +205,9 @@ impl Engine {
                 let (engine, org_id) = (self.clone(), org_id.clone());
                 detached(async move {
                     engine
-                        .write(async |conn| engine.lock_and_recompute(conn, &org_id, None).await)
+                        .write(async |conn| {
+                            engine.lock_and_recompute(conn, &org_id, Cause::Time).await
+                        })
                         .await
                 })
                 .await?;
@@ -292,32 +299,49 @@ impl Engine {
         &self,
         conn: &mut Conn<'_>,
         org_id: &str,
-        event_id: Option<&str>,
+        cause: Cause<'_>,
     ) -> Result<Recomputed, Error> {
         let now = organizations::lock(conn, org_id, now()).await?;
-        self.recompute(conn, org_id, event_id, now).await
+        self.recompute(conn, org_id, cause, now).await
     }
 
-    /// Recomputes the organization's entitlements from its subscriptions and
-    /// stores them, with a new version and a history row, if they changed;
-    /// an unchanged answer records the rules it was computed under and when
-    /// to compute it again. The caller holds the organization's lock.
+    /// Recomputes the organization's entitlements from its sources and
+    /// stores them, with a new version and a history row naming `cause`, if
+    /// they changed; an unchanged answer records the rules it was computed
+    /// under and when to compute it again. Grants that expired since are
+    /// noted in the history. The caller holds the organization's lock.
     async fn recompute(
         &self,
         conn: &mut Conn<'_>,
         org_id: &str,
-        event_id: Option<&str>,
+        cause: Cause<'_>,
         now: i64,
     ) -> Result<Recomputed, Error> {
-        let subs = subscriptions::of_org(conn, org_id).await?;
-        let computed = compute(&self.catalog, &subs, now, self.policy);
+        let sources = Sources {
+            subscriptions: subscriptions::of_org(conn, org_id).await?,
+            purchases: purchases::of_org(conn, org_id).await?,
+            grants: grants::unrevoked(conn, org_id).await?,
+        };
+        for (grant_id, expired_at) in grants::take_expired(conn, org_id, now).await? {
+            let detail = format!("expired at {}", rfc3339(expired_at));
+            notes::add(
+                conn,
+                org_id,
+                "grant_expired",
+                Cause::Grant(&grant_id),
+                &detail,
+                now,
+            )
+            .await?;
+        }
+        let computed = compute(&self.catalog, &sources, now, self.policy);
         let current = answers::get(conn, org_id).await?;
         let (before, version) = match &current {
             Some(row) => (row.entitlement()?, row.version),
             None => (default_entitlement(&self.catalog), 0),
         };
         let after = &computed.entitlement;
-        let change = match (before.is_subscribed(), after.is_subscribed()) {
+        let change = match (before.is_granted(), after.is_granted()) {
             _ if before == *after => None,
             (false, true) => Some(Change::Granted),
             (true, false) => Some(Change::Revoked),
@@ -326,8 +350,9 @@ impl Engine {
         let version = match (change, &current) {
             (Some(_), _) => {
                 let row = EntitlementRow::new(org_id, &computed, version + 1, now, &self.rules)?;
-                answers::save_change(conn, &row, event_id).await?;
-                self.counters.entitlement_change();
+                answers::save_change(conn, &row, cause).await?;
+                self.counters
+                    .entitlement_change(&changed_kinds(&before.sources, &after.sources));
                 version + 1
             }
             (None, Some(row))
@@ -365,7 +390,7 @@ impl Engine {
         let row = match row {
             Some(row) if row.due(now, &self.rules) => {
                 self.write(async |conn| {
-                    self.lock_and_recompute(conn, org_id, None).await?;
+                    self.lock_and_recompute(conn, org_id, Cause::Time).await?;
                     answers::get(conn, org_id).await
                 })
                 .await?
@@ -446,6 +471,24 @@ async fn detached<T: Send + 'static>(
 /// Stores what applying an event did. An event that concerns an
 /// organization takes the organization's next history position and is
 /// stamped with the time read once that lock is held.
+/// The kinds of source whose grants differ between two answers.
+fn changed_kinds(before: &[Source], after: &[Source]) -> Vec<SourceKind> {
+    let mut kinds: Vec<SourceKind> = before
+        .iter()
+        .filter(|s| !after.contains(s))
+        .chain(after.iter().filter(|s| !before.contains(s)))
+        .map(|s| s.kind)
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds
+}
+
+/// A time for people, in UTC.
+fn rfc3339(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0).map_or_else(|| secs.to_string(), |t| t.to_rfc3339())
+}
+
 async fn record(conn: &mut Conn<'_>, event_id: &str, receipt: &Receipt) -> Result<(), Error> {
     let placement = match receipt.org_id.as_deref() {
         Some(org_id) => {

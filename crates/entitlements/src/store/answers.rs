@@ -6,10 +6,10 @@ use diesel_async::RunQueryDsl;
 
 use crate::Error;
 use crate::catalog::Features;
-use crate::compute::{Computed, Entitlement};
+use crate::compute::{Computed, Entitlement, Source};
 use crate::db::schema::{entitlement_changes as changes, entitlements as ents};
 use crate::db::{Conn, run};
-use crate::store::organizations;
+use crate::store::{Cause, organizations};
 
 /// An `entitlements` row.
 #[derive(Debug, Clone, Queryable, Insertable, AsChangeset)]
@@ -28,6 +28,7 @@ pub(crate) struct EntitlementRow {
     pub updated_at: i64,
     pub rules: Option<String>,
     pub recheck_at: Option<i64>,
+    pub sources: String,
 }
 
 impl EntitlementRow {
@@ -53,6 +54,7 @@ impl EntitlementRow {
             updated_at: now,
             rules: Some(rules.to_owned()),
             recheck_at: computed.recheck_at,
+            sources: serde_json::to_string(&e.sources)?,
         })
     }
 
@@ -66,6 +68,7 @@ impl EntitlementRow {
 
     pub(crate) fn entitlement(&self) -> Result<Entitlement, Error> {
         let features: Features = serde_json::from_str(&self.features)?;
+        let sources: Vec<Source> = serde_json::from_str(&self.sources)?;
         Ok(Entitlement {
             plan: self.plan.clone(),
             status: self.status.clone(),
@@ -75,6 +78,7 @@ impl EntitlementRow {
             cancel_at_period_end: self.cancel_at_period_end,
             grace_until: self.grace_until,
             valid_until: self.valid_until,
+            sources,
         })
     }
 }
@@ -117,14 +121,15 @@ pub(crate) async fn computed_under_other_rules(
     Ok(run!(conn, |c| query.load(c).await)?)
 }
 
-/// Stores the row and a history entry naming the event that caused it, at
+/// Stores the row and a history entry naming what caused it, at
 /// the organization's next history position. The caller holds the
 /// organization's lock.
 pub(crate) async fn save_change(
     conn: &mut Conn<'_>,
     row: &EntitlementRow,
-    event_id: Option<&str>,
+    cause: Cause<'_>,
 ) -> Result<(), Error> {
+    let (event_id, grant_id) = cause.ids();
     let upsert = diesel::insert_into(ents::table)
         .values(row)
         .on_conflict(ents::org_id)
@@ -136,6 +141,7 @@ pub(crate) async fn save_change(
         changes::org_id.eq(&row.org_id),
         changes::version.eq(row.version),
         changes::event_id.eq(event_id),
+        changes::grant_id.eq(grant_id),
         changes::plan.eq(&row.plan),
         changes::status.eq(&row.status),
         changes::features.eq(&row.features),

@@ -53,12 +53,14 @@ pub struct ChangeEntry {
     pub changed_at: i64,
     /// Its place in the organization's history.
     pub position: i64,
+    /// The grant that caused it.
+    pub grant_id: Option<String>,
 }
 
 /// Something an operator did.
 #[derive(Debug, Clone, Queryable)]
 pub struct NoteEntry {
-    /// What: `replay`.
+    /// What: `replay`, `grant_created`, `grant_revoked`, `grant_expired`.
     pub action: String,
     /// The event it concerned.
     pub event_id: Option<String>,
@@ -68,6 +70,8 @@ pub struct NoteEntry {
     pub noted_at: i64,
     /// Its place in the organization's history.
     pub position: i64,
+    /// The grant it concerned.
+    pub grant_id: Option<String>,
 }
 
 /// Up to `limit` rows of one history table older than `before`, newest
@@ -111,6 +115,7 @@ pub(crate) async fn before(
             changes::status,
             changes::changed_at,
             changes::position,
+            changes::grant_id,
         ),
         changes::features,
     );
@@ -122,6 +127,7 @@ pub(crate) async fn before(
         notes::detail,
         notes::noted_at,
         notes::position,
+        notes::grant_id,
     );
     let notes: Vec<NoteEntry> = older!(conn, notes, note_columns, org_id, before, limit)?;
     let changes = changes

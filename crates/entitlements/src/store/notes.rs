@@ -6,7 +6,7 @@ use diesel_async::RunQueryDsl;
 use crate::Error;
 use crate::db::schema::history_notes as notes;
 use crate::db::{Conn, run};
-use crate::store::organizations;
+use crate::store::{Cause, organizations};
 
 /// Adds a note at the organization's next history position. The caller
 /// holds the organization's lock.
@@ -14,16 +14,18 @@ pub(crate) async fn add(
     conn: &mut Conn<'_>,
     org_id: &str,
     action: &str,
-    event_id: Option<&str>,
+    about: Cause<'_>,
     detail: &str,
     now: i64,
 ) -> Result<(), Error> {
+    let (event_id, grant_id) = about.ids();
     let position = organizations::next_position(conn, org_id, now).await?;
     let query = diesel::insert_into(notes::table).values((
         notes::org_id.eq(org_id),
         notes::position.eq(position),
         notes::action.eq(action),
         notes::event_id.eq(event_id),
+        notes::grant_id.eq(grant_id),
         notes::detail.eq(detail),
         notes::noted_at.eq(now),
     ));

@@ -244,6 +244,22 @@ impl TestApp {
         json_of(request.send().await.expect("request sent")).await
     }
 
+    /// `POST /v1/orgs/{org}/grants` with the admin token.
+    pub async fn post_grant(&self, org: &str, body: &Value) -> (u16, Value) {
+        let route = format!("/v1/orgs/{org}/grants");
+        self.post_json(&route, body, Some(ADMIN_TOKEN)).await
+    }
+
+    /// `DELETE /v1/orgs/{org}/grants/{id}` with the admin token.
+    pub async fn revoke_grant(&self, org: &str, id: &str) -> (u16, Value) {
+        let url = format!("{}/v1/orgs/{org}/grants/{id}", self.address);
+        let request = self.client.delete(url).bearer_auth(ADMIN_TOKEN);
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
     /// `POST /v1/portal/sessions`.
     pub async fn post_portal(&self, body: &Value, token: Option<&str>) -> (u16, Value) {
         self.post_json("/v1/portal/sessions", body, token).await

@@ -1,0 +1,175 @@
+//! `/v1/orgs/{org_id}/grants`: access given by hand, listed and revoked.
+
+use actix_web::http::Method;
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use entitlements::grants::{Grant, GrantRequest};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{AdminScope, Authorized};
+use crate::error::{ApiError, ErrorBody};
+use crate::org_id::OrgId;
+use crate::startup::AppState;
+use crate::wire::FeatureValue;
+
+/// Mounts the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    super::serve(
+        cfg,
+        "/v1/orgs/{org_id}/grants",
+        &[Method::GET, Method::POST],
+        |resource| {
+            resource
+                .route(web::get().to(list))
+                .route(web::post().to(create))
+        },
+    );
+    super::mount(
+        cfg,
+        "/v1/orgs/{org_id}/grants/{grant_id}",
+        Method::DELETE,
+        revoke,
+    );
+}
+
+/// A grant to give: a plan or features, exactly one.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewGrant {
+    /// A catalog plan.
+    plan: Option<String>,
+    /// Features by name: `true`/`false` or a whole number.
+    #[schema(value_type = Option<Object>)]
+    features: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Scales the plan's per-unit features (plan grants only).
+    quantity: Option<i64>,
+    /// When it stops granting; absent: never.
+    expires_at: Option<DateTime<Utc>>,
+    /// Why, for the audit trail (at most 500 characters).
+    reason: Option<String>,
+}
+
+/// A grant, active or not.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct GrantAnswer {
+    id: String,
+    org_id: String,
+    plan: Option<String>,
+    features: std::collections::BTreeMap<String, FeatureValue>,
+    quantity: i64,
+    expires_at: Option<DateTime<Utc>>,
+    reason: Option<String>,
+    created_at: Option<DateTime<Utc>>,
+    /// The name of the token (or operator) that gave it.
+    created_by: String,
+    /// Whether it grants now.
+    active: bool,
+    revoked_at: Option<DateTime<Utc>>,
+    revoked_by: Option<String>,
+}
+
+impl GrantAnswer {
+    fn new(grant: Grant, now: i64) -> Self {
+        let time = |secs: i64| DateTime::from_timestamp(secs, 0);
+        Self {
+            active: grant.is_active(now),
+            features: grant
+                .features
+                .into_iter()
+                .map(|(name, value)| (name, value.into()))
+                .collect(),
+            id: grant.id,
+            org_id: grant.org_id,
+            plan: grant.plan,
+            quantity: grant.quantity,
+            expires_at: grant.expires_at.and_then(time),
+            reason: grant.reason,
+            created_at: time(grant.created_at),
+            created_by: grant.created_by,
+            revoked_at: grant.revoked_at.and_then(time),
+            revoked_by: grant.revoked_by,
+        }
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct GrantList {
+    /// Newest first, revoked and expired ones too.
+    grants: Vec<GrantAnswer>,
+}
+
+/// Gives the organization a grant; its entitlements change at once.
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/grants", tag = "grants", security(("bearer" = ["admin"])),
+    params(("org_id" = String, Path, description = "The organization")),
+    request_body = NewGrant,
+    responses((status = 201, description = "The grant", body = GrantAnswer)))]
+#[tracing::instrument(skip_all, fields(org_id = %org))]
+pub(crate) async fn create(
+    token: Authorized<AdminScope>,
+    org: OrgId,
+    state: web::Data<AppState>,
+    body: web::Json<NewGrant>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let request = GrantRequest {
+        plan: body.plan,
+        features: body.features,
+        quantity: body.quantity,
+        expires_at: body.expires_at.map(|at| at.timestamp()),
+        reason: body.reason,
+    };
+    let (grant, _) = state
+        .with_engine(async move |engine| engine.grant(&org, request, &token.name).await)
+        .await?;
+    let now = Utc::now().timestamp();
+    Ok(HttpResponse::Created().json(GrantAnswer::new(grant, now)))
+}
+
+/// The organization's grants.
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/grants", tag = "grants", security(("bearer" = ["admin"])),
+    params(("org_id" = String, Path, description = "The organization")),
+    responses((status = 200, description = "Newest first", body = GrantList)))]
+#[tracing::instrument(skip_all, fields(org_id = %org))]
+pub(crate) async fn list(
+    _: Authorized<AdminScope>,
+    org: OrgId,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let grants = state
+        .with_engine(async move |engine| engine.grants(&org).await)
+        .await?;
+    let now = Utc::now().timestamp();
+    let grants = grants
+        .into_iter()
+        .map(|g| GrantAnswer::new(g, now))
+        .collect();
+    Ok(HttpResponse::Ok().json(GrantList { grants }))
+}
+
+/// The grant segment of the revoke route's path.
+#[derive(Deserialize)]
+pub(crate) struct GrantPath {
+    grant_id: String,
+}
+
+/// Revokes a grant; the record stays for audit.
+#[utoipa::path(delete, path = "/v1/orgs/{org_id}/grants/{grant_id}", tag = "grants", security(("bearer" = ["admin"])),
+    params(("org_id" = String, Path, description = "The organization"), ("grant_id" = String, Path, description = "The grant")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "The organization has no such grant", body = ErrorBody),
+        (status = 409, description = "Already revoked", body = ErrorBody),
+    ))]
+#[tracing::instrument(skip_all, fields(org_id = %org, grant_id = %path.grant_id))]
+pub(crate) async fn revoke(
+    token: Authorized<AdminScope>,
+    org: OrgId,
+    state: web::Data<AppState>,
+    path: web::Path<GrantPath>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner().grant_id;
+    state
+        .with_engine(async move |engine| engine.revoke_grant(&org, &id, &token.name).await)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

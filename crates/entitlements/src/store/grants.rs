@@ -1,0 +1,151 @@
+//! Grants given by hand, kept after revocation for audit.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use crate::Error;
+use crate::catalog::Features;
+use crate::compute::GrantState;
+use crate::db::schema::grants;
+use crate::db::{Conn, run};
+use crate::grants::Grant;
+
+/// A `grants` row, in the order of its columns.
+type Loaded = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<i64>,
+    Option<String>,
+    i64,
+    String,
+    Option<i64>,
+    Option<String>,
+    bool,
+);
+
+fn read(row: Loaded) -> Result<Grant, Error> {
+    let (id, org_id, plan, features, quantity, expires_at, reason, created_at, created_by) = (
+        row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8,
+    );
+    let features: Features = match features {
+        Some(json) => serde_json::from_str(&json)?,
+        None => Features::new(),
+    };
+    Ok(Grant {
+        id,
+        org_id,
+        plan,
+        features,
+        quantity,
+        expires_at,
+        reason,
+        created_at,
+        created_by,
+        revoked_at: row.9,
+        revoked_by: row.10,
+    })
+}
+
+/// Stores a new grant.
+pub(crate) async fn insert(conn: &mut Conn<'_>, grant: &Grant) -> Result<(), Error> {
+    let features = match grant.features.is_empty() {
+        true => None,
+        false => Some(serde_json::to_string(&grant.features)?),
+    };
+    let query = diesel::insert_into(grants::table).values((
+        grants::id.eq(&grant.id),
+        grants::org_id.eq(&grant.org_id),
+        grants::plan.eq(&grant.plan),
+        grants::features.eq(features),
+        grants::quantity.eq(grant.quantity),
+        grants::expires_at.eq(grant.expires_at),
+        grants::reason.eq(&grant.reason),
+        grants::created_at.eq(grant.created_at),
+        grants::created_by.eq(&grant.created_by),
+    ));
+    run!(conn, |c| query.execute(c).await)?;
+    Ok(())
+}
+
+/// Every grant of an organization, newest first.
+pub(crate) async fn of_org(conn: &mut Conn<'_>, org_id: &str) -> Result<Vec<Grant>, Error> {
+    let query = grants::table
+        .filter(grants::org_id.eq(org_id))
+        .order((grants::created_at.desc(), grants::id.desc()))
+        .select(grants::all_columns);
+    let rows: Vec<Loaded> = run!(conn, |c| query.load(c).await)?;
+    rows.into_iter().map(read).collect()
+}
+
+/// The organization's grant with this id.
+pub(crate) async fn get(
+    conn: &mut Conn<'_>,
+    org_id: &str,
+    id: &str,
+) -> Result<Option<Grant>, Error> {
+    let query = grants::table
+        .filter(grants::org_id.eq(org_id))
+        .filter(grants::id.eq(id))
+        .select(grants::all_columns);
+    let row: Option<Loaded> = run!(conn, |c| query.first(c).await.optional())?;
+    row.map(read).transpose()
+}
+
+/// Marks a grant revoked.
+pub(crate) async fn revoke(conn: &mut Conn<'_>, id: &str, by: &str, now: i64) -> Result<(), Error> {
+    let query = diesel::update(grants::table.find(id))
+        .set((grants::revoked_at.eq(now), grants::revoked_by.eq(by)));
+    run!(conn, |c| query.execute(c).await)?;
+    Ok(())
+}
+
+/// The organization's grants that are not revoked, as computation reads
+/// them (expired ones too: computation decides by the time).
+pub(crate) async fn unrevoked(conn: &mut Conn<'_>, org_id: &str) -> Result<Vec<GrantState>, Error> {
+    let query = grants::table
+        .filter(grants::org_id.eq(org_id))
+        .filter(grants::revoked_at.is_null())
+        .order(grants::id)
+        .select(grants::all_columns);
+    let rows: Vec<Loaded> = run!(conn, |c| query.load(c).await)?;
+    rows.into_iter()
+        .map(|row| {
+            let grant = read(row)?;
+            Ok(GrantState {
+                id: grant.id,
+                plan: grant.plan,
+                features: grant.features,
+                quantity: grant.quantity,
+                expires_at: grant.expires_at,
+            })
+        })
+        .collect()
+}
+
+/// The organization's grants that expired by `now` and that the history
+/// does not yet say so of; marks them said.
+pub(crate) async fn take_expired(
+    conn: &mut Conn<'_>,
+    org_id: &str,
+    now: i64,
+) -> Result<Vec<(String, i64)>, Error> {
+    let expired = grants::table
+        .filter(grants::org_id.eq(org_id))
+        .filter(grants::revoked_at.is_null())
+        .filter(grants::expiry_noted.eq(false))
+        .filter(grants::expires_at.le(now));
+    let query = expired
+        .select((grants::id, grants::expires_at.assume_not_null()))
+        .order(grants::expires_at);
+    let found: Vec<(String, i64)> = run!(conn, |c| query.load(c).await)?;
+    if !found.is_empty() {
+        let ids: Vec<&str> = found.iter().map(|(id, _)| id.as_str()).collect();
+        let mark = diesel::update(grants::table.filter(grants::id.eq_any(&ids)))
+            .set(grants::expiry_noted.eq(true));
+        run!(conn, |c| mark.execute(c).await)?;
+    }
+    Ok(found)
+}

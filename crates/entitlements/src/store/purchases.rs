@@ -1,0 +1,139 @@
+//! One-time purchases, and what refunds and disputes did to payments.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use crate::Error;
+use crate::compute::PurchaseState;
+use crate::db::schema::{payments as pays, purchases};
+use crate::db::{Conn, run};
+
+/// A purchase awaits a delayed payment method.
+pub(crate) const PENDING: &str = "pending";
+/// A purchase is paid.
+pub(crate) const PAID: &str = "paid";
+/// A purchase's delayed payment failed.
+pub(crate) const FAILED: &str = "failed";
+
+/// A `purchases` row.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Insertable, AsChangeset)]
+#[diesel(table_name = purchases, treat_none_as_null = true)]
+pub(crate) struct PurchaseRow {
+    pub id: String,
+    pub org_id: String,
+    pub customer_id: Option<String>,
+    pub payment_intent_id: Option<String>,
+    pub plan: String,
+    pub quantity: i64,
+    pub status: String,
+    pub paid_at: Option<i64>,
+    pub last_event_created: i64,
+    pub updated_at: i64,
+}
+
+/// A `payments` row: what refunds and disputes did to one payment.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, AsChangeset)]
+#[diesel(table_name = pays, treat_none_as_null = true)]
+pub(crate) struct PaymentRow {
+    pub payment_intent_id: String,
+    pub refunded: bool,
+    pub disputed: bool,
+    pub dispute_event_created: Option<i64>,
+    pub updated_at: i64,
+}
+
+/// Locks a payment's row, creating it unmarked, and returns it. Purchases
+/// and their refunds and disputes take this lock first, so either may
+/// arrive first and neither misses the other.
+pub(crate) async fn lock_payment(
+    conn: &mut Conn<'_>,
+    payment_intent_id: &str,
+    now: i64,
+) -> Result<PaymentRow, Error> {
+    let query = diesel::insert_into(pays::table)
+        .values((
+            pays::payment_intent_id.eq(payment_intent_id),
+            pays::updated_at.eq(now),
+        ))
+        .on_conflict(pays::payment_intent_id)
+        .do_update()
+        .set(pays::updated_at.eq(pays::updated_at))
+        .returning(pays::all_columns);
+    Ok(run!(conn, |c| query.get_result(c).await)?)
+}
+
+/// Stores what a refund or dispute did to a payment.
+pub(crate) async fn save_payment(conn: &mut Conn<'_>, row: &PaymentRow) -> Result<(), Error> {
+    let query = diesel::update(pays::table.find(&row.payment_intent_id)).set(row);
+    run!(conn, |c| query.execute(c).await)?;
+    Ok(())
+}
+
+/// The purchase with this Checkout Session id.
+pub(crate) async fn get(conn: &mut Conn<'_>, id: &str) -> Result<Option<PurchaseRow>, Error> {
+    let query = purchases::table.find(id).select(purchases::all_columns);
+    Ok(run!(conn, |c| query.first(c).await.optional())?)
+}
+
+/// The purchase paid (or being paid) by a payment intent.
+pub(crate) async fn of_payment(
+    conn: &mut Conn<'_>,
+    payment_intent_id: &str,
+) -> Result<Option<PurchaseRow>, Error> {
+    let query = purchases::table
+        .filter(purchases::payment_intent_id.eq(payment_intent_id))
+        .select(purchases::all_columns);
+    Ok(run!(conn, |c| query.first(c).await.optional())?)
+}
+
+/// Stores a purchase, new or changed.
+pub(crate) async fn save(conn: &mut Conn<'_>, row: &PurchaseRow) -> Result<(), Error> {
+    let query = diesel::insert_into(purchases::table)
+        .values(row)
+        .on_conflict(purchases::id)
+        .do_update()
+        .set(row);
+    run!(conn, |c| query.execute(c).await)?;
+    Ok(())
+}
+
+/// Every purchase of an organization, with what its payment suffered.
+pub(crate) async fn of_org(conn: &mut Conn<'_>, org_id: &str) -> Result<Vec<PurchaseState>, Error> {
+    let query = purchases::table
+        .left_join(
+            pays::table.on(purchases::payment_intent_id.eq(pays::payment_intent_id.nullable())),
+        )
+        .filter(purchases::org_id.eq(org_id))
+        .order(purchases::id)
+        .select((
+            purchases::id,
+            purchases::plan,
+            purchases::quantity,
+            purchases::status,
+            purchases::paid_at,
+            pays::refunded.nullable(),
+            pays::disputed.nullable(),
+        ));
+    type Loaded = (
+        String,
+        String,
+        i64,
+        String,
+        Option<i64>,
+        Option<bool>,
+        Option<bool>,
+    );
+    let rows: Vec<Loaded> = run!(conn, |c| query.load(c).await)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, plan, quantity, status, paid_at, refunded, disputed)| PurchaseState {
+                id,
+                plan,
+                quantity,
+                paid_at: paid_at.filter(|_| status == PAID),
+                withdrawn: refunded.unwrap_or(false) || disputed.unwrap_or(false),
+            },
+        )
+        .collect())
+}
