@@ -115,13 +115,8 @@ impl Engine {
             }
             _ => return Ok(Receipt::new(Outcome::Ignored).detail("not a subscription checkout")),
         }
-        let org_id = match org_from_payload(session.org_id()) {
-            Ok(Some(org_id)) => org_id,
-            Ok(None) => {
-                return Ok(Receipt::invalid(
-                    "neither metadata.org_id nor client_reference_id names an organization",
-                ));
-            }
+        let org_id = match session_org(&session) {
+            Ok(org_id) => org_id,
             Err(invalid) => return Ok(invalid),
         };
         let sub = match &session.subscription {
@@ -329,6 +324,14 @@ fn stale(row: SubscriptionRow, sub_id: &str, Refusal(reason): Refusal) -> Receip
         .org(row.org_id)
         .subscription(sub_id)
         .detail(reason)
+}
+
+/// The organization a checkout session names, or the `invalid` receipt
+/// for a session that names none or an invalid one.
+pub(super) fn session_org(session: &CheckoutSessionObject) -> Result<String, Receipt> {
+    org_from_payload(session.org_id())?.ok_or_else(|| {
+        Receipt::invalid("neither metadata.org_id nor client_reference_id names an organization")
+    })
 }
 
 /// An organization id an event names, refused (`invalid`) unless it is one

@@ -4,7 +4,7 @@
 //! Lock order: the payment's row (when the event names a payment intent),
 //! then the organization's row.
 
-use super::apply::{link_customer, org_from_payload};
+use super::apply::{link_customer, org_from_payload, session_org};
 use super::{Engine, conclude};
 use crate::Error;
 use crate::db::Conn;
@@ -28,13 +28,8 @@ impl Engine {
         session: &CheckoutSessionObject,
         now: i64,
     ) -> Result<Receipt, Error> {
-        let org_id = match org_from_payload(session.org_id()) {
-            Ok(Some(org_id)) => org_id,
-            Ok(None) => {
-                return Ok(Receipt::invalid(
-                    "neither metadata.org_id nor client_reference_id names an organization",
-                ));
-            }
+        let org_id = match session_org(session) {
+            Ok(org_id) => org_id,
             Err(invalid) => return Ok(invalid),
         };
         let Some(plan) = session.metadata.get("plan").filter(|p| !p.is_empty()) else {
