@@ -3,6 +3,7 @@
 //! Session for it; and the customer portal for those who bought.
 
 use entitlements::PlanMode;
+use entitlements::catalog::Plan;
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -40,12 +41,8 @@ pub(crate) async fn create_session(
     state: &AppState,
     req: CheckoutRequest,
 ) -> Result<(Session, String), ApiError> {
-    let (plan, price_id) = resolve_price(state, &req)?;
-    let once = state
-        .engine
-        .catalog()
-        .plan(&plan)
-        .is_some_and(|p| p.mode == PlanMode::Payment);
+    let (bought, price_id) = resolve_price(state, &req)?;
+    let (plan, once) = (bought.name.clone(), bought.mode == PlanMode::Payment);
     if once && req.trial_days.is_some() {
         return Err(ApiError::InvalidRequest(format!(
             "trial_days: plan {plan:?} is sold once and has no trial"
@@ -193,7 +190,10 @@ where
 
 /// The plan and price to buy: `plan` (its first price) or `price_id`
 /// (which must belong to a plan), exactly one of the two.
-fn resolve_price(state: &AppState, req: &CheckoutRequest) -> Result<(String, String), ApiError> {
+fn resolve_price<'s>(
+    state: &'s AppState,
+    req: &CheckoutRequest,
+) -> Result<(&'s Plan, String), ApiError> {
     let catalog = state.engine.catalog();
     match (&req.plan, &req.price_id) {
         (None, None) => Err(ApiError::InvalidRequest(
@@ -209,7 +209,7 @@ fn resolve_price(state: &AppState, req: &CheckoutRequest) -> Result<(String, Str
                     code: "unknown_price",
                     message: format!("price_id: {price:?} belongs to no plan"),
                 })?;
-            Ok((owner.name.clone(), price.clone()))
+            Ok((owner, price.clone()))
         }
         (Some(plan), None) => {
             let found = catalog.plan(plan).ok_or_else(|| ApiError::NotFound {
@@ -221,7 +221,7 @@ fn resolve_price(state: &AppState, req: &CheckoutRequest) -> Result<(String, Str
                     "plan: {plan:?} has no price and cannot be bought"
                 ))
             })?;
-            Ok((found.name.clone(), price.clone()))
+            Ok((found, price.clone()))
         }
     }
 }

@@ -30,7 +30,8 @@ impl From<entitlements::FeatureValue> for FeatureValue {
     }
 }
 
-fn values(features: Features) -> FeatureValues {
+/// The domain's features as answered.
+pub(crate) fn values(features: Features) -> FeatureValues {
     features
         .into_iter()
         .map(|(name, value)| (name, value.into()))

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Catalog, FeatureValue, Features, Plan, merge};
+use crate::catalog::{Catalog, FeatureValue, Features, merge};
 use crate::kinds::SubscriptionStatus;
 
 /// The state of one subscription as the service last applied it.
@@ -92,6 +92,13 @@ pub enum SourceKind {
 }
 
 impl SourceKind {
+    /// Every kind, in declaration order (their discriminants).
+    pub const ALL: [SourceKind; 3] = [
+        SourceKind::Subscription,
+        SourceKind::Purchase,
+        SourceKind::Grant,
+    ];
+
     /// The name in answers and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -215,8 +222,7 @@ struct Window {
 }
 
 /// What the sources grant, gathered one source at a time.
-struct Gathered<'a> {
-    catalog: &'a Catalog,
+struct Gathered {
     features: Features,
     sources: Vec<Source>,
     plan_granted: bool,
@@ -224,10 +230,9 @@ struct Gathered<'a> {
     recheck_at: Option<i64>,
 }
 
-impl<'a> Gathered<'a> {
-    fn new(catalog: &'a Catalog) -> Self {
+impl Gathered {
+    fn new(catalog: &Catalog) -> Self {
         Self {
-            catalog,
             features: catalog.zero_features().clone(),
             sources: Vec::new(),
             plan_granted: false,
@@ -244,10 +249,6 @@ impl<'a> Gathered<'a> {
         self.valid_until = earliest(self.valid_until, source.until);
         self.recheck_at = earliest(self.recheck_at, ends);
         self.sources.push(source);
-    }
-
-    fn plan(&self, name: &str) -> Option<&'a Plan> {
-        self.catalog.plan(name)
     }
 }
 
@@ -329,7 +330,7 @@ pub fn compute(catalog: &Catalog, sources: &Sources, now: i64, policy: Policy) -
         let (Some(paid_at), false) = (purchase.paid_at, purchase.withdrawn) else {
             continue;
         };
-        let Some(plan) = gathered.plan(&purchase.plan) else {
+        let Some(plan) = catalog.plan(&purchase.plan) else {
             continue;
         };
         let until = plan.access_secs.map(|secs| paid_at.saturating_add(secs));
@@ -352,7 +353,7 @@ pub fn compute(catalog: &Catalog, sources: &Sources, now: i64, policy: Policy) -
             continue;
         }
         let mut features = grant.features.clone();
-        let plan = grant.plan.as_deref().and_then(|name| gathered.plan(name));
+        let plan = grant.plan.as_deref().and_then(|name| catalog.plan(name));
         if let Some(plan) = plan {
             merge(&mut features, plan.features_for(grant.quantity));
         }
@@ -375,21 +376,19 @@ pub fn compute(catalog: &Catalog, sources: &Sources, now: i64, policy: Policy) -
         longest(purchases.into_iter()),
         longest(grants.into_iter()),
     ) {
+        // A granting subscription has a status (see `grant_window`).
         (Some((sub, plan, _)), _, _) => (
             (*plan).to_owned(),
-            sub.status.as_ref().map(|s| s.as_str().to_owned()),
+            sub.status.as_ref().map_or("", SubscriptionStatus::as_str),
         ),
-        (None, Some(purchase), _) => (purchase.plan.clone(), Some(PURCHASED.to_owned())),
-        (None, None, Some(grant)) => (
-            grant.plan.clone().unwrap_or(floor.plan.clone()),
-            Some(GRANTED.to_owned()),
-        ),
-        (None, None, None) => (floor.plan.clone(), Some(NO_SUBSCRIPTION.to_owned())),
+        (None, Some(purchase), _) => (purchase.plan.clone(), PURCHASED),
+        (None, None, Some(grant)) => (grant.plan.clone().unwrap_or(floor.plan.clone()), GRANTED),
+        (None, None, None) => (floor.plan.clone(), NO_SUBSCRIPTION),
     };
     let subscription = primary.as_ref().map(|(sub, _, window)| (*sub, window));
     let entitlement = Entitlement {
         plan,
-        status: status.unwrap_or_default(),
+        status: status.to_owned(),
         features: gathered.features,
         subscription_id: subscription.map(|(sub, _)| sub.id.clone()),
         current_period_end: subscription.and_then(|(sub, _)| sub.current_period_end),

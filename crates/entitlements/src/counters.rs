@@ -5,9 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::compute::SourceKind;
 use crate::receipt::Outcome;
 
-/// The labels of entitlement changes: the kind of source whose grant
-/// changed, or `none` when only the rules or the default plan did.
-pub const CHANGE_SOURCES: [&str; 4] = ["subscription", "purchase", "grant", "none"];
+/// Slots of entitlement changes: one per kind of source, then `none`.
+const CHANGE_SLOTS: usize = SourceKind::ALL.len() + 1;
 
 /// Monotonic counters, shared by every clone of an engine.
 #[derive(Debug, Default)]
@@ -15,7 +14,7 @@ pub struct Counters {
     outcomes: [AtomicU64; Outcome::ALL.len()],
     duplicates: AtomicU64,
     unknown_prices: AtomicU64,
-    entitlement_changes: [AtomicU64; CHANGE_SOURCES.len()],
+    entitlement_changes: [AtomicU64; CHANGE_SLOTS],
 }
 
 impl Counters {
@@ -34,13 +33,11 @@ impl Counters {
     /// Counts a change once for each kind of source that changed, or under
     /// `none` when no source did.
     pub(crate) fn entitlement_change(&self, kinds: &[SourceKind]) {
-        let slots = kinds.iter().map(|kind| *kind as usize);
-        let slots: Vec<usize> = match kinds {
-            [] => vec![CHANGE_SOURCES.len() - 1],
-            _ => slots.collect(),
-        };
-        for slot in slots {
-            self.entitlement_changes[slot].fetch_add(1, Ordering::Relaxed);
+        if kinds.is_empty() {
+            self.entitlement_changes[CHANGE_SLOTS - 1].fetch_add(1, Ordering::Relaxed);
+        }
+        for kind in kinds {
+            self.entitlement_changes[*kind as usize].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -59,12 +56,14 @@ impl Counters {
         self.unknown_prices.load(Ordering::Relaxed)
     }
 
-    /// Changes of organizations' entitlements, by the source label (one of
-    /// [`CHANGE_SOURCES`]).
+    /// Changes of organizations' entitlements, by the kind of source that
+    /// changed (`none` when only the rules or the default plan did).
     pub fn entitlement_changes(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        CHANGE_SOURCES
-            .iter()
+        let labels = SourceKind::ALL.map(SourceKind::as_str);
+        labels
+            .into_iter()
+            .chain(["none"])
             .zip(&self.entitlement_changes)
-            .map(|(label, count)| (*label, count.load(Ordering::Relaxed)))
+            .map(|(label, count)| (label, count.load(Ordering::Relaxed)))
     }
 }

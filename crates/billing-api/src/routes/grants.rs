@@ -10,7 +10,7 @@ use crate::auth::{AdminScope, Authorized};
 use crate::error::{ApiError, ErrorBody};
 use crate::org_id::OrgId;
 use crate::startup::AppState;
-use crate::wire::FeatureValue;
+use crate::wire::{FeatureValue, values};
 
 /// Mounts the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -73,11 +73,7 @@ impl GrantAnswer {
         let time = |secs: i64| DateTime::from_timestamp(secs, 0);
         Self {
             active: grant.is_active(now),
-            features: grant
-                .features
-                .into_iter()
-                .map(|(name, value)| (name, value.into()))
-                .collect(),
+            features: values(grant.features),
             id: grant.id,
             org_id: grant.org_id,
             plan: grant.plan,
@@ -118,7 +114,7 @@ pub(crate) async fn create(
         expires_at: body.expires_at.map(|at| at.timestamp()),
         reason: body.reason,
     };
-    let (grant, _) = state
+    let grant = state
         .with_engine(async move |engine| engine.grant(&org, request, &token.name).await)
         .await?;
     let now = Utc::now().timestamp();

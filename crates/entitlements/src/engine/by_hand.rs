@@ -3,21 +3,22 @@
 
 use super::Engine;
 use crate::Error;
+use crate::catalog::FeatureValue;
 use crate::clock::now;
 use crate::grants::{Grant, GrantRequest};
 use crate::store::{Cause, grants, notes, organizations};
-use crate::view::EntitlementView;
 
 impl Engine {
     /// Gives the organization a grant from `by` (a token's or an
-    /// operator's name); returns it with the entitlements it leads to.
+    /// operator's name); its entitlements are recomputed in the same
+    /// transaction.
     #[tracing::instrument(skip_all, fields(org_id = %org_id))]
     pub async fn grant(
         &self,
         org_id: &str,
         request: GrantRequest,
         by: &str,
-    ) -> Result<(Grant, EntitlementView), Error> {
+    ) -> Result<Grant, Error> {
         let valid = request.validate(&self.catalog, now())?;
         let id = format!("grant_{}", uuid::Uuid::new_v4().simple());
         let granted = self
@@ -52,7 +53,7 @@ impl Engine {
             })
             .await?;
         tracing::info!(grant_id = %granted.id, by, "grant given");
-        Ok((granted, self.entitlements(org_id).await?))
+        Ok(granted)
     }
 
     /// Every grant of the organization, newest first, revoked and expired
@@ -63,14 +64,9 @@ impl Engine {
     }
 
     /// Revokes the organization's grant `id` on behalf of `by`; the record
-    /// stays. Returns the entitlements it leads to.
+    /// stays, and the entitlements are recomputed in the same transaction.
     #[tracing::instrument(skip_all, fields(org_id = %org_id, grant_id = %id))]
-    pub async fn revoke_grant(
-        &self,
-        org_id: &str,
-        id: &str,
-        by: &str,
-    ) -> Result<EntitlementView, Error> {
+    pub async fn revoke_grant(&self, org_id: &str, id: &str, by: &str) -> Result<(), Error> {
         self.write(async |conn| {
             let now = organizations::lock(conn, org_id, now()).await?;
             let grant = grants::get(conn, org_id, id)
@@ -94,7 +90,7 @@ impl Engine {
         })
         .await?;
         tracing::info!(by, "grant revoked");
-        self.entitlements(org_id).await
+        Ok(())
     }
 }
 
@@ -107,7 +103,10 @@ fn describe(grant: &Grant) -> String {
             let features: Vec<String> = grant
                 .features
                 .iter()
-                .map(|(name, value)| format!("{name}={value:?}"))
+                .map(|(name, value)| match value {
+                    FeatureValue::Flag(on) => format!("{name}={on}"),
+                    FeatureValue::Limit(n) => format!("{name}={n}"),
+                })
                 .collect();
             format!("features {}", features.join(", "))
         }

@@ -317,22 +317,27 @@ impl Engine {
         cause: Cause<'_>,
         now: i64,
     ) -> Result<Recomputed, Error> {
+        let (grants, expired) = grants::unrevoked(conn, org_id, now).await?;
         let sources = Sources {
             subscriptions: subscriptions::of_org(conn, org_id).await?,
             purchases: purchases::of_org(conn, org_id).await?,
-            grants: grants::unrevoked(conn, org_id).await?,
+            grants,
         };
-        for (grant_id, expired_at) in grants::take_expired(conn, org_id, now).await? {
-            let detail = format!("expired at {}", rfc3339(expired_at));
+        for (grant_id, expired_at) in &expired {
+            let detail = format!("expired at {}", rfc3339(*expired_at));
             notes::add(
                 conn,
                 org_id,
                 "grant_expired",
-                Cause::Grant(&grant_id),
+                Cause::Grant(grant_id),
                 &detail,
                 now,
             )
             .await?;
+        }
+        if !expired.is_empty() {
+            let ids: Vec<&str> = expired.iter().map(|(id, _)| id.as_str()).collect();
+            grants::note_expired(conn, &ids).await?;
         }
         let computed = compute(&self.catalog, &sources, now, self.policy);
         let current = answers::get(conn, org_id).await?;

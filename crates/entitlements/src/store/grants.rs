@@ -30,6 +30,7 @@ fn read(row: Loaded) -> Result<Grant, Error> {
     let (id, org_id, plan, features, quantity, expires_at, reason, created_at, created_by) = (
         row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8,
     );
+    let (revoked_at, revoked_by) = (row.9, row.10);
     let features: Features = match features {
         Some(json) => serde_json::from_str(&json)?,
         None => Features::new(),
@@ -44,8 +45,8 @@ fn read(row: Loaded) -> Result<Grant, Error> {
         reason,
         created_at,
         created_by,
-        revoked_at: row.9,
-        revoked_by: row.10,
+        revoked_at,
+        revoked_by,
     })
 }
 
@@ -103,49 +104,42 @@ pub(crate) async fn revoke(conn: &mut Conn<'_>, id: &str, by: &str, now: i64) ->
 }
 
 /// The organization's grants that are not revoked, as computation reads
-/// them (expired ones too: computation decides by the time).
-pub(crate) async fn unrevoked(conn: &mut Conn<'_>, org_id: &str) -> Result<Vec<GrantState>, Error> {
+/// them (expired ones too: computation decides by the time), and those
+/// expired by `now` that the history does not say so of yet, with when.
+pub(crate) async fn unrevoked(
+    conn: &mut Conn<'_>,
+    org_id: &str,
+    now: i64,
+) -> Result<(Vec<GrantState>, Vec<(String, i64)>), Error> {
     let query = grants::table
         .filter(grants::org_id.eq(org_id))
         .filter(grants::revoked_at.is_null())
         .order(grants::id)
         .select(grants::all_columns);
     let rows: Vec<Loaded> = run!(conn, |c| query.load(c).await)?;
-    rows.into_iter()
-        .map(|row| {
-            let grant = read(row)?;
-            Ok(GrantState {
-                id: grant.id,
-                plan: grant.plan,
-                features: grant.features,
-                quantity: grant.quantity,
-                expires_at: grant.expires_at,
-            })
-        })
-        .collect()
+    let mut states = Vec::with_capacity(rows.len());
+    let mut unnoted = Vec::new();
+    for row in rows {
+        let expiry_noted = row.11;
+        let grant = read(row)?;
+        if let Some(at) = grant.expires_at.filter(|at| *at <= now && !expiry_noted) {
+            unnoted.push((grant.id.clone(), at));
+        }
+        states.push(GrantState {
+            id: grant.id,
+            plan: grant.plan,
+            features: grant.features,
+            quantity: grant.quantity,
+            expires_at: grant.expires_at,
+        });
+    }
+    Ok((states, unnoted))
 }
 
-/// The organization's grants that expired by `now` and that the history
-/// does not yet say so of; marks them said.
-pub(crate) async fn take_expired(
-    conn: &mut Conn<'_>,
-    org_id: &str,
-    now: i64,
-) -> Result<Vec<(String, i64)>, Error> {
-    let expired = grants::table
-        .filter(grants::org_id.eq(org_id))
-        .filter(grants::revoked_at.is_null())
-        .filter(grants::expiry_noted.eq(false))
-        .filter(grants::expires_at.le(now));
-    let query = expired
-        .select((grants::id, grants::expires_at.assume_not_null()))
-        .order(grants::expires_at);
-    let found: Vec<(String, i64)> = run!(conn, |c| query.load(c).await)?;
-    if !found.is_empty() {
-        let ids: Vec<&str> = found.iter().map(|(id, _)| id.as_str()).collect();
-        let mark = diesel::update(grants::table.filter(grants::id.eq_any(&ids)))
-            .set(grants::expiry_noted.eq(true));
-        run!(conn, |c| mark.execute(c).await)?;
-    }
-    Ok(found)
+/// Records that the history says these grants expired.
+pub(crate) async fn note_expired(conn: &mut Conn<'_>, ids: &[&str]) -> Result<(), Error> {
+    let query = diesel::update(grants::table.filter(grants::id.eq_any(ids)))
+        .set(grants::expiry_noted.eq(true));
+    run!(conn, |c| query.execute(c).await)?;
+    Ok(())
 }
