@@ -2,7 +2,7 @@
 //! example objects, signs it with the configured secret and posts it to a
 //! running instance, so the whole flow can be tried without Stripe.
 
-use entitlements::EventKind;
+use entitlements::{EventKind, PlanMode};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
@@ -41,6 +41,14 @@ pub struct TriggerSpec {
     /// The subscription id (default `sub_trigger_<org>`); a new one starts
     /// a new subscription after a cancellation.
     pub subscription_id: Option<String>,
+    /// A checkout's mode (default: the plan's).
+    pub mode: Option<PlanMode>,
+    /// The purchase (default `trigger_<org>`): its session is
+    /// `cs_test_<id>`, its payment intent `pi_<id>`, which the refunds and
+    /// disputes built here name too.
+    pub purchase_id: Option<String>,
+    /// A refund of part of the amount (`refunded: false`).
+    pub partial_refund: bool,
     /// The event's `created` and the period start (unix seconds).
     pub now: i64,
 }
@@ -88,13 +96,23 @@ pub fn build_event(settings: &Settings, spec: &TriggerSpec) -> Result<Value, Tri
             .clone()
             .unwrap_or_else(|| format!("sub_trigger_{org}")),
         customer: format!("cus_trigger_{org}"),
+        purchase: spec
+            .purchase_id
+            .clone()
+            .unwrap_or_else(|| format!("trigger_{org}")),
     };
+    let mode = spec.mode.unwrap_or(plan.mode);
     let object = match EventKind::parse(&spec.event_type) {
+        EventKind::CheckoutSessionCompleted if mode == PlanMode::Payment => {
+            purchase_session(spec, &ids)?
+        }
         EventKind::CheckoutSessionCompleted => checkout_session(spec, &ids)?,
+        EventKind::CheckoutSessionAsyncPaymentSucceeded
+        | EventKind::CheckoutSessionAsyncPaymentFailed => purchase_session(spec, &ids)?,
         kind if kind.carries_subscription() => subscription(spec, &ids, price)?,
         EventKind::InvoicePaid | EventKind::InvoicePaymentFailed => invoice(spec, &ids)?,
         EventKind::ChargeRefunded => charge(spec, &ids)?,
-        EventKind::ChargeDisputeCreated => dispute(spec, &ids)?,
+        EventKind::ChargeDisputeCreated | EventKind::ChargeDisputeClosed => dispute(spec, &ids)?,
         other => {
             return Err(TriggerError::Invalid(format!(
                 "unknown event type {other:?}; one of: {}",
@@ -149,6 +167,7 @@ pub async fn deliver(
 struct Ids {
     subscription: String,
     customer: String,
+    purchase: String,
 }
 
 fn checkout_session(spec: &TriggerSpec, ids: &Ids) -> Result<Value, TriggerError> {
@@ -164,6 +183,23 @@ fn checkout_session(spec: &TriggerSpec, ids: &Ids) -> Result<Value, TriggerError
     session["subscription"] = json!(ids.subscription);
     session["metadata"] = json!({ "org_id": spec.org_id, "plan": spec.plan });
     session["created"] = json!(spec.now);
+    Ok(session)
+}
+
+/// A payment-mode session: paid, or waiting for a delayed payment
+/// (`unpaid`) unless `--status` says otherwise.
+fn purchase_session(spec: &TriggerSpec, ids: &Ids) -> Result<Value, TriggerError> {
+    let mut session = checkout_session(spec, ids)?;
+    let implied = match EventKind::parse(&spec.event_type) {
+        EventKind::CheckoutSessionAsyncPaymentFailed => "unpaid",
+        _ => "paid",
+    };
+    session["id"] = json!(format!("cs_test_{}", ids.purchase));
+    session["mode"] = json!("payment");
+    session["payment_status"] = json!(spec.status.as_deref().unwrap_or(implied));
+    session["payment_intent"] = json!(format!("pi_{}", ids.purchase));
+    session["subscription"] = Value::Null;
+    session["metadata"]["quantity"] = json!(spec.quantity.to_string());
     Ok(session)
 }
 
@@ -227,20 +263,34 @@ fn invoice(spec: &TriggerSpec, ids: &Ids) -> Result<Value, TriggerError> {
 
 fn charge(spec: &TriggerSpec, ids: &Ids) -> Result<Value, TriggerError> {
     let mut charge = parse(CHARGE)?;
-    charge["id"] = json!(format!("ch_trigger_{}", uuid::Uuid::new_v4().simple()));
+    let amount = charge["amount"].as_i64().unwrap_or_default();
+    charge["id"] = json!(format!("ch_{}", ids.purchase));
     charge["customer"] = json!(ids.customer);
-    charge["refunded"] = json!(true);
-    charge["amount_refunded"] = charge["amount"].clone();
+    charge["payment_intent"] = json!(format!("pi_{}", ids.purchase));
+    charge["refunded"] = json!(!spec.partial_refund);
+    charge["amount_refunded"] = json!(if spec.partial_refund {
+        amount / 2
+    } else {
+        amount
+    });
     charge["created"] = json!(spec.now);
     Ok(charge)
 }
 
-/// A dispute with its charge expanded, so that it names the customer.
+/// A dispute with its charge expanded, so that it names the customer:
+/// opened (`needs_response`) or closed (`won`) unless `--status` says
+/// otherwise.
 fn dispute(spec: &TriggerSpec, ids: &Ids) -> Result<Value, TriggerError> {
+    let implied = match EventKind::parse(&spec.event_type) {
+        EventKind::ChargeDisputeClosed => "won",
+        _ => "needs_response",
+    };
     let mut dispute = parse(DISPUTE)?;
     let charge = charge(spec, ids)?;
-    dispute["id"] = json!(format!("dp_trigger_{}", uuid::Uuid::new_v4().simple()));
+    dispute["id"] = json!(format!("dp_{}", ids.purchase));
     dispute["charge"] = json!({ "id": charge["id"], "object": "charge", "customer": ids.customer });
+    dispute["payment_intent"] = charge["payment_intent"].clone();
+    dispute["status"] = json!(spec.status.as_deref().unwrap_or(implied));
     dispute["created"] = json!(spec.now);
     Ok(dispute)
 }

@@ -5,7 +5,7 @@
 
 use entitlements::grants::{MAX_QUANTITY as GRANT_MAX_QUANTITY, MAX_REASON_CHARS};
 use entitlements::org::ORG_ID_PATTERN;
-use entitlements::{Catalog, FeatureValue};
+use entitlements::{Catalog, FeatureValue, PlanMode};
 use serde_json::{Value, json};
 
 use crate::checkout::{MAX_QUANTITY, MAX_TRIAL_DAYS};
@@ -86,6 +86,18 @@ pub(crate) fn constrain(doc: &mut Value, settings: &Settings, catalog: &Catalog)
     checkout["oneOf"] = json!([
         {"required": ["plan"], "properties": {"plan": {"type": "string"}}},
         {"required": ["price_id"], "properties": {"price_id": {"type": "string"}}},
+    ]);
+    // A plan sold once has no trial.
+    let once: Vec<_> = catalog
+        .plans()
+        .filter(|plan| plan.mode == PlanMode::Payment)
+        .collect();
+    let once_plans: Vec<&String> = once.iter().map(|plan| &plan.name).collect();
+    let once_prices: Vec<&String> = once.iter().flat_map(|plan| &plan.prices).collect();
+    let no_trial = json!({"properties": {"trial_days": {"type": "null"}}});
+    checkout["allOf"] = json!([
+        {"if": {"required": ["plan"], "properties": {"plan": {"enum": once_plans}}}, "then": no_trial},
+        {"if": {"required": ["price_id"], "properties": {"price_id": {"enum": once_prices}}}, "then": no_trial},
     ]);
 
     // What the webhook reads of an event before anything else.

@@ -69,7 +69,8 @@ pub(crate) struct GrantAnswer {
 }
 
 impl GrantAnswer {
-    fn new(grant: Grant, now: i64) -> Self {
+    /// The grant as the API shows it at `now`.
+    pub(crate) fn new(grant: Grant, now: i64) -> Self {
         let time = |secs: i64| DateTime::from_timestamp(secs, 0);
         Self {
             active: grant.is_active(now),
@@ -92,6 +93,17 @@ impl GrantAnswer {
 pub(crate) struct GrantList {
     /// Newest first, revoked and expired ones too.
     grants: Vec<GrantAnswer>,
+}
+
+impl GrantList {
+    /// The grants as the API lists them at `now`.
+    pub(crate) fn new(grants: Vec<Grant>, now: i64) -> Self {
+        let grants = grants
+            .into_iter()
+            .map(|g| GrantAnswer::new(g, now))
+            .collect();
+        Self { grants }
+    }
 }
 
 /// Gives the organization a grant; its entitlements change at once.
@@ -134,12 +146,7 @@ pub(crate) async fn list(
     let grants = state
         .with_engine(async move |engine| engine.grants(&org).await)
         .await?;
-    let now = Utc::now().timestamp();
-    let grants = grants
-        .into_iter()
-        .map(|g| GrantAnswer::new(g, now))
-        .collect();
-    Ok(HttpResponse::Ok().json(GrantList { grants }))
+    Ok(HttpResponse::Ok().json(GrantList::new(grants, Utc::now().timestamp())))
 }
 
 /// The grant segment of the revoke route's path.

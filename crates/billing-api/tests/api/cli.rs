@@ -168,4 +168,142 @@ async fn trigger_grants_and_revokes_on_a_running_instance(backend: Backend) {
     assert_eq!(regranted["plan"], "pro", "{regranted}");
 }
 
-on_both_backends!(trigger_grants_and_revokes_on_a_running_instance);
+async fn trigger_sends_a_purchase_its_refund_and_its_dispute(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let url = format!("{}/webhooks/stripe", app.address);
+    let run = |args: &[&str]| {
+        let mut full = vec!["trigger"];
+        full.extend(args);
+        full.extend(["--org", "acme", "--url", url.as_str()]);
+        let output = billing_api(&full, &[]);
+        assert!(output.status.success(), "{}", text(&output));
+        text(&output)
+    };
+    let plan_status = |body: serde_json::Value| {
+        (
+            body["plan"].as_str().unwrap().to_owned(),
+            body["status"].as_str().unwrap().to_owned(),
+        )
+    };
+    let lifetime = ["--plan", "lifetime", "--mode", "payment"];
+    run(&[&["checkout.session.completed"][..], &lifetime[..]].concat());
+    let purchased = ("lifetime".to_owned(), "purchased".to_owned());
+    assert_eq!(plan_status(app.get_entitlements("acme").await.1), purchased);
+    run(&["charge.refunded", "--partial"]);
+    assert_eq!(plan_status(app.get_entitlements("acme").await.1), purchased);
+    run(&["charge.dispute.created"]);
+    assert_eq!(app.get_entitlements("acme").await.1["plan"], "free");
+    run(&["charge.dispute.closed", "--status", "won"]);
+    assert_eq!(plan_status(app.get_entitlements("acme").await.1), purchased);
+    run(&["charge.refunded"]);
+    assert_eq!(app.get_entitlements("acme").await.1["plan"], "free");
+
+    // A delayed payment: pending until it succeeds.
+    let pass = ["--plan", "pass", "--purchase", "pass1", "--quantity", "3"];
+    run(&[
+        &["checkout.session.completed", "--status", "unpaid"][..],
+        &pass[..],
+    ]
+    .concat());
+    assert_eq!(app.get_entitlements("acme").await.1["plan"], "free");
+    run(&[&["checkout.session.async_payment_succeeded"][..], &pass[..]].concat());
+    let body = app.get_entitlements("acme").await.1;
+    assert_eq!(
+        (body["plan"].as_str(), body["features"]["seats"].as_i64()),
+        (Some("pass"), Some(3))
+    );
+}
+
+/// Runs `billing-api grant <args>` on `app`'s database.
+fn grant(app: &TestApp, args: &[&str]) -> Output {
+    let mut full = vec!["grant"];
+    full.extend(args);
+    billing_api(
+        &full,
+        &[("DATABASE_URL", app.db.url.as_str()), ("USER", "ops")],
+    )
+}
+
+async fn grant_adds_lists_and_revokes_from_a_shell(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let added = grant(
+        &app,
+        &[
+            "add",
+            "acme",
+            "--feature",
+            "sso=true",
+            "--feature",
+            "seats=40",
+            "--days",
+            "7",
+            "--reason",
+            "pilot",
+        ],
+    );
+    assert!(added.status.success(), "{}", text(&added));
+    let grant_body: serde_json::Value = serde_json::from_slice(&added.stdout).unwrap();
+    let id = grant_body["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (
+            grant_body["created_by"].as_str(),
+            grant_body["reason"].as_str()
+        ),
+        (Some("cli:ops"), Some("pilot"))
+    );
+    let expires = chrono::DateTime::parse_from_rfc3339(grant_body["expires_at"].as_str().unwrap())
+        .unwrap()
+        .timestamp();
+    assert!(
+        (expires - crate::helpers::now() - 7 * 86_400).abs() < 60,
+        "{grant_body}"
+    );
+
+    // The running service sees it.
+    let body = app.get_entitlements("acme").await.1;
+    assert_eq!(
+        (body["status"].as_str(), body["features"]["seats"].as_i64()),
+        (Some("granted"), Some(40))
+    );
+
+    let listed = grant(&app, &["list", "acme"]);
+    let list: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(list["grants"][0]["id"], id.as_str());
+
+    let revoked = grant(&app, &["revoke", "acme", &id, "--by", "alice"]);
+    assert!(
+        text(&revoked).contains(&format!("revoked {id} of acme")),
+        "{}",
+        text(&revoked)
+    );
+    assert_eq!(app.get_entitlements("acme").await.1["status"], "none");
+    let list: serde_json::Value =
+        serde_json::from_slice(&grant(&app, &["list", "acme"]).stdout).unwrap();
+    assert_eq!(
+        (
+            list["grants"][0]["active"].as_bool(),
+            list["grants"][0]["revoked_by"].as_str()
+        ),
+        (Some(false), Some("alice"))
+    );
+
+    // Refusals name the problem and exit non-zero.
+    for (args, says) in [
+        (vec!["add", "acme", "--plan", "gold"], "plan"),
+        (vec!["add", "acme", "--feature", "sso"], "name=value"),
+        (vec!["add", "acme", "--feature", "seats=many"], "seats"),
+        (vec!["add", "not an org", "--plan", "pro"], "org"),
+        (vec!["revoke", "acme", &id], "already revoked"),
+        (vec!["revoke", "acme", "grant_nope"], "grant_nope"),
+    ] {
+        let output = grant(&app, &args);
+        assert!(!output.status.success(), "{args:?}: {}", text(&output));
+        assert!(text(&output).contains(says), "{args:?}: {}", text(&output));
+    }
+}
+
+on_both_backends!(
+    trigger_grants_and_revokes_on_a_running_instance,
+    trigger_sends_a_purchase_its_refund_and_its_dispute,
+    grant_adds_lists_and_revokes_from_a_shell
+);

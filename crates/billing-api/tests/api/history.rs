@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, READ_TOKEN, TestApp, now};
+use crate::helpers::{Backend, READ_TOKEN, TestApp, now, replay_with_catalog};
 use crate::on_both_backends;
 
 async fn page(app: &TestApp, query: &str) -> Value {
@@ -129,21 +129,8 @@ async fn replay_recomputes_the_events_organization_and_keeps_its_outcome(backend
     assert_eq!(app.get_entitlements("acme").await.1["plan"], "free");
 
     // The operator adds the price to the catalog and replays the event.
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("catalog.toml");
-    std::fs::write(
-        &config,
-        "[plans.pro]\nprices = [\"price_pro_monthly\", \"price_pro_2027\"]\n",
-    )
-    .unwrap();
-    let replay = |event: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_billing-api"))
-            .args(["--config", config.to_str().unwrap(), "replay", event])
-            .env("DATABASE_URL", &app.db.url)
-            .current_dir(dir.path())
-            .output()
-            .unwrap()
-    };
+    let catalog = "[plans.pro]\nprices = [\"price_pro_monthly\", \"price_pro_2027\"]\n";
+    let replay = |event: &str| replay_with_catalog(&app.db.url, catalog, event);
     let output = replay(&event_id);
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(

@@ -3,21 +3,12 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, Backend, TestApp, json_of, now};
+use crate::helpers::{ADMIN_TOKEN, Backend, TestApp, fixture, json_of, now};
 use crate::on_both_backends;
 
 const ORG: &str = "fixture-org";
 const START: i64 = 1_790_000_000;
 const DAY: i64 = 86_400;
-
-fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/tests/fixtures/events/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture exists"))
-        .expect("fixture is JSON")
-}
 
 async fn outcome(app: &TestApp, name: &str) -> String {
     let (status, body) = app.deliver(&fixture(name)).await;

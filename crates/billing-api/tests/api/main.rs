@@ -17,6 +17,7 @@ mod lifecycle;
 mod openapi;
 mod operations;
 mod properties;
+mod purchases;
 mod reconcile;
 mod redaction;
 mod refetch;

@@ -90,7 +90,20 @@ async fn every_documented_operation_is_served(backend: Backend) {
     let checkout = &doc["components"]["schemas"]["CheckoutRequest"];
     assert_eq!(
         checkout["properties"]["plan"]["enum"],
-        serde_json::json!(["pro", null])
+        serde_json::json!(["lifetime", "pass", "pro", null])
+    );
+    // A plan sold once takes no trial, whether named or bought by price.
+    assert_eq!(
+        checkout["allOf"][0]["if"]["properties"]["plan"]["enum"],
+        serde_json::json!(["lifetime", "pass"])
+    );
+    assert_eq!(
+        checkout["allOf"][1]["if"]["properties"]["price_id"]["enum"],
+        serde_json::json!(["price_lifetime", "price_pass_30d"])
+    );
+    assert_eq!(
+        checkout["allOf"][0]["then"]["properties"]["trial_days"]["type"],
+        "null"
     );
     assert_eq!(
         checkout["properties"]["success_url"]["pattern"],

@@ -175,6 +175,48 @@ async fn reconcile_can_be_limited_to_one_organization(backend: Backend) {
     );
 }
 
+async fn reconcile_never_removes_a_purchase_or_a_grant(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let t = now() - 60;
+    app.deliver(&app.event("customer.subscription.created", "gamma", t))
+        .await;
+    let lifetime = app
+        .build_event("checkout.session.completed", "gamma")
+        .plan("lifetime")
+        .at(t + 1)
+        .build();
+    app.deliver(&lifetime).await;
+    let (status, grant) = app
+        .post_grant("gamma", &json!({"features": {"seats": 40}}))
+        .await;
+    assert_eq!(status, 201, "{grant}");
+
+    // Stripe says gamma's subscription is canceled: only that source goes.
+    run_reconcile(&app, &stripe_with_two_pages().await, &[]);
+    let body = app.get_entitlements("gamma").await.1;
+    let sources: Vec<(&str, &str)> = body["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["kind"].as_str().unwrap(), s["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            ("purchase", "cs_test_trigger_gamma"),
+            ("grant", grant["id"].as_str().unwrap())
+        ]
+    );
+    assert_eq!(
+        (
+            body["plan"].as_str(),
+            body["status"].as_str(),
+            body["features"]["seats"].as_i64()
+        ),
+        (Some("lifetime"), Some("purchased"), Some(40))
+    );
+}
+
 async fn serve_reconciles_periodically_when_configured(backend: Backend) {
     let stripe = stripe_with_two_pages().await;
     let app = TestApp::spawn_against(backend, &stripe, |s| {
@@ -196,5 +238,6 @@ on_both_backends!(
     reconcile_repairs_what_webhooks_missed,
     a_page_read_before_a_webhook_does_not_undo_it,
     reconcile_can_be_limited_to_one_organization,
+    reconcile_never_removes_a_purchase_or_a_grant,
     serve_reconciles_periodically_when_configured
 );

@@ -32,17 +32,18 @@ impl Engine {
             Ok(org_id) => org_id,
             Err(invalid) => return Ok(invalid),
         };
+        let invalid = |why: String| Ok(Receipt::invalid(why).org(Some(org_id.clone())));
         let Some(plan) = session.metadata.get("plan").filter(|p| !p.is_empty()) else {
-            return Ok(Receipt::invalid("a payment checkout without metadata.plan"));
+            return invalid("a payment checkout without metadata.plan".into());
         };
         let quantity = match session.metadata.get("quantity") {
             None => 1,
             Some(text) => match text.parse::<i64>() {
                 Ok(n) if (1..=MAX_QUANTITY).contains(&n) => n,
                 _ => {
-                    return Ok(Receipt::invalid(format!(
+                    return invalid(format!(
                         "metadata.quantity {text:?} is not a whole number from 1 to {MAX_QUANTITY}"
-                    )));
+                    ));
                 }
             },
         };
@@ -52,9 +53,10 @@ impl Engine {
             (_, Some("paid" | "no_payment_required")) => PAID,
             _ => PENDING,
         };
-        if let Some(payment) = &session.payment_intent {
-            purchases::lock_payment(conn, payment, now).await?;
-        }
+        let payment = match &session.payment_intent {
+            Some(intent) => Some(purchases::lock_payment(conn, intent, now).await?),
+            None => None,
+        };
         let now = organizations::lock(conn, &org_id, now).await?;
         let receipt = Receipt::new(Outcome::Applied).org(Some(org_id.clone()));
         let mut receipt =
@@ -94,6 +96,17 @@ impl Engine {
             ));
         }
         receipt = receipt.note(format!("purchase {} {status}", session.id));
+        if let Some(payment) = payment.filter(|p| p.refunded || p.disputed) {
+            let what = if payment.refunded {
+                "refunded in full"
+            } else {
+                "disputed"
+            };
+            receipt = receipt.note(format!(
+                "its payment {} was {what} before: no access",
+                payment.payment_intent_id
+            ));
+        }
         let recomputed = self
             .recompute(conn, &row.org_id, Cause::Event(&event.id), now)
             .await?;

@@ -23,6 +23,9 @@ impl<'a> EventBuilder<'a> {
             cancel_at_period_end: false,
             period_days: 30,
             subscription_id: None,
+            mode: None,
+            purchase_id: None,
+            partial_refund: false,
             now: now(),
         };
         Self {
@@ -53,7 +56,19 @@ impl<'a> EventBuilder<'a> {
         self
     }
 
-    /// With this subscription status.
+    /// Buying `plan`.
+    pub fn plan(mut self, plan: &str) -> Self {
+        self.spec.plan = plan.into();
+        self
+    }
+
+    /// About purchase `id` (session `cs_test_<id>`, payment `pi_<id>`).
+    pub fn purchase(mut self, id: &str) -> Self {
+        self.spec.purchase_id = Some(id.into());
+        self
+    }
+
+    /// With this subscription, payment or dispute status.
     pub fn status(mut self, status: &str) -> Self {
         self.spec.status = Some(status.into());
         self
@@ -92,6 +107,16 @@ pub fn stripe_subscription(id: &str, org: &str, status: &str, price: &str, quant
     item["current_period_start"] = serde_json::json!(now());
     item["current_period_end"] = serde_json::json!(now() + 30 * 86_400);
     sub
+}
+
+/// A recorded event in Stripe's own shape, from `tests/fixtures/events`.
+pub fn fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/tests/fixtures/events/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture exists"))
+        .expect("fixture is JSON")
 }
 
 pub fn now() -> i64 {

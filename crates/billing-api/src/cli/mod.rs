@@ -1,10 +1,15 @@
-//! The command line: `serve` (default), `migrate`, `check-config`, `trigger`.
+//! The command line: `serve` (default), `migrate`, `check-config`,
+//! `trigger`, `reconcile`, `replay`, `grant`.
+
+mod grant;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use entitlements::Replay;
+use entitlements::{Engine, PlanMode, Replay};
+
+use self::grant::GrantCommand;
 
 use std::sync::Arc;
 
@@ -55,6 +60,11 @@ enum Command {
         /// The event id (evt_...).
         event_id: String,
     },
+    /// Give, list or revoke grants by hand.
+    Grant {
+        #[command(subcommand)]
+        command: GrantCommand,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -71,9 +81,21 @@ struct TriggerArgs {
     /// Seats.
     #[arg(long, default_value_t = 1)]
     quantity: u64,
-    /// The subscription status (default: what the event type implies).
+    /// The subscription's status, a payment-mode session's
+    /// `payment_status` or a dispute's status (default: what the event
+    /// type implies).
     #[arg(long)]
     status: Option<String>,
+    /// A checkout's mode (default: the plan's).
+    #[arg(long, value_parser = ["subscription", "payment"])]
+    mode: Option<String>,
+    /// The purchase a payment-mode checkout, refund or dispute is about
+    /// (default: trigger_<org>).
+    #[arg(long)]
+    purchase: Option<String>,
+    /// Refund part of the charge instead of all of it.
+    #[arg(long)]
+    partial: bool,
     /// Mark the subscription as ending at its period end.
     #[arg(long)]
     cancel_at_period_end: bool,
@@ -107,6 +129,10 @@ impl Cli {
             }
             Command::Trigger(args) => trigger(settings, args).await,
             Command::Replay { event_id } => replay(settings, &event_id).await,
+            Command::Grant { command } => match migrated_engine(&settings).await {
+                Ok(engine) => grant::run(&engine, command).await,
+                Err(error) => Err(error),
+            },
             Command::Reconcile { org, dry_run } => {
                 reconcile_command(settings, org.as_deref(), dry_run).await
             }
@@ -145,8 +171,7 @@ async fn reconcile_command(settings: Settings, org: Option<&str>, dry_run: bool)
         );
     }
     let api = StripeApi::new(key, &settings.stripe.api_base, Arc::default())?;
-    let engine = engine(&settings).await?;
-    engine.database().migrate().await?;
+    let engine = migrated_engine(&settings).await?;
     let summary = reconcile(&engine, &api, org, dry_run).await?;
     println!(
         "{}{summary}",
@@ -159,9 +184,15 @@ async fn reconcile_command(settings: Settings, org: Option<&str>, dry_run: bool)
     Ok(())
 }
 
-async fn replay(settings: Settings, event_id: &str) -> CommandResult {
-    let engine = engine(&settings).await?;
+/// The engine over a database brought up to date.
+async fn migrated_engine(settings: &Settings) -> Result<Engine, Box<dyn std::error::Error>> {
+    let engine = engine(settings).await?;
     engine.database().migrate().await?;
+    Ok(engine)
+}
+
+async fn replay(settings: Settings, event_id: &str) -> CommandResult {
+    let engine = migrated_engine(&settings).await?;
     match engine.replay(event_id).await? {
         Replay::UnknownEvent => Err(format!("no event {event_id} is recorded").into()),
         Replay::NoOrganization => {
@@ -196,6 +227,12 @@ async fn trigger(settings: Settings, args: TriggerArgs) -> CommandResult {
         cancel_at_period_end: args.cancel_at_period_end,
         period_days: args.period_days,
         subscription_id: args.subscription,
+        mode: args.mode.map(|mode| match mode.as_str() {
+            "payment" => PlanMode::Payment,
+            _ => PlanMode::Subscription,
+        }),
+        purchase_id: args.purchase,
+        partial_refund: args.partial,
         now: chrono::Utc::now().timestamp(),
     };
     let event = build_event(&settings, &spec)?;
