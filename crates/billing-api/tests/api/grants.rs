@@ -121,6 +121,26 @@ async fn a_plan_grant_expires_with_no_call(backend: Backend) {
         actions.iter().any(|e| e["action"] == "grant_expired"),
         "{history}"
     );
+    // Still listed, inactive but not revoked; only admin tokens see it.
+    let list = crate::helpers::json_of(
+        app.get("/v1/orgs/acme/grants", Some(crate::helpers::ADMIN_TOKEN))
+            .await,
+    )
+    .await
+    .1;
+    assert_eq!(
+        (
+            &list["grants"][0]["active"],
+            &list["grants"][0]["revoked_at"]
+        ),
+        (&json!(false), &Value::Null)
+    );
+    let (status, refused) = crate::helpers::json_of(
+        app.get("/v1/orgs/acme/grants", Some(crate::helpers::READ_TOKEN))
+            .await,
+    )
+    .await;
+    assert_error(status, &refused, 403, "forbidden");
 }
 
 async fn bad_grants_are_refused_naming_the_field(backend: Backend) {

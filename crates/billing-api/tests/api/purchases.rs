@@ -5,8 +5,8 @@ use serde_json::{Value, json};
 use wiremock::Request;
 
 use crate::helpers::{
-    Backend, CHECKOUT_TOKEN, TestApp, answer, assert_error, fixture, now, replay_with_catalog,
-    stripe_call,
+    Backend, CHECKOUT_TOKEN, READ_TOKEN, TestApp, answer, assert_error, fixture, json_of, now,
+    replay_with_catalog, stripe_call,
 };
 use crate::on_both_backends;
 
@@ -80,6 +80,16 @@ async fn stripes_purchase_events_apply_from_their_own_shapes(backend: Backend) {
             &Value::Null
         )
     );
+
+    let (status, sso) = json_of(
+        app.get(
+            "/v1/entitlements/fixture-org/features/sso",
+            Some(READ_TOKEN),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((status, &sso["value"]), (200, &json!(true)));
 
     let (outcome, detail) = deliver(&app, ORG, &fixture("charge.refunded.partial")).await;
     assert_eq!(outcome, "applied");
@@ -384,7 +394,7 @@ async fn a_purchase_beside_a_subscription_is_a_second_source(backend: Backend) {
     assert_eq!(app.get_entitlements("acme").await.1["version"], version);
 }
 
-async fn a_purchase_without_its_metadata_is_invalid(backend: Backend) {
+async fn a_purchase_needs_its_plan_and_names_its_organization(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let mut event = fixture("checkout.session.completed.payment");
     event["data"]["object"]["metadata"] = json!({"org_id": ORG});
@@ -396,6 +406,17 @@ async fn a_purchase_without_its_metadata_is_invalid(backend: Backend) {
     assert_eq!(outcome, "invalid");
     assert!(detail.contains("metadata.quantity"), "{detail}");
     assert_eq!(state(&app, ORG).await, free());
+
+    // Without metadata.org_id the organization is client_reference_id;
+    // a free checkout (`no_payment_required`) grants like a paid one.
+    let mut event = fixture("checkout.session.completed.payment");
+    event["id"] = json!("evt_by_reference");
+    let session = &mut event["data"]["object"];
+    session["metadata"] = json!({"plan": "lifetime"});
+    session["client_reference_id"] = json!("initech");
+    session["payment_status"] = json!("no_payment_required");
+    assert_eq!(deliver(&app, "initech", &event).await.0, "applied");
+    assert_eq!(state(&app, "initech").await, purchased("lifetime", 5));
 }
 
 async fn a_purchase_of_a_plan_added_later_grants_once_replayed(backend: Backend) {
@@ -552,7 +573,7 @@ on_both_backends!(
     refunds_and_disputes_apply_in_any_order_of_delivery,
     duplicate_and_concurrent_deliveries_apply_once,
     a_purchase_beside_a_subscription_is_a_second_source,
-    a_purchase_without_its_metadata_is_invalid,
+    a_purchase_needs_its_plan_and_names_its_organization,
     a_purchase_of_a_plan_added_later_grants_once_replayed,
     purchase_changes_are_counted_by_source_kind,
     a_payment_plan_checks_out_in_payment_mode
