@@ -1,13 +1,16 @@
 //! What the service does besides answering requests: computing stored
-//! answers again under the rules in force, and reconciling with Stripe
+//! answers again under the rules in force, following other processes'
+//! changes for the answers in memory, and reconciling with Stripe
 //! periodically. The application owns these tasks and stops them when it
 //! stops.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use entitlements::Engine;
 use tokio::task::JoinHandle;
 
+use crate::cache::AnswerCache;
 use crate::reconcile::reconcile;
 use crate::settings::Settings;
 use crate::stripe_api::StripeApi;
@@ -17,8 +20,20 @@ pub(crate) struct Background(Vec<JoinHandle<()>>);
 
 impl Background {
     /// Starts the tasks the settings ask for.
-    pub(crate) fn start(engine: &Engine, stripe: Option<&StripeApi>, settings: &Settings) -> Self {
+    pub(crate) fn start(
+        engine: &Engine,
+        stripe: Option<&StripeApi>,
+        settings: &Settings,
+        cache: &Arc<AnswerCache>,
+    ) -> Self {
         let mut tasks = vec![tokio::spawn(follow_rules(engine.clone()))];
+        if settings.cache.max_orgs > 0 {
+            let (db, cache) = (engine.database().clone(), cache.clone());
+            let poll = Duration::from_millis(settings.cache.poll_ms);
+            tasks.push(tokio::spawn(async move {
+                db.watch(poll, move |signal| cache.follow(signal)).await;
+            }));
+        }
         if let (Some(api), every @ 1..) = (stripe, settings.stripe.reconcile_every_secs) {
             tasks.push(tokio::spawn(reconcile_periodically(
                 engine.clone(),

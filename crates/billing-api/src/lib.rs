@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod background;
+pub mod cache;
 mod checkout;
 pub mod cli;
 pub mod error;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use entitlements::{Counters, Outcome};
 
+use crate::cache::CacheStats;
 use crate::startup::AppState;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
@@ -64,7 +65,7 @@ impl Metrics {
     }
 
     /// The exposition text, with the engine's counters.
-    pub fn render(&self, engine: &Counters) -> String {
+    pub fn render(&self, engine: &Counters, cache: CacheStats) -> String {
         let mut out = Exposition::default();
         out.family(
             "billing_http_request_duration_seconds",
@@ -132,6 +133,42 @@ impl Metrics {
         ];
         for (name, help, value) in engine_counters {
             out.family(name, "counter", help);
+            out.sample(name, &[], value);
+        }
+        let cache_samples = [
+            (
+                "billing_cache_hits_total",
+                "counter",
+                "Entitlement answers served from memory.",
+                cache.hits,
+            ),
+            (
+                "billing_cache_misses_total",
+                "counter",
+                "Entitlement answers read from the database.",
+                cache.misses,
+            ),
+            (
+                "billing_cache_evictions_total",
+                "counter",
+                "Organizations dropped from memory to make room.",
+                cache.evictions,
+            ),
+            (
+                "billing_cache_organizations",
+                "gauge",
+                "Organizations held in memory.",
+                cache.size as u64,
+            ),
+            (
+                "billing_cache_following",
+                "gauge",
+                "1 while other processes' changes are followed; 0: every answer is read from the database.",
+                u64::from(cache.following),
+            ),
+        ];
+        for (name, kind, help, value) in cache_samples {
+            out.family(name, kind, help);
             out.sample(name, &[], value);
         }
         out.family(

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::auth::Tokens;
 use crate::background::Background;
+use crate::cache::AnswerCache;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::refetch::Refetcher;
@@ -39,6 +40,8 @@ pub struct AppState {
     /// The OpenAPI document, built once: it depends on the settings and
     /// the catalog alone.
     pub openapi: web::Bytes,
+    /// The hot path's answers in memory.
+    pub cache: Arc<AnswerCache>,
     /// A multi-threaded runtime that database work runs on.
     runtime: tokio::runtime::Handle,
 }
@@ -114,7 +117,12 @@ impl Application {
             let window = Duration::from_millis(settings.stripe.refetch_window_ms);
             engine = engine.with_source(Arc::new(Refetcher::new(api.clone(), window)));
         }
-        let background = Background::start(&engine, stripe.as_ref(), &settings);
+        let cache = Arc::new(AnswerCache::new(settings.cache.max_orgs));
+        let invalidate = cache.clone();
+        engine = engine.with_change_hook(Arc::new(move |org, version| {
+            invalidate.invalidate(org, version);
+        }));
+        let background = Background::start(&engine, stripe.as_ref(), &settings, &cache);
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener =
             TcpListener::bind(&address).map_err(|source| StartError::Bind { address, source })?;
@@ -142,6 +150,7 @@ impl Application {
             runtime: tokio::runtime::Handle::current(),
             metrics,
             openapi,
+            cache,
         });
         let shared = state.clone();
         let mut server = HttpServer::new(move || {

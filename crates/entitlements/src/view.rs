@@ -32,10 +32,19 @@ pub struct EntitlementView {
     pub version: i64,
     /// When the entitlements last changed.
     pub updated_at: Option<DateTime<Utc>>,
+    /// When it must be computed again because time alone may change it
+    /// (unix seconds); a cache must not serve it from then on.
+    pub recheck_at: Option<i64>,
 }
 
 impl EntitlementView {
-    pub(crate) fn new(org_id: &str, e: Entitlement, version: i64, updated_at: Option<i64>) -> Self {
+    pub(crate) fn new(
+        org_id: &str,
+        e: Entitlement,
+        version: i64,
+        updated_at: Option<i64>,
+        recheck_at: Option<i64>,
+    ) -> Self {
         Self {
             org_id: org_id.to_owned(),
             plan: e.plan,
@@ -49,6 +58,7 @@ impl EntitlementView {
             sources: e.sources,
             version,
             updated_at: updated_at.and_then(time),
+            recheck_at,
         }
     }
 

@@ -4,10 +4,13 @@
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
-use entitlements::EntitlementView;
+use std::sync::Arc;
+
+use entitlements::{Catalog, EntitlementView};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Authorized, ReadScope};
+use crate::cache::Answer;
 use crate::error::{ApiError, ErrorBody};
 use crate::org_id::OrgId;
 use crate::startup::AppState;
@@ -40,21 +43,17 @@ pub(crate) async fn get(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let view = current(&state, &org).await?;
-    let etag = format!(
-        "\"{}-{:x}\"",
-        view.version,
-        state.engine.catalog().fingerprint()
-    );
-    if matches_etag(&req, &etag) {
+    let answer = current(&state, &org).await?;
+    if matches_etag(&req, &answer.etag) {
         return Ok(HttpResponse::NotModified()
-            .insert_header((header::ETAG, etag))
+            .insert_header((header::ETAG, answer.etag.clone()))
             .finish());
     }
     Ok(HttpResponse::Ok()
-        .insert_header((header::ETAG, etag))
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .json(Entitlements::from(view)))
+        .insert_header((header::ETAG, answer.etag.clone()))
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
+        .content_type(header::ContentType::json())
+        .body(answer.body.clone()))
 }
 
 /// The feature segment of the feature route's path.
@@ -86,14 +85,15 @@ pub(crate) async fn feature(
     path: web::Path<FeaturePath>,
 ) -> Result<HttpResponse, ApiError> {
     let feature = &path.feature;
-    let Some(zero) = state.engine.catalog().zero_features().get(feature).copied() else {
+    let names = state.engine.catalog().zero_features();
+    let Some(index) = names.keys().position(|name| name == feature) else {
         return Err(ApiError::NotFound {
             code: "unknown_feature",
             message: format!("no plan defines a feature named {feature:?}"),
         });
     };
-    let view = current(&state, &org).await?;
-    let value = view.features.get(feature).copied().unwrap_or(zero).into();
+    let answer = current(&state, &org).await?;
+    let value = answer.features[index].into();
     Ok(HttpResponse::Ok().json(FeatureAnswer {
         org_id: org.as_str(),
         feature,
@@ -101,23 +101,57 @@ pub(crate) async fn feature(
     }))
 }
 
-/// The organization's entitlements, or 404 when nothing grants and the
-/// catalog has no default plan.
-async fn current(state: &AppState, org_id: &OrgId) -> Result<EntitlementView, ApiError> {
-    let org = org_id.clone();
-    let view = state
-        .with_engine(async move |engine| engine.entitlements(org.as_str()).await)
-        .await?;
-    if !view.is_granted() && state.engine.catalog().default_plan().is_none() {
+/// The organization's answer, from memory or else from the database (and
+/// then kept), or 404 when nothing grants and the catalog has no default
+/// plan.
+async fn current(state: &AppState, org_id: &OrgId) -> Result<Arc<Answer>, ApiError> {
+    let now = chrono::Utc::now().timestamp();
+    let answer = match state.cache.get(org_id, now) {
+        Some(answer) => answer,
+        None => {
+            let ticket = state.cache.ticket();
+            let org = org_id.clone();
+            let view = state
+                .with_engine(async move |engine| engine.entitlements(org.as_str()).await)
+                .await?;
+            let answer = Arc::new(answer_of(view, state.engine.catalog())?);
+            state.cache.put(org_id, answer.clone(), ticket);
+            answer
+        }
+    };
+    if !answer.granted && state.engine.catalog().default_plan().is_none() {
         return Err(ApiError::NotFound {
             code: "no_entitlements",
             message: format!("nothing grants organization {org_id:?} and there is no default plan"),
         });
     }
-    Ok(view)
+    Ok(answer)
 }
 
-fn matches_etag(req: &HttpRequest, etag: &str) -> bool {
+/// The answer as it is sent: the body encoded once, the `ETag`, and the
+/// features in the catalog's order for the feature route.
+fn answer_of(view: EntitlementView, catalog: &Catalog) -> Result<Answer, ApiError> {
+    let etag = format!("\"{}-{:x}\"", view.version, catalog.fingerprint());
+    let features = catalog
+        .zero_features()
+        .iter()
+        .map(|(name, zero)| view.features.get(name).copied().unwrap_or(*zero))
+        .collect();
+    let (version, granted, recheck_at) = (view.version, view.is_granted(), view.recheck_at);
+    let body = serde_json::to_vec(&Entitlements::from(view))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Answer {
+        version,
+        etag: HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.to_string()))?,
+        body: body.into(),
+        features,
+        granted,
+        recheck_at,
+    })
+}
+
+fn matches_etag(req: &HttpRequest, etag: &HeaderValue) -> bool {
+    let etag = etag.to_str().unwrap_or_default();
     req.headers()
         .get_all(header::IF_NONE_MATCH)
         .filter_map(|v: &HeaderValue| v.to_str().ok())

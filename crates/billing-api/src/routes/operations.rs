@@ -39,7 +39,12 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, Ap
             json!({"error": "not_ready", "message": format!("{pending} migration(s) not applied")}),
         ));
     }
-    Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
+    let answers = match (state.settings.cache.max_orgs, state.cache.stats().following) {
+        (0, _) => "from the database (cache.max_orgs = 0)",
+        (_, true) => "from memory",
+        (_, false) => "from the database: other processes' changes are not followed now",
+    };
+    Ok(HttpResponse::Ok().json(json!({"status": "ready", "answers": answers})))
 }
 
 /// Prometheus metrics.
@@ -47,5 +52,9 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, Ap
 pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render(state.engine.counters()))
+        .body(
+            state
+                .metrics
+                .render(state.engine.counters(), state.cache.stats()),
+        )
 }

@@ -36,6 +36,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// Bearer tokens for `/v1`.
     pub auth: AuthSettings,
+    /// The in-memory answers of the hot path.
+    pub cache: CacheSettings,
     /// The plan catalog.
     #[serde(default)]
     pub plans: BTreeMap<String, PlanConfig>,
@@ -54,6 +56,17 @@ pub struct ServerSettings {
     pub workers: Option<usize>,
     /// On SIGTERM/SIGINT, how long requests in flight may take to finish.
     pub shutdown_timeout_secs: u64,
+}
+
+/// `[cache]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Most organizations whose answer is kept in memory; 0 turns the
+    /// cache off.
+    pub max_orgs: usize,
+    /// On SQLite, how often other processes' changes are looked for.
+    pub poll_ms: u64,
 }
 
 /// `[database]`

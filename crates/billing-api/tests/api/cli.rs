@@ -260,7 +260,9 @@ async fn grant_adds_lists_and_revokes_from_a_shell(backend: Backend) {
     );
 
     // The running service sees it.
-    let body = app.get_entitlements("acme").await.1;
+    let body = app
+        .entitlements_once("acme", |b| b["status"] == "granted")
+        .await;
     assert_eq!(
         (body["status"].as_str(), body["features"]["seats"].as_i64()),
         (Some("granted"), Some(40))
@@ -276,7 +278,10 @@ async fn grant_adds_lists_and_revokes_from_a_shell(backend: Backend) {
         "{}",
         text(&revoked)
     );
-    assert_eq!(app.get_entitlements("acme").await.1["status"], "none");
+    let body = app
+        .entitlements_once("acme", |b| b["status"] == "none")
+        .await;
+    assert_eq!(body["status"], "none");
     let list: serde_json::Value =
         serde_json::from_slice(&grant(&app, &["list", "acme"]).stdout).unwrap();
     assert_eq!(

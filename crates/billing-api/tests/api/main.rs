@@ -21,6 +21,7 @@ mod purchases;
 mod reconcile;
 mod redaction;
 mod refetch;
+mod replicas;
 mod schema_fuzz;
 mod shutdown;
 mod snapshots;

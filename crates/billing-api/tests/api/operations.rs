@@ -11,9 +11,10 @@ async fn health_and_readiness_answer(backend: Backend) {
         json_of(app.get("/healthz", None).await).await,
         (200, json!({"status": "ok"}))
     );
+    let ready = app.readyz_once(|b| b["answers"] == "from memory").await;
     assert_eq!(
-        json_of(app.get("/readyz", None).await).await,
-        (200, json!({"status": "ready"}))
+        ready,
+        (200, json!({"status": "ready", "answers": "from memory"}))
     );
     app.engine.database().revert_all_migrations().await.unwrap();
     let (status, body) = json_of(app.get("/readyz", None).await).await;

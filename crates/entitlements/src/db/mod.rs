@@ -182,6 +182,15 @@ impl Database {
         })
     }
 
+    /// Runs `work` on one pooled connection, outside any transaction.
+    pub(crate) async fn read<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut pooled = self.get().await?;
+        work(&mut pooled.conn()).await
+    }
+
     pub(crate) fn url(&self) -> &str {
         &self.url
     }

@@ -26,6 +26,8 @@ use crate::store::{
 };
 use crate::view::EntitlementView;
 
+pub use crate::store::answers::CHANGES_CHANNEL;
+
 use apply::{Arrival, subscription_to_read};
 
 /// What refetch mode learned of an event's subscription from its source.
@@ -51,6 +53,17 @@ pub struct Engine {
     /// Set in refetch mode: where subscription events read the state they
     /// apply.
     source: Option<Arc<dyn SubscriptionSource>>,
+    /// Told of every new version once its transaction has committed.
+    on_change: Option<ChangeHook>,
+}
+
+/// Called with an organization and its new version after the transaction
+/// that wrote it committed (before the write's caller is answered).
+pub type ChangeHook = Arc<dyn Fn(&str, i64) + Send + Sync>;
+
+tokio::task_local! {
+    /// The versions written by the transaction in progress on this task.
+    static WRITTEN: std::cell::RefCell<Vec<(String, i64)>>;
 }
 
 impl Engine {
@@ -69,7 +82,15 @@ impl Engine {
             livemode,
             counters: Arc::default(),
             source: None,
+            on_change: None,
         }
+    }
+
+    /// The engine telling `hook` of every committed change (a cache
+    /// invalidating its entries, for example).
+    pub fn with_change_hook(mut self, hook: ChangeHook) -> Self {
+        self.on_change = Some(hook);
+        self
     }
 
     /// The engine in refetch mode: subscription events apply the state
@@ -234,13 +255,25 @@ impl Engine {
         let mut pooled = self.db.get().await?;
         let mut conn = pooled.conn();
         conn.begin_write().await?;
-        match work(&mut conn).await {
+        let (result, written) = WRITTEN
+            .scope(std::cell::RefCell::default(), async {
+                let result = work(&mut conn).await;
+                (result, WRITTEN.with(std::cell::RefCell::take))
+            })
+            .await;
+        let value = match result {
             Ok(value) if !commit(&value) => {
                 conn.abort().await?;
-                Ok(value)
+                return Ok(value);
             }
-            result => conn.finish(result).await,
+            result => conn.finish(result).await?,
+        };
+        if let Some(hook) = &self.on_change {
+            for (org_id, version) in &written {
+                hook(org_id, *version);
+            }
         }
+        Ok(value)
     }
 
     /// Applies a subscription as Stripe's API returned it, through the same
@@ -356,6 +389,9 @@ impl Engine {
             (Some(_), _) => {
                 let row = EntitlementRow::new(org_id, &computed, version + 1, now, &self.rules)?;
                 answers::save_change(conn, &row, cause).await?;
+                answers::announce(conn, org_id, version + 1).await?;
+                // Outside a write (never, today) there is no one to tell.
+                let _ = WRITTEN.try_with(|w| w.borrow_mut().push((org_id.to_owned(), version + 1)));
                 self.counters
                     .entitlement_change(&changed_kinds(&before.sources, &after.sources));
                 version + 1
@@ -408,8 +444,9 @@ impl Engine {
                 row.entitlement()?,
                 row.version,
                 Some(row.updated_at),
+                row.recheck_at,
             ),
-            None => EntitlementView::new(org_id, default_entitlement(&self.catalog), 0, None),
+            None => EntitlementView::new(org_id, default_entitlement(&self.catalog), 0, None, None),
         })
     }
 

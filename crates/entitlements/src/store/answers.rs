@@ -121,6 +121,24 @@ pub(crate) async fn computed_under_other_rules(
     Ok(run!(conn, |c| query.load(c).await)?)
 }
 
+/// The PostgreSQL channel every new version is announced on, as
+/// `<version> <org_id>`.
+pub const CHANGES_CHANNEL: &str = "billing_entitlements";
+
+/// Announces the organization's new version to other replicas: on
+/// PostgreSQL a `NOTIFY`, delivered when the transaction commits; SQLite
+/// has no such thing (its watchers read the history instead).
+pub(crate) async fn announce(conn: &mut Conn<'_>, org_id: &str, version: i64) -> Result<(), Error> {
+    if let Conn::Postgres(c) = conn {
+        diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<diesel::sql_types::Text, _>(CHANGES_CHANNEL)
+            .bind::<diesel::sql_types::Text, _>(format!("{version} {org_id}"))
+            .execute(&mut **c)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Stores the row and a history entry naming what caused it, at
 /// the organization's next history position. The caller holds the
 /// organization's lock.
@@ -150,4 +168,25 @@ pub(crate) async fn save_change(
     ));
     run!(conn, |c| history.execute(c).await)?;
     Ok(())
+}
+
+/// The newest history position of any change: where following starts.
+pub(crate) async fn last_change(conn: &mut Conn<'_>) -> Result<i64, Error> {
+    let query = changes::table.select(diesel::dsl::max(changes::id));
+    Ok(run!(conn, |c| query.first::<Option<i64>>(c).await)?.unwrap_or(0))
+}
+
+/// Up to `limit` changes after `after`, oldest first: (id, org, version).
+/// Only SQLite reads them this way: its one writer commits ids in order.
+pub(crate) async fn changes_after(
+    conn: &mut Conn<'_>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<(i64, String, i64)>, Error> {
+    let query = changes::table
+        .filter(changes::id.gt(after))
+        .order(changes::id)
+        .select((changes::id, changes::org_id, changes::version))
+        .limit(limit);
+    Ok(run!(conn, |c| query.load(c).await)?)
 }

@@ -205,6 +205,32 @@ impl TestApp {
         .await
     }
 
+    /// The organization's entitlements once `done` holds of them (or the
+    /// last answer after five seconds): another process's write reaches
+    /// the app's memory shortly after it commits.
+    pub async fn entitlements_once(&self, org: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let body = self.get_entitlements(org).await.1;
+            if done(&body) || std::time::Instant::now() > deadline {
+                return body;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `GET /readyz` once `done` holds of its body (or after five seconds).
+    pub async fn readyz_once(&self, done: impl Fn(&Value) -> bool) -> (u16, Value) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let answer = json_of(self.get("/readyz", None).await).await;
+            if done(&answer.1) || std::time::Instant::now() > deadline {
+                return answer;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// A GET with an optional bearer token.
     pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
         let authorization = token.map(|token| format!("Bearer {token}"));

@@ -1,0 +1,177 @@
+//! Two replicas on one database, each keeping answers in memory: a write
+//! on one reaches the other within a second, an answer never outlives its
+//! recheck time, and a replica that cannot follow changes reads from the
+//! database until it can again.
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, READ_TOKEN, TestApp, json_of, now};
+use crate::on_both_backends;
+
+/// The second replica: the service binary on the test app's database.
+struct Replica {
+    child: Child,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Replica {
+    fn start(app: &TestApp) -> Replica {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_billing-api"));
+        command
+            .current_dir(std::env::temp_dir())
+            .env("PORT", "0")
+            .env("DATABASE_URL", &app.db.url)
+            .env("BILLING__LOG__FORMAT", "json");
+        let (child, _logs, port) = crate::helpers::spawn_service(command);
+        Replica {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(READ_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        json_of(response).await.1
+    }
+
+    async fn metrics(&self) -> String {
+        let url = format!("{}/metrics", self.base);
+        let response = self.client.get(url).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
+    /// Polls `path` until `done` holds of its body; returns the body and
+    /// how long that took (at most five seconds).
+    async fn once(&self, path: &str, done: impl Fn(&Value) -> bool) -> (Value, Duration) {
+        let start = Instant::now();
+        loop {
+            let body = self.get(path).await;
+            if done(&body) || start.elapsed() > Duration::from_secs(5) {
+                return (body, start.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Ends the PostgreSQL sessions that listen for changes, as a network cut
+/// would.
+async fn cut_listeners(app: &TestApp) {
+    let mut conn = AsyncPgConnection::establish(&app.db.url).await.unwrap();
+    diesel::sql_query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+async fn a_change_on_one_replica_reaches_the_others_memory(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let replica = Replica::start(&app);
+    let ready = replica
+        .once("/readyz", |b| b["answers"] == "from memory")
+        .await
+        .0;
+    assert_eq!(ready["answers"], "from memory", "{ready}");
+
+    // Read twice (kept in memory), then written through the other replica.
+    let path = "/v1/entitlements/acme";
+    assert_eq!(replica.get(path).await["plan"], "free");
+    assert_eq!(replica.get(path).await["plan"], "free");
+    let metrics = replica.metrics().await;
+    assert!(
+        metrics.contains("billing_cache_hits_total 1\n"),
+        "{metrics}"
+    );
+    app.deliver(&app.event("customer.subscription.created", "acme", now() - 10))
+        .await;
+    let (body, took) = replica.once(path, |b| b["plan"] == "pro").await;
+    assert_eq!(body["plan"], "pro");
+    assert!(took < Duration::from_secs(1), "seen after {took:?}");
+
+    // The period ends in two seconds and nothing says so: the replica
+    // holding the answer in memory still stops granting on time.
+    let mut ending = app
+        .build_event("customer.subscription.updated", "acme")
+        .at(now() - 5)
+        .build();
+    let ends = now() + 2;
+    ending["data"]["object"]["cancel_at_period_end"] = json!(true);
+    ending["data"]["object"]["items"]["data"][0]["current_period_end"] = json!(ends);
+    app.deliver(&ending).await;
+    let (body, _) = replica
+        .once(path, |b| b["cancel_at_period_end"] == true)
+        .await;
+    assert_eq!(body["plan"], "pro", "{body}");
+    tokio::time::sleep(Duration::from_secs(
+        u64::try_from(ends + 1 - now()).unwrap_or(0),
+    ))
+    .await;
+    assert_eq!(replica.get(path).await["plan"], "free");
+}
+
+/// PostgreSQL only: SQLite is followed by reading its history, with
+/// nothing to cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_cannot_follow_reads_from_the_database() {
+    if !crate::helpers::postgres_configured() {
+        eprintln!("TEST_DATABASE_URL is not set: skipped");
+        return;
+    }
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let replica = Replica::start(&app);
+    replica
+        .once("/readyz", |b| b["answers"] == "from memory")
+        .await;
+    let path = "/v1/entitlements/beta";
+    assert_eq!(replica.get(path).await["version"], 0);
+
+    cut_listeners(&app).await;
+    let (ready, _) = replica
+        .once("/readyz", |b| b["answers"] != "from memory")
+        .await;
+    assert_eq!(
+        ready["answers"],
+        "from the database: other processes' changes are not followed now"
+    );
+    assert!(
+        replica
+            .metrics()
+            .await
+            .contains("billing_cache_following 0\n")
+    );
+    // Meanwhile a change elsewhere is seen at once, from the database.
+    app.deliver(&app.event("customer.subscription.created", "beta", now() - 10))
+        .await;
+    assert_eq!(replica.get(path).await["plan"], "pro");
+
+    // It follows again after a second, and answers from memory.
+    let (ready, _) = replica
+        .once("/readyz", |b| b["answers"] == "from memory")
+        .await;
+    assert_eq!(ready["answers"], "from memory");
+    assert_eq!(replica.get(path).await["plan"], "pro");
+}
+
+on_both_backends!(a_change_on_one_replica_reaches_the_others_memory);
