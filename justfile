@@ -27,3 +27,11 @@ lint:
 # What CI runs.
 ci:
     bash .ci/run
+
+# Build the release binary and measure it: the hot path against /healthz,
+# webhook ingest at 1/8/32 concurrent deliveries, on SQLite and on the
+# PostgreSQL server at BENCH_DATABASE_URL (next to pgbench); writes
+# docs/benchmarks.md. Extra arguments go to the load tool (see --help).
+bench *args:
+    cargo build --release -p billing-api -p billing-bench
+    BENCH_DATABASE_URL=${BENCH_DATABASE_URL:-{{pg_url}}} target/release/billing-bench --binary target/release/billing-api --out docs/benchmarks.md {{args}}

@@ -53,6 +53,27 @@ pub struct TriggerSpec {
     pub now: i64,
 }
 
+impl TriggerSpec {
+    /// `event_type` for `org_id` at `now`: one unit of plan `pro`, a
+    /// 30-day period, and what the event type implies for the rest.
+    pub fn new(event_type: &str, org_id: &str, now: i64) -> Self {
+        Self {
+            event_type: event_type.into(),
+            org_id: org_id.into(),
+            plan: "pro".into(),
+            quantity: 1,
+            status: None,
+            cancel_at_period_end: false,
+            period_days: 30,
+            subscription_id: None,
+            mode: None,
+            purchase_id: None,
+            partial_refund: false,
+            now,
+        }
+    }
+}
+
 /// Why an event could not be built or delivered.
 #[derive(Debug, thiserror::Error)]
 pub enum TriggerError {

@@ -306,7 +306,7 @@ fn create_parent_dir(path: &str) -> Result<(), Error> {
 fn sqlite_pragmas(busy_ms: u128) -> String {
     format!(
         "PRAGMA busy_timeout = {busy_ms}; PRAGMA journal_mode = WAL; \
-         PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+         PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
     )
 }
 

@@ -14,20 +14,7 @@ pub struct EventBuilder<'a> {
 
 impl<'a> EventBuilder<'a> {
     pub fn new(settings: &'a Settings, kind: &str, org: &str) -> Self {
-        let spec = TriggerSpec {
-            event_type: kind.into(),
-            org_id: org.into(),
-            plan: "pro".into(),
-            quantity: 1,
-            status: None,
-            cancel_at_period_end: false,
-            period_days: 30,
-            subscription_id: None,
-            mode: None,
-            purchase_id: None,
-            partial_refund: false,
-            now: now(),
-        };
+        let spec = TriggerSpec::new(kind, org, now());
         Self {
             settings,
             spec,

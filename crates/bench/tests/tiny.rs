@@ -1,0 +1,68 @@
+//! `billing-bench --tiny` runs end to end against the service binary, so
+//! that the benchmark cannot rot.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The service binary cargo built beside this test.
+fn service_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows where it is");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("tests live in target/<profile>/deps");
+    let binary = dir.join("billing-api");
+    if !binary.exists() {
+        let built = Command::new(env!("CARGO"))
+            .args(["build", "-p", "billing-api", "--bin", "billing-api"])
+            .status()
+            .expect("cargo runs");
+        assert!(built.success(), "cannot build billing-api");
+    }
+    binary
+}
+
+#[test]
+fn the_tiny_benchmark_measures_and_checks_every_figure() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_billing-bench"));
+    command
+        .arg("--tiny")
+        .arg("--binary")
+        .arg(service_binary())
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .env_remove("BENCH_DATABASE_URL");
+    let postgres = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if let Some(url) = &postgres {
+        command.args(["--postgres", url]);
+    }
+    let output = command.output().expect("the benchmark runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{text}{errors}");
+    let stores: &[&str] = if postgres.is_some() {
+        &["SQLite", "PostgreSQL"]
+    } else {
+        &["SQLite"]
+    };
+    for store in stores {
+        assert!(text.contains(&format!("### {store}")), "{text}");
+    }
+    for figure in [
+        "`/healthz`, 4 connections",
+        "`GET /v1/entitlements/{org}`, 8 connections",
+        "webhook ingest, 8 concurrent",
+        "service RSS after the load",
+    ] {
+        assert!(text.contains(figure), "{figure} missing from:\n{text}");
+    }
+    assert_eq!(
+        text.matches("all accounted for").count(),
+        3 * stores.len(),
+        "{text}"
+    );
+    if postgres.is_some() {
+        assert!(text.contains("`pgbench` one-row upsert"), "{text}");
+    }
+}
