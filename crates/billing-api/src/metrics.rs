@@ -135,6 +135,23 @@ impl Metrics {
             out.family(name, "counter", help);
             out.sample(name, &[], value);
         }
+        let (batches, batched) = engine.batches();
+        let ingest_samples = [
+            (
+                "billing_ingest_transactions_total",
+                "Transactions that committed webhook deliveries (group commit).",
+                batches,
+            ),
+            (
+                "billing_ingest_deliveries_total",
+                "Webhook deliveries those transactions committed.",
+                batched,
+            ),
+        ];
+        for (name, help, value) in ingest_samples {
+            out.family(name, "counter", help);
+            out.sample(name, &[], value);
+        }
         let cache_samples = [
             (
                 "billing_cache_hits_total",

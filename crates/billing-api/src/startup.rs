@@ -221,12 +221,10 @@ impl Application {
 pub async fn engine(settings: &Settings) -> Result<Engine, StartError> {
     let db = Database::connect(&settings.database_options())?;
     let catalog = Arc::new(settings.catalog()?);
-    Ok(Engine::new(
-        db,
-        catalog,
-        settings.policy(),
-        settings.livemode(),
-    ))
+    Ok(
+        Engine::new(db, catalog, settings.policy(), settings.livemode())
+            .with_max_batch(settings.database.max_batch),
+    )
 }
 
 /// Waits for SIGTERM or SIGINT and names it.

@@ -15,6 +15,8 @@ pub struct Counters {
     duplicates: AtomicU64,
     unknown_prices: AtomicU64,
     entitlement_changes: [AtomicU64; CHANGE_SLOTS],
+    batches: AtomicU64,
+    batched: AtomicU64,
 }
 
 impl Counters {
@@ -39,6 +41,21 @@ impl Counters {
         for kind in kinds {
             self.entitlement_changes[*kind as usize].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts a transaction shared by `deliveries` webhook deliveries.
+    pub(crate) fn batch(&self, deliveries: usize) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        let deliveries = u64::try_from(deliveries).unwrap_or(u64::MAX);
+        self.batched.fetch_add(deliveries, Ordering::Relaxed);
+    }
+
+    /// Shared transactions that committed, and the deliveries they held.
+    pub fn batches(&self) -> (u64, u64) {
+        (
+            self.batches.load(Ordering::Relaxed),
+            self.batched.load(Ordering::Relaxed),
+        )
     }
 
     /// Events recorded with `outcome`.

@@ -45,7 +45,7 @@ pub(crate) async fn receive(
     let text = text.to_owned();
     let kind = event.kind.clone();
     let delivery = state
-        .with_engine(async move |engine| engine.receive(&event, &text).await)
+        .with_engine(async move |engine| engine.receive(event, text).await)
         .await?;
     let answer = match delivery {
         Delivery::Duplicate => {

@@ -79,6 +79,9 @@ pub struct DatabaseSettings {
     pub max_connections: usize,
     /// How long to wait for a connection before answering 503.
     pub acquire_timeout_secs: u64,
+    /// The most webhook deliveries applied in one transaction (group
+    /// commit); 1 gives each its own.
+    pub max_batch: usize,
 }
 
 /// `[stripe]`

@@ -25,6 +25,9 @@ impl Settings {
         if self.database.max_connections == 0 {
             return fail("database.max_connections", "must be at least 1".into());
         }
+        if self.database.max_batch == 0 {
+            return fail("database.max_batch", "must be at least 1".into());
+        }
         if self.cache.poll_ms == 0 {
             return fail("cache.poll_ms", "must be at least 1".into());
         }

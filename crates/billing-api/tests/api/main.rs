@@ -11,6 +11,7 @@ mod concurrency;
 mod contract;
 mod entitlements;
 mod grants;
+mod group_commit;
 mod helpers;
 mod history;
 mod lifecycle;

@@ -189,7 +189,11 @@ async fn an_older_read_with_a_checkout_does_not_revive_a_canceled_subscription(b
         });
         let payload = event.to_string();
         let parsed = Event::parse(payload.as_bytes()).unwrap();
-        match engine.receive(&parsed, &payload).await.unwrap() {
+        match engine
+            .receive(parsed.clone(), payload.clone())
+            .await
+            .unwrap()
+        {
             Delivery::Recorded(receipt) => receipt,
             Delivery::Duplicate => panic!("a new event"),
         }

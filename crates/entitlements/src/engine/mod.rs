@@ -3,6 +3,7 @@
 //! entitlements of its organization.
 
 mod apply;
+mod batch;
 mod by_hand;
 mod purchase;
 mod transition;
@@ -28,7 +29,7 @@ use crate::view::EntitlementView;
 
 pub use crate::store::answers::CHANGES_CHANNEL;
 
-use apply::{Arrival, subscription_to_read};
+use apply::subscription_to_read;
 
 /// What refetch mode learned of an event's subscription from its source.
 enum Refetched {
@@ -55,6 +56,10 @@ pub struct Engine {
     source: Option<Arc<dyn SubscriptionSource>>,
     /// Told of every new version once its transaction has committed.
     on_change: Option<ChangeHook>,
+    /// Deliveries waiting for the next shared transaction.
+    queue: batch::Queue,
+    /// The most deliveries one transaction takes.
+    max_batch: usize,
 }
 
 /// Called with an organization and its new version after the transaction
@@ -83,7 +88,16 @@ impl Engine {
             counters: Arc::default(),
             source: None,
             on_change: None,
+            queue: batch::Queue::default(),
+            max_batch: 64,
         }
+    }
+
+    /// At most `max_batch` deliveries share a transaction (1: each has its
+    /// own).
+    pub fn with_max_batch(mut self, max_batch: usize) -> Self {
+        self.max_batch = max_batch.max(1);
+        self
     }
 
     /// The engine telling `hook` of every committed change (a cache
@@ -115,32 +129,15 @@ impl Engine {
         &self.counters
     }
 
-    /// Records a verified event once and applies it, all in one transaction.
-    /// In refetch mode its subscription is read first (outside the
-    /// transaction); an unreachable source is [`Error::SourceUnavailable`].
+    /// Records a verified event once and applies it, in a transaction it
+    /// may share with deliveries that arrived at the same time (see
+    /// `batch`); answers once that transaction has committed. In refetch
+    /// mode its subscription is read first (outside the transaction); an
+    /// unreachable source is [`Error::SourceUnavailable`].
     #[tracing::instrument(skip_all, fields(event_id = %event.id, event_type = %event.kind))]
-    pub async fn receive(&self, event: &Event, payload: &str) -> Result<Delivery, Error> {
-        let refetched = self.refetch(event).await?;
-        let refetched = refetched.as_ref();
-        let now = now();
-        let delivery = self
-            .write(async |conn| {
-                if !events::insert_new(conn, event, payload, now).await? {
-                    return Ok(Delivery::Duplicate);
-                }
-                let fresh = match refetched {
-                    Some(Refetched::Unreadable(reason)) => Err(reason),
-                    Some(Refetched::State(fresh)) => Ok(Some(fresh)),
-                    None => Ok(None),
-                };
-                let receipt = match fresh {
-                    Err(reason) => Receipt::invalid(reason.clone()),
-                    Ok(fresh) => self.apply(conn, Arrival { event, fresh, now }).await?,
-                };
-                record(conn, &event.id, &receipt).await?;
-                Ok(Delivery::Recorded(receipt))
-            })
-            .await?;
+    pub async fn receive(&self, event: Event, payload: String) -> Result<Delivery, Error> {
+        let refetched = self.refetch(&event).await?;
+        let delivery = self.submit(event, payload, refetched).await?;
         match &delivery {
             Delivery::Duplicate => self.counters.duplicate(),
             Delivery::Recorded(receipt) => self.observe(receipt),

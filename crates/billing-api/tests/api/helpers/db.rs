@@ -230,3 +230,23 @@ impl TestDb {
         .unwrap();
     }
 }
+
+impl TestDb {
+    /// Runs `sql` (several statements allowed) on the test's database.
+    pub async fn execute(&self, sql: &str) {
+        use diesel::Connection;
+        use diesel::connection::SimpleConnection;
+        use diesel_async::SimpleAsyncConnection;
+        match &self.cleanup {
+            Cleanup::Postgres { .. } => {
+                let mut conn = AsyncPgConnection::establish(&self.url).await.unwrap();
+                conn.batch_execute(sql).await.unwrap();
+            }
+            Cleanup::Sqlite(_) => {
+                let path = self.url.trim_start_matches("sqlite://");
+                let mut conn = diesel::SqliteConnection::establish(path).unwrap();
+                conn.batch_execute(sql).unwrap();
+            }
+        }
+    }
+}
