@@ -34,7 +34,9 @@ fn created(app: &TestApp, org: &str) -> Value {
 }
 
 async fn deliveries_that_arrive_together_share_a_transaction(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    // Two connections: one committer on PostgreSQL too, so that every
+    // delivery queues behind the first.
+    let app = TestApp::spawn_with(backend, |s| s.database.max_connections = 2).await;
     let others: Vec<Value> = (0..10).map(|i| created(&app, &format!("org{i}"))).collect();
     let (first, answers) = deliver_behind_a_held_lock(&app, &created(&app, "acme"), &others).await;
     assert_eq!(first.1["outcome"], "applied");

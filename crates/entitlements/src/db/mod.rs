@@ -51,6 +51,7 @@ pub struct Database {
     pool: PoolKind,
     url: String,
     acquire_timeout: Duration,
+    max_connections: usize,
 }
 
 #[derive(Clone)]
@@ -148,6 +149,7 @@ impl Database {
             pool,
             url: url.to_owned(),
             acquire_timeout: options.acquire_timeout,
+            max_connections: options.max_connections,
         })
     }
 
@@ -189,6 +191,11 @@ impl Database {
     ) -> Result<T, Error> {
         let mut pooled = self.get().await?;
         work(&mut pooled.conn()).await
+    }
+
+    /// The most connections the pool holds.
+    pub(crate) fn max_connections(&self) -> usize {
+        self.max_connections
     }
 
     pub(crate) fn url(&self) -> &str {

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Engine, Refetched, record};
 use crate::Error;
 use crate::clock::now;
+use crate::db::Backend;
 use crate::db::Conn;
 use crate::event::Event;
 use crate::receipt::{Delivery, Receipt};
@@ -28,8 +29,8 @@ pub(super) struct Job {
     pub reply: oneshot::Sender<Result<Delivery, Error>>,
 }
 
-/// Where deliveries queue for the committer.
-pub(super) type Queue = Arc<tokio::sync::OnceCell<mpsc::Sender<Job>>>;
+/// Where deliveries queue: one queue per committer.
+pub(super) type Queue = Arc<tokio::sync::OnceCell<Vec<mpsc::Sender<Job>>>>;
 
 impl Engine {
     /// Queues a delivery for the next transaction and waits for its result.
@@ -39,14 +40,19 @@ impl Engine {
         payload: String,
         refetched: Option<Refetched>,
     ) -> Result<Delivery, Error> {
-        let queue = self
+        let queues = self
             .queue
             .get_or_init(async || {
-                let (tx, rx) = mpsc::channel(self.max_batch * 4);
-                tokio::spawn(self.clone().commit_batches(rx));
-                tx
+                (0..self.committers())
+                    .map(|_| {
+                        let (tx, rx) = mpsc::channel(self.max_batch * 4);
+                        tokio::spawn(self.clone().commit_batches(rx));
+                        tx
+                    })
+                    .collect()
             })
             .await;
+        let queue = &queues[route(&event) % queues.len()];
         let (reply, answer) = oneshot::channel();
         let job = Job {
             event,
@@ -61,6 +67,15 @@ impl Engine {
         answer
             .await
             .map_err(|_| Error::Unavailable("the committer dropped a delivery".into()))?
+    }
+
+    /// How many transactions may be written at once: SQLite has one
+    /// writer; PostgreSQL gets half the pool, the rest serves reads.
+    fn committers(&self) -> usize {
+        match self.db.backend() {
+            Backend::Sqlite => 1,
+            Backend::Postgres => (self.db.max_connections() / 2).max(1),
+        }
     }
 
     /// Takes whatever has queued (at least one delivery) and applies it in
@@ -143,4 +158,24 @@ impl Engine {
         record(conn, &event.id, &receipt).await?;
         Ok(Delivery::Recorded(receipt))
     }
+}
+
+/// Which committer takes an event: one customer's events (so one
+/// organization's) always the same one, which keeps their order and keeps
+/// two transactions from waiting on each other's organizations.
+fn route(event: &Event) -> usize {
+    use std::hash::{Hash, Hasher};
+    let object = &event.data.object;
+    let id = |value: &serde_json::Value| {
+        value
+            .as_str()
+            .or_else(|| value.get("id").and_then(serde_json::Value::as_str))
+            .map(str::to_owned)
+    };
+    let key = id(&object["customer"])
+        .or_else(|| id(&object["charge"]["customer"]))
+        .unwrap_or_else(|| event.id.clone());
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    usize::try_from(hasher.finish()).unwrap_or_default()
 }
