@@ -35,7 +35,13 @@ struct Slot {
     /// The newest version known to exist: an older answer is never kept.
     floor: i64,
     answer: Option<Arc<Answer>>,
+    /// When it was last served or stored ([`AnswerCache::tick`]).
+    used: AtomicU64,
 }
+
+/// The share of organizations dropped at once when the cache is full: the
+/// least recently used eighth.
+const EVICT_DIVISOR: usize = 8;
 
 /// The answers of at most `max_orgs` organizations.
 pub struct AnswerCache {
@@ -48,6 +54,7 @@ pub struct AnswerCache {
     hits: AtomicU64,
     misses: AtomicU64,
     evictions: AtomicU64,
+    started: std::time::Instant,
 }
 
 /// Counts for `/metrics`.
@@ -82,7 +89,13 @@ impl AnswerCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
+            started: std::time::Instant::now(),
         }
+    }
+
+    /// Milliseconds since the cache was made: how recently a slot was used.
+    fn tick(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// The organization's answer, if held and still valid at `now`.
@@ -92,7 +105,10 @@ impl AnswerCache {
         }
         let found = self.following.load(Ordering::Acquire).then(|| {
             let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
-            slots.get(org_id).and_then(|slot| slot.answer.clone())
+            slots.get(org_id).and_then(|slot| {
+                slot.used.store(self.tick(), Ordering::Relaxed);
+                slot.answer.clone()
+            })
         });
         let fresh = found
             .flatten()
@@ -126,6 +142,7 @@ impl AnswerCache {
             if answer.version >= slot.floor && newer {
                 slot.floor = answer.version;
                 slot.answer = Some(answer);
+                slot.used.store(self.tick(), Ordering::Relaxed);
             }
             return;
         }
@@ -133,11 +150,7 @@ impl AnswerCache {
             return;
         }
         if slots.len() >= self.max_orgs {
-            let victim = slots.keys().next().cloned();
-            if let Some(victim) = victim {
-                slots.remove(&victim);
-                self.evictions.fetch_add(1, Ordering::Relaxed);
-            }
+            self.evict(&mut slots);
         }
         let floor = answer.version;
         slots.insert(
@@ -145,8 +158,35 @@ impl AnswerCache {
             Slot {
                 floor,
                 answer: Some(answer),
+                used: AtomicU64::new(self.tick()),
             },
         );
+    }
+
+    /// Drops the least recently used eighth of the organizations (at least
+    /// one): one pass over them all for every eighth stored afterwards.
+    fn evict(&self, slots: &mut HashMap<Box<str>, Slot>) {
+        let mut used: Vec<u64> = slots
+            .values()
+            .map(|slot| slot.used.load(Ordering::Relaxed))
+            .collect();
+        let nth = (used.len() / EVICT_DIVISOR).min(used.len().saturating_sub(1));
+        let (_, threshold, _) = used.select_nth_unstable(nth);
+        let threshold = *threshold;
+        let before = slots.len();
+        // Everything used before the threshold goes, and of those used at
+        // it, only as many as make an eighth.
+        let mut room = nth.max(1);
+        slots.retain(|_, slot| {
+            let used = slot.used.load(Ordering::Relaxed);
+            let evict = used < threshold || (used == threshold && room > 0);
+            if evict {
+                room = room.saturating_sub(1);
+            }
+            !evict
+        });
+        let evicted = u64::try_from(before - slots.len()).unwrap_or(u64::MAX);
+        self.evictions.fetch_add(evicted, Ordering::Relaxed);
     }
 
     /// Version `version` of the organization exists: drops any older
@@ -260,13 +300,21 @@ mod tests {
     }
 
     #[test]
-    fn the_size_is_bounded_and_evictions_counted() {
-        let cache = following(2);
-        for org in ["a", "b", "c"] {
-            cache.put(org, answer(1, None), cache.ticket());
+    fn the_size_is_bounded_and_the_least_recently_used_go_first() {
+        let cache = following(16);
+        for n in 0..16 {
+            cache.put(&format!("org{n}"), answer(1, None), cache.ticket());
         }
+        // org0 and org1 are read again; the next insert makes room.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(cache.get("org0", 0).is_some() && cache.get("org1", 0).is_some());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        cache.put("new", answer(1, None), cache.ticket());
         let stats = cache.stats();
-        assert_eq!((stats.size, stats.evictions), (2, 1));
+        assert!(stats.size <= 16 && stats.evictions >= 2, "{stats:?}");
+        for kept in ["org0", "org1", "new"] {
+            assert!(cache.get(kept, 0).is_some(), "{kept} was evicted");
+        }
     }
 
     #[test]
