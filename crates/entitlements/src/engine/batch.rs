@@ -13,8 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Engine, Refetched, record};
 use crate::Error;
 use crate::clock::now;
-use crate::db::Backend;
-use crate::db::Conn;
+use crate::db::{Backend, Conn};
 use crate::event::Event;
 use crate::receipt::{Delivery, Receipt};
 use crate::store::events;
@@ -136,24 +135,14 @@ impl Engine {
         if !events::insert_new(conn, event, &job.payload, now).await? {
             return Ok(Delivery::Duplicate);
         }
-        let receipt = match &job.refetched {
-            Some(Refetched::Unreadable(reason)) => Receipt::invalid(reason.clone()),
-            Some(Refetched::State(fresh)) => {
-                let arrival = Arrival {
-                    event,
-                    fresh: Some(fresh),
-                    now,
-                };
-                self.apply(conn, arrival).await?
-            }
-            None => {
-                let arrival = Arrival {
-                    event,
-                    fresh: None,
-                    now,
-                };
-                self.apply(conn, arrival).await?
-            }
+        let fresh = match &job.refetched {
+            Some(Refetched::Unreadable(reason)) => Err(reason),
+            Some(Refetched::State(fresh)) => Ok(Some(fresh)),
+            None => Ok(None),
+        };
+        let receipt = match fresh {
+            Err(reason) => Receipt::invalid(reason.clone()),
+            Ok(fresh) => self.apply(conn, Arrival { event, fresh, now }).await?,
         };
         record(conn, &event.id, &receipt).await?;
         Ok(Delivery::Recorded(receipt))
