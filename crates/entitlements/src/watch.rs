@@ -100,11 +100,16 @@ impl Database {
             Err(error) => return error,
         };
         on(Signal::Following);
+        let mut behind = false;
         loop {
-            tokio::time::sleep(poll).await;
+            // A full batch means more are waiting: read on at once.
+            if !behind {
+                tokio::time::sleep(poll).await;
+            }
             let read = self.read(async |conn| answers::changes_after(conn, last, BATCH).await);
             match read.await {
                 Ok(rows) => {
+                    behind = i64::try_from(rows.len()) == Ok(BATCH);
                     for (id, org_id, version) in rows {
                         last = id;
                         on(Signal::Changed { org_id, version });

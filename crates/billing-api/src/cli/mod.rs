@@ -129,10 +129,7 @@ impl Cli {
             }
             Command::Trigger(args) => trigger(settings, args).await,
             Command::Replay { event_id } => replay(settings, &event_id).await,
-            Command::Grant { command } => match migrated_engine(&settings).await {
-                Ok(engine) => grant::run(&engine, command).await,
-                Err(error) => Err(error),
-            },
+            Command::Grant { command } => grant(settings, command).await,
             Command::Reconcile { org, dry_run } => {
                 reconcile_command(settings, org.as_deref(), dry_run).await
             }
@@ -189,6 +186,10 @@ async fn migrated_engine(settings: &Settings) -> Result<Engine, Box<dyn std::err
     let engine = engine(settings).await?;
     engine.database().migrate().await?;
     Ok(engine)
+}
+
+async fn grant(settings: Settings, command: GrantCommand) -> CommandResult {
+    grant::run(&migrated_engine(&settings).await?, command).await
 }
 
 async fn replay(settings: Settings, event_id: &str) -> CommandResult {

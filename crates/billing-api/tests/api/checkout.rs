@@ -16,9 +16,7 @@ struct FormHas(Vec<(&'static str, String)>);
 
 impl wiremock::Match for FormHas {
     fn matches(&self, request: &Request) -> bool {
-        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(&request.body)
-            .into_owned()
-            .collect();
+        let pairs = form_of(request);
         self.0
             .iter()
             .all(|(k, v)| pairs.iter().any(|(pk, pv)| pk == k && pv == v))
@@ -306,6 +304,94 @@ async fn a_portal_session_opens_for_an_organization_with_a_customer(backend: Bac
     );
 }
 
+/// The form parameters of a checkout request.
+fn form_of(request: &Request) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(&request.body)
+        .into_owned()
+        .collect()
+}
+
+async fn a_payment_plan_checks_out_in_payment_mode(backend: Backend) {
+    let (app, stripe) = app_with_stripe(backend).await;
+    stripe_call("POST", "/v1/customers")
+        .respond_with(answer(200, customer("cus_acme")))
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    let mut session = session();
+    session["mode"] = json!("payment");
+    stripe_call("POST", "/v1/checkout/sessions")
+        .respond_with(answer(200, session))
+        .expect(2)
+        .mount(&stripe)
+        .await;
+    // Subscribed already: buying a pass is still allowed.
+    app.deliver(&app.event("customer.subscription.created", "acme", now()))
+        .await;
+
+    let (status, body) = app
+        .post_checkout(
+            &json!({"org_id": "acme", "plan": "pass", "quantity": 3}),
+            Some(CHECKOUT_TOKEN),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = app
+        .post_checkout(
+            &json!({"org_id": "acme", "price_id": "price_lifetime"}),
+            Some(CHECKOUT_TOKEN),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    let requests = stripe.received_requests().await.unwrap();
+    let sessions: Vec<Vec<(String, String)>> = requests
+        .iter()
+        .filter(|r| r.url.path() == "/v1/checkout/sessions")
+        .map(form_of)
+        .collect();
+    let expected = |plan: &str, price: &str, quantity: &str| {
+        [
+            ("mode", "payment"),
+            ("customer", "cus_acme"),
+            ("client_reference_id", "acme"),
+            ("metadata[org_id]", "acme"),
+            ("metadata[plan]", plan),
+            ("metadata[quantity]", quantity),
+            ("payment_intent_data[metadata][org_id]", "acme"),
+            ("payment_intent_data[metadata][plan]", plan),
+            ("payment_intent_data[metadata][quantity]", quantity),
+            ("line_items[0][price]", price),
+            ("line_items[0][quantity]", quantity),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    };
+    for (form, wanted) in sessions.iter().zip([
+        expected("pass", "price_pass_30d", "3"),
+        expected("lifetime", "price_lifetime", "1"),
+    ]) {
+        for pair in &wanted {
+            assert!(form.contains(pair), "{pair:?} missing from {form:?}");
+        }
+        assert!(
+            !form.iter().any(|(k, _)| k.starts_with("subscription_data")),
+            "{form:?}"
+        );
+    }
+
+    let (status, body) = app
+        .post_checkout(
+            &json!({"org_id": "acme", "plan": "lifetime", "trial_days": 7}),
+            Some(CHECKOUT_TOKEN),
+        )
+        .await;
+    assert_error(status, &body, 400, "invalid_request");
+    assert!(
+        body["message"].as_str().unwrap().starts_with("trial_days"),
+        "{body}"
+    );
+}
+
 on_both_backends!(
     a_checkout_creates_one_customer_and_a_tagged_session,
     a_server_error_creating_the_customer_moves_to_a_new_idempotency_key,
@@ -314,5 +400,6 @@ on_both_backends!(
     an_organization_already_subscribed_gets_409,
     a_stripe_refusal_is_a_502_carrying_the_request_id,
     without_a_stripe_key_checkout_is_unavailable,
-    a_portal_session_opens_for_an_organization_with_a_customer
+    a_portal_session_opens_for_an_organization_with_a_customer,
+    a_payment_plan_checks_out_in_payment_mode
 );

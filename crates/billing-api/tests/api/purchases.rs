@@ -1,13 +1,10 @@
-//! One-time purchases: payment-mode checkout, delayed payments, refunds and
-//! disputes, in every order, from Stripe's own event shapes.
+//! One-time purchases: delayed payments, refunds and disputes, in every
+//! order, from Stripe's own event shapes (payment-mode checkout is in
+//! `checkout.rs`).
 
 use serde_json::{Value, json};
-use wiremock::Request;
 
-use crate::helpers::{
-    Backend, CHECKOUT_TOKEN, READ_TOKEN, TestApp, answer, assert_error, fixture, json_of, now,
-    replay_with_catalog, stripe_call,
-};
+use crate::helpers::{Backend, READ_TOKEN, TestApp, fixture, json_of, now, replay_with_catalog};
 use crate::on_both_backends;
 
 const ORG: &str = "fixture-org";
@@ -467,104 +464,6 @@ async fn purchase_changes_are_counted_by_source_kind(backend: Backend) {
     }
 }
 
-/// The form parameters of a checkout request.
-fn form_of(request: &Request) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(&request.body)
-        .into_owned()
-        .collect()
-}
-
-async fn a_payment_plan_checks_out_in_payment_mode(backend: Backend) {
-    let (app, stripe) = TestApp::spawn_with_stripe(backend, |_| {}).await;
-    let mut customer: Value =
-        serde_json::from_str(include_str!("../../fixtures/stripe/customer.json")).unwrap();
-    customer["id"] = json!("cus_acme");
-    stripe_call("POST", "/v1/customers")
-        .respond_with(answer(200, customer))
-        .expect(1)
-        .mount(&stripe)
-        .await;
-    let mut session: Value =
-        serde_json::from_str(include_str!("../../fixtures/stripe/checkout_session.json")).unwrap();
-    session["id"] = json!("cs_test_pass");
-    session["mode"] = json!("payment");
-    session["url"] = json!("https://checkout.stripe.com/c/pay/cs_test_pass");
-    stripe_call("POST", "/v1/checkout/sessions")
-        .respond_with(answer(200, session))
-        .expect(2)
-        .mount(&stripe)
-        .await;
-    // Subscribed already: buying a pass is still allowed.
-    deliver(
-        &app,
-        "acme",
-        &app.event("customer.subscription.created", "acme", now()),
-    )
-    .await;
-
-    let (status, body) = app
-        .post_checkout(
-            &json!({"org_id": "acme", "plan": "pass", "quantity": 3}),
-            Some(CHECKOUT_TOKEN),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let (status, body) = app
-        .post_checkout(
-            &json!({"org_id": "acme", "price_id": "price_lifetime"}),
-            Some(CHECKOUT_TOKEN),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-
-    let requests = stripe.received_requests().await.unwrap();
-    let sessions: Vec<Vec<(String, String)>> = requests
-        .iter()
-        .filter(|r| r.url.path() == "/v1/checkout/sessions")
-        .map(form_of)
-        .collect();
-    let expected = |plan: &str, price: &str, quantity: &str| {
-        [
-            ("mode", "payment"),
-            ("customer", "cus_acme"),
-            ("client_reference_id", "acme"),
-            ("metadata[org_id]", "acme"),
-            ("metadata[plan]", plan),
-            ("metadata[quantity]", quantity),
-            ("payment_intent_data[metadata][org_id]", "acme"),
-            ("payment_intent_data[metadata][plan]", plan),
-            ("payment_intent_data[metadata][quantity]", quantity),
-            ("line_items[0][price]", price),
-            ("line_items[0][quantity]", quantity),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    };
-    for (form, wanted) in sessions.iter().zip([
-        expected("pass", "price_pass_30d", "3"),
-        expected("lifetime", "price_lifetime", "1"),
-    ]) {
-        for pair in &wanted {
-            assert!(form.contains(pair), "{pair:?} missing from {form:?}");
-        }
-        assert!(
-            !form.iter().any(|(k, _)| k.starts_with("subscription_data")),
-            "{form:?}"
-        );
-    }
-
-    let (status, body) = app
-        .post_checkout(
-            &json!({"org_id": "acme", "plan": "lifetime", "trial_days": 7}),
-            Some(CHECKOUT_TOKEN),
-        )
-        .await;
-    assert_error(status, &body, 400, "invalid_request");
-    assert!(
-        body["message"].as_str().unwrap().starts_with("trial_days"),
-        "{body}"
-    );
-}
-
 on_both_backends!(
     stripes_purchase_events_apply_from_their_own_shapes,
     a_delayed_payment_grants_only_once_it_succeeds,
@@ -575,6 +474,5 @@ on_both_backends!(
     a_purchase_beside_a_subscription_is_a_second_source,
     a_purchase_needs_its_plan_and_names_its_organization,
     a_purchase_of_a_plan_added_later_grants_once_replayed,
-    purchase_changes_are_counted_by_source_kind,
-    a_payment_plan_checks_out_in_payment_mode
+    purchase_changes_are_counted_by_source_kind
 );

@@ -14,7 +14,7 @@ use super::{Engine, Refetched, record};
 use crate::Error;
 use crate::clock::now;
 use crate::db::{Backend, Conn};
-use crate::event::Event;
+use crate::event::{Event, PaymentObject};
 use crate::receipt::{Delivery, Receipt};
 use crate::store::events;
 
@@ -151,20 +151,16 @@ impl Engine {
 
 /// Which committer takes an event: one customer's events (so one
 /// organization's) always the same one, which keeps their order and keeps
-/// two transactions from waiting on each other's organizations.
+/// two transactions from waiting on each other's organizations. Every
+/// object the service handles names its customer as a charge or a dispute
+/// does.
 fn route(event: &Event) -> usize {
     use std::hash::{Hash, Hasher};
-    let object = &event.data.object;
-    let id = |value: &serde_json::Value| {
-        value
-            .as_str()
-            .or_else(|| value.get("id").and_then(serde_json::Value::as_str))
-            .map(str::to_owned)
-    };
-    let key = id(&object["customer"])
-        .or_else(|| id(&object["charge"]["customer"]))
-        .unwrap_or_else(|| event.id.clone());
+    let object = event.object::<PaymentObject>().ok();
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut hasher);
+    match object.as_ref().and_then(PaymentObject::customer_id) {
+        Some(customer) => customer.hash(&mut hasher),
+        None => event.id.hash(&mut hasher),
+    }
     usize::try_from(hasher.finish()).unwrap_or_default()
 }

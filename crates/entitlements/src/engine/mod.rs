@@ -27,8 +27,6 @@ use crate::store::{
 };
 use crate::view::EntitlementView;
 
-pub use crate::store::answers::CHANGES_CHANNEL;
-
 use apply::subscription_to_read;
 
 /// What refetch mode learned of an event's subscription from its source.

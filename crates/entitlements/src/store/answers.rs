@@ -123,7 +123,7 @@ pub(crate) async fn computed_under_other_rules(
 
 /// The PostgreSQL channel every new version is announced on, as
 /// `<version> <org_id>`.
-pub const CHANGES_CHANNEL: &str = "billing_entitlements";
+pub(crate) const CHANGES_CHANNEL: &str = "billing_entitlements";
 
 /// Announces the organization's new version to other replicas: on
 /// PostgreSQL a `NOTIFY`, delivered when the transaction commits; SQLite
