@@ -4,6 +4,8 @@
 //! the two connection types and the crate's `run!` macro expands one query
 //! body once per backend. Every query in the crate is written once.
 
+mod blocking;
+mod cached;
 mod migrate;
 pub(crate) mod schema;
 
@@ -21,8 +23,12 @@ use futures_util::FutureExt;
 
 use crate::Error;
 
-/// SQLite connection driven from async code on the blocking thread pool.
-pub(crate) type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+/// SQLite connection driven from async code: on the blocking thread pool,
+/// or in place on a thread that runs only SQLite (see [`blocking`]).
+pub(crate) type SqliteConn = SyncConnectionWrapper<SqliteConnection, blocking::Blocking>;
+
+pub(crate) use blocking::on_own_thread;
+pub(crate) use cached::Prepared;
 
 /// Which database engine a [`Database`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -34,6 +34,14 @@ impl<'a> Source<'a> {
             created: event.created,
         }
     }
+
+    /// A subscription as Stripe's API listed it: no event, as of its read.
+    pub(super) fn listed(fresh: &SubscriptionRead) -> Self {
+        Self {
+            id: None,
+            created: fresh.read_at_ms.div_euclid(1000),
+        }
+    }
 }
 
 /// The subscription whose current state applying `event` needs, when the

@@ -13,52 +13,55 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Engine, Refetched, record};
 use crate::Error;
 use crate::clock::now;
-use crate::db::{Backend, Conn};
+use crate::db::{Backend, Conn, on_own_thread};
 use crate::event::{Event, PaymentObject};
 use crate::receipt::{Delivery, Receipt};
 use crate::store::events;
 
 use super::apply::Arrival;
+use super::transition::Source;
+use crate::source::SubscriptionRead;
 
-/// A delivery waiting for its transaction.
+/// Work waiting for its transaction, and where its result goes.
 pub(super) struct Job {
-    pub event: Event,
-    pub payload: String,
-    pub refetched: Option<Refetched>,
+    pub work: Work,
     pub reply: oneshot::Sender<Result<Delivery, Error>>,
+}
+
+/// What a committer applies.
+pub(super) enum Work {
+    /// A webhook delivery: recorded once, then applied.
+    Delivery {
+        event: Event,
+        payload: String,
+        refetched: Option<Refetched>,
+    },
+    /// A subscription as Stripe's API listed it (reconcile): applied like
+    /// its events, answered as recorded.
+    Listed(SubscriptionRead),
 }
 
 /// Where deliveries queue: one queue per committer.
 pub(super) type Queue = Arc<tokio::sync::OnceCell<Vec<mpsc::Sender<Job>>>>;
 
 impl Engine {
-    /// Queues a delivery for the next transaction and waits for its result.
-    pub(super) async fn submit(
-        &self,
-        event: Event,
-        payload: String,
-        refetched: Option<Refetched>,
-    ) -> Result<Delivery, Error> {
+    /// Queues work for the next transaction and waits for its result.
+    pub(super) async fn submit(&self, work: Work) -> Result<Delivery, Error> {
         let queues = self
             .queue
             .get_or_init(async || {
                 (0..self.committers())
                     .map(|_| {
                         let (tx, rx) = mpsc::channel(self.max_batch * 4);
-                        tokio::spawn(self.clone().commit_batches(rx));
+                        self.start_committer(rx);
                         tx
                     })
                     .collect()
             })
             .await;
-        let queue = &queues[route(&event) % queues.len()];
+        let queue = &queues[route(&work) % queues.len()];
         let (reply, answer) = oneshot::channel();
-        let job = Job {
-            event,
-            payload,
-            refetched,
-            reply,
-        };
+        let job = Job { work, reply };
         queue
             .send(job)
             .await
@@ -74,6 +77,23 @@ impl Engine {
         match self.db.backend() {
             Backend::Sqlite => 1,
             Backend::Postgres => (self.db.max_connections() / 2).max(1),
+        }
+    }
+
+    /// Starts a committer taking deliveries from `rx`. It holds no queue
+    /// of its own, so it stops once every engine that could submit to it
+    /// is gone. SQLite's runs on a thread of its own where statements run
+    /// in place (see `db::on_own_thread`); PostgreSQL's are tasks.
+    fn start_committer(&self, rx: mpsc::Receiver<Job>) {
+        let committer = Engine {
+            queue: Queue::default(),
+            ..self.clone()
+        };
+        if self.db.backend() == Backend::Postgres {
+            tokio::spawn(committer.commit_batches(rx));
+        } else if let Err(error) = on_own_thread("sqlite-committer", committer.commit_batches(rx)) {
+            // Deliveries then find the committer stopped and answer 503.
+            tracing::error!(%error, "cannot start the SQLite committer's thread");
         }
     }
 
@@ -129,13 +149,28 @@ impl Engine {
         }
     }
 
-    /// Records one delivery (unless it is a redelivery) and applies it.
+    /// Applies one job: a delivery is recorded first (unless it is a
+    /// redelivery).
     async fn apply_delivery(&self, conn: &mut Conn<'_>, job: &Job) -> Result<Delivery, Error> {
-        let (event, now) = (&job.event, now());
-        if !events::insert_new(conn, event, &job.payload, now).await? {
+        let now = now();
+        let (event, payload, refetched) = match &job.work {
+            Work::Delivery {
+                event,
+                payload,
+                refetched,
+            } => (event, payload, refetched),
+            Work::Listed(fresh) => {
+                let (source, sub) = (Source::listed(fresh), &fresh.subscription);
+                let receipt = self
+                    .apply_subscription(conn, source, sub, Some(fresh), now)
+                    .await?;
+                return Ok(Delivery::Recorded(receipt));
+            }
+        };
+        if !events::insert_new(conn, event, payload, now).await? {
             return Ok(Delivery::Duplicate);
         }
-        let fresh = match &job.refetched {
+        let fresh = match refetched {
             Some(Refetched::Unreadable(reason)) => Err(reason),
             Some(Refetched::State(fresh)) => Ok(Some(fresh)),
             None => Ok(None),
@@ -154,13 +189,21 @@ impl Engine {
 /// two transactions from waiting on each other's organizations. Every
 /// object the service handles names its customer as a charge or a dispute
 /// does.
-fn route(event: &Event) -> usize {
+fn route(work: &Work) -> usize {
     use std::hash::{Hash, Hasher};
-    let object = event.object::<PaymentObject>().ok();
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    match object.as_ref().and_then(PaymentObject::customer_id) {
-        Some(customer) => customer.hash(&mut hasher),
-        None => event.id.hash(&mut hasher),
+    match work {
+        Work::Delivery { event, .. } => {
+            let object = event.object::<PaymentObject>().ok();
+            match object.as_ref().and_then(PaymentObject::customer_id) {
+                Some(customer) => customer.hash(&mut hasher),
+                None => event.id.hash(&mut hasher),
+            }
+        }
+        Work::Listed(fresh) => match &fresh.subscription.customer {
+            Some(customer) => customer.hash(&mut hasher),
+            None => fresh.subscription.id.hash(&mut hasher),
+        },
     }
     usize::try_from(hasher.finish()).unwrap_or_default()
 }

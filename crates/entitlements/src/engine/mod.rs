@@ -135,7 +135,12 @@ impl Engine {
     #[tracing::instrument(skip_all, fields(event_id = %event.id, event_type = %event.kind))]
     pub async fn receive(&self, event: Event, payload: String) -> Result<Delivery, Error> {
         let refetched = self.refetch(&event).await?;
-        let delivery = self.submit(event, payload, refetched).await?;
+        let work = batch::Work::Delivery {
+            event,
+            payload,
+            refetched,
+        };
+        let delivery = self.submit(work).await?;
         match &delivery {
             Delivery::Duplicate => self.counters.duplicate(),
             Delivery::Recorded(receipt) => self.observe(receipt),
@@ -286,11 +291,7 @@ impl Engine {
         let (engine, fresh) = (self.clone(), fresh.clone());
         let only_org = only_org.map(str::to_owned);
         detached(async move {
-            let now = now();
-            let source = transition::Source {
-                id: None,
-                created: fresh.read_at_ms.div_euclid(1000),
-            };
+            let (now, source) = (now(), transition::Source::listed(&fresh));
             engine
                 .write_if(
                     async |conn| {
@@ -309,6 +310,38 @@ impl Engine {
                 .await
         })
         .await
+    }
+
+    /// Applies a page of subscriptions as Stripe's API listed them, like
+    /// [`Engine::reconcile`] does one, answering a receipt for each in
+    /// order. A full run (every organization, not dry) shares transactions
+    /// the way deliveries do.
+    pub async fn reconcile_page(
+        &self,
+        page: Vec<SubscriptionRead>,
+        only_org: Option<&str>,
+        dry_run: bool,
+    ) -> Result<Vec<Receipt>, Error> {
+        if dry_run || only_org.is_some() {
+            let mut receipts = Vec::with_capacity(page.len());
+            for fresh in &page {
+                receipts.push(self.reconcile(fresh, only_org, dry_run).await?);
+            }
+            return Ok(receipts);
+        }
+        let applied = page
+            .into_iter()
+            .map(|fresh| self.submit(batch::Work::Listed(fresh)));
+        futures_util::future::try_join_all(applied)
+            .await?
+            .into_iter()
+            .map(|delivery| match delivery {
+                Delivery::Recorded(receipt) => Ok(receipt),
+                Delivery::Duplicate => Err(Error::Unavailable(
+                    "a listed subscription was answered as a redelivery".into(),
+                )),
+            })
+            .collect()
     }
 
     fn observe(&self, receipt: &Receipt) {
@@ -459,6 +492,13 @@ impl Engine {
         let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
         let lists = history::before(&mut conn, org_id, before, fetch).await?;
         Ok(merge_page(lists, limit))
+    }
+
+    /// How many subscriptions are stored, of one organization or all.
+    pub async fn stored_subscriptions(&self, org_id: Option<&str>) -> Result<u64, Error> {
+        let mut pooled = self.db.get().await?;
+        let count = subscriptions::count(&mut pooled.conn(), org_id).await?;
+        Ok(u64::try_from(count).unwrap_or_default())
     }
 
     /// The Stripe customer stored for the organization.

@@ -8,7 +8,7 @@ use crate::Error;
 use crate::catalog::Features;
 use crate::compute::{Computed, Entitlement, Source};
 use crate::db::schema::{entitlement_changes as changes, entitlements as ents};
-use crate::db::{Conn, run};
+use crate::db::{Conn, Prepared, run};
 use crate::store::{Cause, organizations};
 
 /// An `entitlements` row.
@@ -101,7 +101,8 @@ pub(crate) async fn settle(
     recheck_at: Option<i64>,
 ) -> Result<(), Error> {
     let query = diesel::update(ents::table.find(org_id))
-        .set((ents::rules.eq(rules), ents::recheck_at.eq(recheck_at)));
+        .set((ents::rules.eq(rules), ents::recheck_at.eq(recheck_at)))
+        .cached();
     run!(conn, |c| query.execute(c).await)?;
     Ok(())
 }
@@ -133,6 +134,7 @@ pub(crate) async fn announce(conn: &mut Conn<'_>, org_id: &str, version: i64) ->
         diesel::sql_query("SELECT pg_notify($1, $2)")
             .bind::<diesel::sql_types::Text, _>(CHANGES_CHANNEL)
             .bind::<diesel::sql_types::Text, _>(format!("{version} {org_id}"))
+            .cached()
             .execute(&mut **c)
             .await?;
     }
@@ -152,20 +154,23 @@ pub(crate) async fn save_change(
         .values(row)
         .on_conflict(ents::org_id)
         .do_update()
-        .set(row);
+        .set(row)
+        .cached();
     run!(conn, |c| upsert.execute(c).await)?;
     let position = organizations::next_position(conn, &row.org_id, row.updated_at).await?;
-    let history = diesel::insert_into(changes::table).values((
-        changes::org_id.eq(&row.org_id),
-        changes::version.eq(row.version),
-        changes::event_id.eq(event_id),
-        changes::grant_id.eq(grant_id),
-        changes::plan.eq(&row.plan),
-        changes::status.eq(&row.status),
-        changes::features.eq(&row.features),
-        changes::changed_at.eq(row.updated_at),
-        changes::position.eq(position),
-    ));
+    let history = diesel::insert_into(changes::table)
+        .values((
+            changes::org_id.eq(&row.org_id),
+            changes::version.eq(row.version),
+            changes::event_id.eq(event_id),
+            changes::grant_id.eq(grant_id),
+            changes::plan.eq(&row.plan),
+            changes::status.eq(&row.status),
+            changes::features.eq(&row.features),
+            changes::changed_at.eq(row.updated_at),
+            changes::position.eq(position),
+        ))
+        .cached();
     run!(conn, |c| history.execute(c).await)?;
     Ok(())
 }

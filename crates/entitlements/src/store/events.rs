@@ -5,7 +5,7 @@ use diesel_async::RunQueryDsl;
 
 use crate::Error;
 use crate::db::schema::webhook_events as events;
-use crate::db::{Conn, run};
+use crate::db::{Conn, Prepared, run};
 use crate::event::Event;
 use crate::receipt::Receipt;
 
@@ -42,7 +42,8 @@ pub(crate) async fn insert_new(
     let query = diesel::insert_into(events::table)
         .values(&row)
         .on_conflict(events::id)
-        .do_nothing();
+        .do_nothing()
+        .cached();
     Ok(run!(conn, |c| query.execute(c).await)? == 1)
 }
 
@@ -71,15 +72,17 @@ pub(crate) async fn record_outcome(
     let target = events::table.find(id);
     match placement {
         Some(Placement { position, at }) => {
-            let query = diesel::update(target).set((
-                outcome,
-                events::position.eq(position),
-                events::received_at.eq(at),
-            ));
+            let query = diesel::update(target)
+                .set((
+                    outcome,
+                    events::position.eq(position),
+                    events::received_at.eq(at),
+                ))
+                .cached();
             run!(conn, |c| query.execute(c).await)?
         }
         None => {
-            let query = diesel::update(target).set(outcome);
+            let query = diesel::update(target).set(outcome).cached();
             run!(conn, |c| query.execute(c).await)?
         }
     };

@@ -7,7 +7,7 @@ use crate::Error;
 use crate::catalog::Features;
 use crate::compute::GrantState;
 use crate::db::schema::grants;
-use crate::db::{Conn, run};
+use crate::db::{Conn, Prepared, run};
 use crate::grants::Grant;
 
 /// A `grants` row, in the order of its columns.
@@ -56,17 +56,19 @@ pub(crate) async fn insert(conn: &mut Conn<'_>, grant: &Grant) -> Result<(), Err
         true => None,
         false => Some(serde_json::to_string(&grant.features)?),
     };
-    let query = diesel::insert_into(grants::table).values((
-        grants::id.eq(&grant.id),
-        grants::org_id.eq(&grant.org_id),
-        grants::plan.eq(&grant.plan),
-        grants::features.eq(features),
-        grants::quantity.eq(grant.quantity),
-        grants::expires_at.eq(grant.expires_at),
-        grants::reason.eq(&grant.reason),
-        grants::created_at.eq(grant.created_at),
-        grants::created_by.eq(&grant.created_by),
-    ));
+    let query = diesel::insert_into(grants::table)
+        .values((
+            grants::id.eq(&grant.id),
+            grants::org_id.eq(&grant.org_id),
+            grants::plan.eq(&grant.plan),
+            grants::features.eq(features),
+            grants::quantity.eq(grant.quantity),
+            grants::expires_at.eq(grant.expires_at),
+            grants::reason.eq(&grant.reason),
+            grants::created_at.eq(grant.created_at),
+            grants::created_by.eq(&grant.created_by),
+        ))
+        .cached();
     run!(conn, |c| query.execute(c).await)?;
     Ok(())
 }
@@ -98,7 +100,8 @@ pub(crate) async fn get(
 /// Marks a grant revoked.
 pub(crate) async fn revoke(conn: &mut Conn<'_>, id: &str, by: &str, now: i64) -> Result<(), Error> {
     let query = diesel::update(grants::table.find(id))
-        .set((grants::revoked_at.eq(now), grants::revoked_by.eq(by)));
+        .set((grants::revoked_at.eq(now), grants::revoked_by.eq(by)))
+        .cached();
     run!(conn, |c| query.execute(c).await)?;
     Ok(())
 }
@@ -139,7 +142,8 @@ pub(crate) async fn unrevoked(
 /// Records that the history says these grants expired.
 pub(crate) async fn note_expired(conn: &mut Conn<'_>, ids: &[&str]) -> Result<(), Error> {
     let query = diesel::update(grants::table.filter(grants::id.eq_any(ids)))
-        .set(grants::expiry_noted.eq(true));
+        .set(grants::expiry_noted.eq(true))
+        .cached();
     run!(conn, |c| query.execute(c).await)?;
     Ok(())
 }

@@ -5,7 +5,7 @@ use diesel_async::RunQueryDsl;
 
 use crate::Error;
 use crate::db::schema::history_notes as notes;
-use crate::db::{Conn, run};
+use crate::db::{Conn, Prepared, run};
 use crate::store::{Cause, organizations};
 
 /// Adds a note at the organization's next history position. The caller
@@ -20,15 +20,17 @@ pub(crate) async fn add(
 ) -> Result<(), Error> {
     let (event_id, grant_id) = about.ids();
     let position = organizations::next_position(conn, org_id, now).await?;
-    let query = diesel::insert_into(notes::table).values((
-        notes::org_id.eq(org_id),
-        notes::position.eq(position),
-        notes::action.eq(action),
-        notes::event_id.eq(event_id),
-        notes::grant_id.eq(grant_id),
-        notes::detail.eq(detail),
-        notes::noted_at.eq(now),
-    ));
+    let query = diesel::insert_into(notes::table)
+        .values((
+            notes::org_id.eq(org_id),
+            notes::position.eq(position),
+            notes::action.eq(action),
+            notes::event_id.eq(event_id),
+            notes::grant_id.eq(grant_id),
+            notes::detail.eq(detail),
+            notes::noted_at.eq(now),
+        ))
+        .cached();
     run!(conn, |c| query.execute(c).await)?;
     Ok(())
 }

@@ -5,7 +5,7 @@ use diesel_async::RunQueryDsl;
 
 use crate::db::schema::organizations as orgs;
 use crate::db::schema::subscriptions as subs;
-use crate::db::{Conn, run};
+use crate::db::{Conn, Prepared, run};
 use crate::{Error, clock};
 
 /// Creates the organization if it is new and holds its row lock until the
@@ -21,7 +21,8 @@ pub(crate) async fn lock(conn: &mut Conn<'_>, org_id: &str, now: i64) -> Result<
         ))
         .on_conflict(orgs::id)
         .do_update()
-        .set(orgs::updated_at.eq(now));
+        .set(orgs::updated_at.eq(now))
+        .cached();
     run!(conn, |c| query.execute(c).await)?;
     Ok(clock::now())
 }
@@ -40,7 +41,8 @@ macro_rules! count_up {
             .on_conflict(orgs::id)
             .do_update()
             .set($counter.eq($counter + 1))
-            .returning($counter);
+            .returning($counter)
+            .cached();
         run!($conn, |c| query.get_result::<i64>(c).await)
     }};
 }
@@ -118,7 +120,8 @@ pub(crate) async fn set_customer_if_unset(
             .find(org_id)
             .filter(orgs::stripe_customer_id.is_null()),
     )
-    .set(orgs::stripe_customer_id.eq(customer));
+    .set(orgs::stripe_customer_id.eq(customer))
+    .cached();
     run!(conn, |c| query.execute(c).await)?;
     Ok(customer_of(conn, org_id)
         .await?

@@ -6,7 +6,7 @@ use diesel_async::RunQueryDsl;
 use crate::Error;
 use crate::compute::PurchaseState;
 use crate::db::schema::{payments as pays, purchases};
-use crate::db::{Conn, run};
+use crate::db::{Conn, Prepared, run};
 
 /// A purchase awaits a delayed payment method.
 pub(crate) const PENDING: &str = "pending";
@@ -58,13 +58,16 @@ pub(crate) async fn lock_payment(
         .on_conflict(pays::payment_intent_id)
         .do_update()
         .set(pays::updated_at.eq(pays::updated_at))
-        .returning(pays::all_columns);
+        .returning(pays::all_columns)
+        .cached();
     Ok(run!(conn, |c| query.get_result(c).await)?)
 }
 
 /// Stores what a refund or dispute did to a payment.
 pub(crate) async fn save_payment(conn: &mut Conn<'_>, row: &PaymentRow) -> Result<(), Error> {
-    let query = diesel::update(pays::table.find(&row.payment_intent_id)).set(row);
+    let query = diesel::update(pays::table.find(&row.payment_intent_id))
+        .set(row)
+        .cached();
     run!(conn, |c| query.execute(c).await)?;
     Ok(())
 }
@@ -92,7 +95,8 @@ pub(crate) async fn save(conn: &mut Conn<'_>, row: &PurchaseRow) -> Result<(), E
         .values(row)
         .on_conflict(purchases::id)
         .do_update()
-        .set(row);
+        .set(row)
+        .cached();
     run!(conn, |c| query.execute(c).await)?;
     Ok(())
 }

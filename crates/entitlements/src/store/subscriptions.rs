@@ -8,7 +8,7 @@ use diesel_async::RunQueryDsl;
 use crate::Error;
 use crate::compute::{Item, SubscriptionState};
 use crate::db::schema::{subscription_items as items, subscriptions as subs};
-use crate::db::{Conn, run};
+use crate::db::{Conn, Prepared, run};
 use crate::kinds::SubscriptionStatus;
 use crate::snapshot::SnapshotItem;
 
@@ -59,13 +59,14 @@ pub(crate) async fn lock(
         .on_conflict(subs::id)
         .do_update()
         .set(subs::updated_at.eq(now))
-        .returning(subs::all_columns);
+        .returning(subs::all_columns)
+        .cached();
     Ok(run!(conn, |c| query.get_result(c).await)?)
 }
 
 /// Writes every column of the row.
 pub(crate) async fn save(conn: &mut Conn<'_>, row: &SubscriptionRow) -> Result<(), Error> {
-    let query = diesel::update(subs::table.find(&row.id)).set(row);
+    let query = diesel::update(subs::table.find(&row.id)).set(row).cached();
     run!(conn, |c| query.execute(c).await)?;
     Ok(())
 }
@@ -87,10 +88,22 @@ pub(crate) async fn replace_items(
             price_id: &item.price_id,
             quantity: item.quantity,
         };
-        let insert = diesel::insert_into(items::table).values(&row);
+        let insert = diesel::insert_into(items::table).values(&row).cached();
         run!(conn, |c| insert.execute(c).await)?;
     }
     Ok(())
+}
+
+/// How many subscriptions are stored (of one organization).
+pub(crate) async fn count(conn: &mut Conn<'_>, org_id: Option<&str>) -> Result<i64, Error> {
+    let all = subs::table.count();
+    Ok(match org_id {
+        Some(org_id) => {
+            let query = all.filter(subs::org_id.eq(org_id));
+            run!(conn, |c| query.get_result(c).await)?
+        }
+        None => run!(conn, |c| all.get_result(c).await)?,
+    })
 }
 
 /// Links the customer's subscriptions that wait for an organization.
@@ -104,7 +117,8 @@ pub(crate) async fn link_customer(
             .filter(subs::customer_id.eq(customer))
             .filter(subs::org_id.is_null()),
     )
-    .set(subs::org_id.eq(org_id));
+    .set(subs::org_id.eq(org_id))
+    .cached();
     Ok(run!(conn, |c| query.execute(c).await)?)
 }
 
