@@ -11,6 +11,7 @@ use entitlements::Engine;
 use tokio::task::JoinHandle;
 
 use crate::cache::AnswerCache;
+use crate::progress::Progress;
 use crate::reconcile::reconcile;
 use crate::settings::Settings;
 use crate::stripe_api::StripeApi;
@@ -74,7 +75,7 @@ async fn reconcile_periodically(engine: Engine, api: StripeApi, every: Duration)
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match reconcile(&engine, &api, None, false).await {
+        match reconcile(&engine, &api, None, false, &mut Progress::hidden()).await {
             Ok(summary) => tracing::info!(%summary, "reconciled with Stripe"),
             Err(error) => {
                 tracing::error!(%error, "reconciliation failed; retrying at the next interval")

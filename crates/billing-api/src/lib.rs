@@ -10,6 +10,8 @@ pub mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod org_id;
+pub mod progress;
+pub mod rate_limit;
 pub mod reconcile;
 pub mod refetch;
 pub mod routes;

@@ -7,6 +7,7 @@ use std::fmt;
 
 use entitlements::{Change, Engine, Outcome, SubscriptionRead};
 
+use crate::progress::Progress;
 use crate::stripe_api::{StripeApi, StripeFailure};
 
 /// What a reconciliation did (or, dry, would do).
@@ -48,35 +49,37 @@ struct Movement {
 }
 
 /// Lists every subscription (of `only_org`'s customer when it has one) and
-/// applies each; with `dry_run` nothing is written.
+/// applies each; with `dry_run` nothing is written. The next page is read
+/// from Stripe while the last one is applied; `progress` is told of each.
 pub async fn reconcile(
     engine: &Engine,
     api: &StripeApi,
     only_org: Option<&str>,
     dry_run: bool,
+    progress: &mut Progress,
 ) -> Result<Summary, ReconcileError> {
     let customer = match only_org {
         Some(org) => engine.customer_of(org).await?,
         None => None,
     };
+    progress.expect(engine.stored_subscriptions(only_org).await?);
     let mut summary = Summary::default();
     let mut orgs: BTreeMap<String, Movement> = BTreeMap::new();
-    let mut after: Option<String> = None;
+    let mut page = read_page(api, customer.as_deref(), None).await?;
     loop {
-        // The page shows Stripe's state as of its request, however long it
-        // takes to apply: a webhook applied meanwhile is newer than it.
-        let read_at_ms = chrono::Utc::now().timestamp_millis();
-        let (page, more) = api
-            .list_subscriptions(customer.as_deref(), after.as_deref())
-            .await?;
-        after = page.last().map(|sub| sub.id.clone());
-        for subscription in page {
+        let (reads, more) = page;
+        let after = reads.last().map(|read| read.subscription.id.clone());
+        let next = async {
+            match (more, &after) {
+                (true, Some(after)) => Some(read_page(api, customer.as_deref(), Some(after)).await),
+                _ => None,
+            }
+        };
+        let (next, receipts) = tokio::join!(next, engine.reconcile_page(reads, only_org, dry_run));
+        let receipts = receipts?;
+        progress.page(receipts.len());
+        for receipt in receipts {
             summary.subscriptions += 1;
-            let fresh = SubscriptionRead {
-                subscription,
-                read_at_ms,
-            };
-            let receipt = engine.reconcile(&fresh, only_org, dry_run).await?;
             summary
                 .unknown_prices
                 .extend(receipt.unknown_prices.iter().cloned());
@@ -99,10 +102,12 @@ pub async fn reconcile(
                 movement.changed = true;
             }
         }
-        if !more || after.is_none() {
-            break;
+        match next {
+            Some(next) => page = next?,
+            None => break,
         }
     }
+    progress.finish();
     for movement in orgs.values() {
         match (movement.changed, movement.before, movement.after) {
             (false, _, _) => summary.unchanged += 1,
@@ -112,6 +117,26 @@ pub async fn reconcile(
         }
     }
     Ok(summary)
+}
+
+/// One page of subscriptions after `after`, each stamped with the time
+/// of its request: the page shows Stripe's state as of then, however long
+/// it takes to apply, so a webhook applied meanwhile is newer than it.
+async fn read_page(
+    api: &StripeApi,
+    customer: Option<&str>,
+    after: Option<&str>,
+) -> Result<(Vec<SubscriptionRead>, bool), StripeFailure> {
+    let read_at_ms = chrono::Utc::now().timestamp_millis();
+    let (page, more) = api.list_subscriptions(customer, after).await?;
+    let reads = page
+        .into_iter()
+        .map(|subscription| SubscriptionRead {
+            subscription,
+            read_at_ms,
+        })
+        .collect();
+    Ok((reads, more))
 }
 
 impl fmt::Display for Summary {

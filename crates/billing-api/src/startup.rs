@@ -107,11 +107,10 @@ impl Application {
         let metrics = Arc::new(Metrics::default());
         let stripe = match settings.stripe.secret_key.expose_secret() {
             "" => None,
-            key => Some(StripeApi::new(
-                key,
-                &settings.stripe.api_base,
-                metrics.clone(),
-            )?),
+            key => Some(
+                StripeApi::new(key, &settings.stripe.api_base, metrics.clone())?
+                    .with_rate_limit(settings.stripe.requests_per_second),
+            ),
         };
         if let (SyncMode::Refetch, Some(api)) = (settings.stripe.sync_mode, &stripe) {
             let window = Duration::from_millis(settings.stripe.refetch_window_ms);

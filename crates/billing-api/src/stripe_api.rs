@@ -18,6 +18,7 @@ use stripe_core::customer::{CreateCustomer, UpdateCustomer};
 use stripe_shared::CheckoutSessionMode;
 
 use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
 
 /// Attempts per call; retries (on 429 and 5xx, with exponential backoff
 /// from one second) reuse one idempotency key.
@@ -28,6 +29,7 @@ const ATTEMPTS: u32 = 3;
 pub struct StripeApi {
     client: Client,
     metrics: Arc<Metrics>,
+    limiter: Arc<RateLimiter>,
 }
 
 /// Stripe refused the request or could not be reached.
@@ -94,7 +96,7 @@ pub struct Session {
 
 impl StripeApi {
     /// A client for `secret_key` against `api_base` (Stripe, stripe-mock or
-    /// a test server).
+    /// a test server), within Stripe's rate limit for the key.
     pub fn new(
         secret_key: &str,
         api_base: &str,
@@ -110,7 +112,21 @@ impl StripeApi {
             .timeout(Duration::from_secs(20))
             .build()
             .map_err(|e| failure("configuration", e))?;
-        Ok(Self { client, metrics })
+        let limiter = Arc::new(RateLimiter::for_key(secret_key));
+        Ok(Self {
+            client,
+            metrics,
+            limiter,
+        })
+    }
+
+    /// The same client at most `per_second` calls a second (an account
+    /// whose limit Stripe raised, or a test server); 0 keeps the key's.
+    pub fn with_rate_limit(mut self, per_second: u32) -> Self {
+        if per_second > 0 {
+            self.limiter = Arc::new(RateLimiter::new(per_second));
+        }
+        self
     }
 
     /// Creates the organization's customer. The idempotency key names the
@@ -299,6 +315,7 @@ impl StripeApi {
         R: StripeRequest,
         R::Output: miniserde::Deserialize,
     {
+        self.limiter.turn().await;
         let result = request
             .customize()
             .request_strategy(strategy)

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use secrecy::ExposeSecret;
 
+use crate::progress::Progress;
 use crate::reconcile::reconcile;
 use crate::settings::{Settings, Sources};
 use crate::startup::{Application, engine};
@@ -167,9 +168,11 @@ async fn reconcile_command(settings: Settings, org: Option<&str>, dry_run: bool)
             "reconcile reads from Stripe: set stripe.secret_key (STRIPE_SECRET_KEY)".into(),
         );
     }
-    let api = StripeApi::new(key, &settings.stripe.api_base, Arc::default())?;
+    let api = StripeApi::new(key, &settings.stripe.api_base, Arc::default())?
+        .with_rate_limit(settings.stripe.requests_per_second);
     let engine = migrated_engine(&settings).await?;
-    let summary = reconcile(&engine, &api, org, dry_run).await?;
+    let mut progress = Progress::on_stderr("subscriptions");
+    let summary = reconcile(&engine, &api, org, dry_run, &mut progress).await?;
     println!(
         "{}{summary}",
         if dry_run {

@@ -105,6 +105,9 @@ pub struct StripeSettings {
     pub past_due_grace_days: u32,
     /// How often `serve` reconciles with Stripe; 0 never.
     pub reconcile_every_secs: u64,
+    /// Most calls to Stripe a second; 0: Stripe's limit for the key (100
+    /// live, 25 in test mode).
+    pub requests_per_second: u32,
 }
 
 /// Where subscription state comes from.

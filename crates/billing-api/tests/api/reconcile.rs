@@ -88,6 +88,7 @@ async fn reconcile_repairs_what_webhooks_missed(backend: Backend) {
     assert_eq!(app.get_entitlements("gamma").await.1["plan"], "pro");
 
     let text = run_reconcile(&app, &stripe, &[]);
+    assert!(text.contains("2 pages, 3 subscriptions in "), "{text}");
     assert!(
         text.contains(
             "3 subscription(s) read; organizations: 1 granted, 1 revoked, 0 changed, 1 unchanged"
@@ -110,6 +111,54 @@ async fn reconcile_repairs_what_webhooks_missed(backend: Backend) {
         again.contains("0 granted, 0 revoked, 0 changed, 3 unchanged"),
         "{again}"
     );
+}
+
+/// A fake Stripe listing `pages` pages of `per_page` subscriptions, one
+/// organization each (`org-<page>-<n>`), chained by `starting_after`.
+async fn stripe_with_pages(pages: usize, per_page: usize) -> MockServer {
+    let stripe = MockServer::start().await;
+    stripe_call("GET", "/v1/subscriptions")
+        .respond_with(move |request: &wiremock::Request| {
+            let after = request
+                .url
+                .query_pairs()
+                .find(|(key, _)| key == "starting_after")
+                .map(|(_, value)| value.into_owned());
+            // Ids are `sub_<page>_<n>`: the page after `sub_3_4` is page 4.
+            let number = after.map_or(0, |id| {
+                id.split('_')
+                    .nth(1)
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0)
+                    + 1
+            });
+            let subs = (0..per_page)
+                .map(|n| {
+                    let (id, org) = (format!("sub_{number}_{n}"), format!("org-{number}-{n}"));
+                    stripe_subscription(&id, &org, "active", "price_pro_monthly", 1)
+                })
+                .collect();
+            answer(200, page(subs, number + 1 < pages))
+        })
+        .mount(&stripe)
+        .await;
+    stripe
+}
+
+async fn many_pages_show_their_progress_and_all_apply(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let stripe = stripe_with_pages(12, 5).await;
+    let text = run_reconcile(&app, &stripe, &[]);
+    assert!(text.contains("10 pages, 50 subscriptions in "), "{text}");
+    assert!(text.contains("12 pages, 60 subscriptions in "), "{text}");
+    assert!(
+        text.contains("60 subscription(s) read; organizations: 60 granted"),
+        "{text}"
+    );
+    for org in ["org-0-0", "org-6-2", "org-11-4"] {
+        let answer = app.entitlements_once(org, |b| b["plan"] == "pro").await;
+        assert_eq!(answer["plan"], "pro", "{org}");
+    }
 }
 
 async fn a_page_read_before_a_webhook_does_not_undo_it(backend: Backend) {
@@ -153,8 +202,9 @@ async fn a_page_read_before_a_webhook_does_not_undo_it(backend: Backend) {
             .build();
         app.deliver(&updated).await
     };
+    let mut progress = billing_api::progress::Progress::hidden();
     let (summary, (_, answer)) = tokio::join!(
-        billing_api::reconcile::reconcile(&app.engine, &api, None, false),
+        billing_api::reconcile::reconcile(&app.engine, &api, None, false, &mut progress,),
         webhook
     );
     assert_eq!(answer["outcome"], "applied");
@@ -243,6 +293,7 @@ async fn serve_reconciles_periodically_when_configured(backend: Backend) {
 
 on_both_backends!(
     reconcile_repairs_what_webhooks_missed,
+    many_pages_show_their_progress_and_all_apply,
     a_page_read_before_a_webhook_does_not_undo_it,
     reconcile_can_be_limited_to_one_organization,
     reconcile_never_removes_a_purchase_or_a_grant,
