@@ -182,7 +182,66 @@ async fn pages_through_a_burst_of_same_second_changes_never_skip_or_repeat(backe
     }
 }
 
+/// Two replicas (two engines on one database) receive each of twenty
+/// events at the same moment: each event is recorded and applied by one of
+/// them, and the other answers it as a redelivery, never an error.
+async fn one_event_on_two_replicas_at_once_is_recorded_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let other = billing_api::startup::engine(&app.settings)
+        .await
+        .expect("a second engine on the same database");
+    let t = now() - 60;
+    let events: Vec<Value> = (0..20)
+        .map(|i| {
+            app.build_event("customer.subscription.created", &format!("twice-{i}"))
+                .at(t)
+                .quantity(i + 1)
+                .build()
+        })
+        .collect();
+    let both = events.iter().map(|event| {
+        let body = event.to_string();
+        let parse = || entitlements::Event::parse(body.as_bytes()).expect("a valid event");
+        let (here, there) = (parse(), parse());
+        let (app, other) = (&app, &other);
+        async move {
+            let (here, there) = tokio::join!(
+                app.engine.receive(here, body.clone()),
+                other.receive(there, body.clone())
+            );
+            (
+                here.expect("one replica answers"),
+                there.expect("the other answers"),
+            )
+        }
+    });
+    for (i, (here, there)) in futures_util::future::join_all(both)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let recorded =
+            |d: &entitlements::Delivery| matches!(d, entitlements::Delivery::Recorded(_));
+        assert!(
+            recorded(&here) != recorded(&there),
+            "event {i}: {here:?} / {there:?}"
+        );
+        let org = format!("twice-{i}");
+        let answer = app.entitlements_once(&org, |b| b["plan"] == "pro").await;
+        assert_eq!(answer["features"]["seats"], i + 1, "{answer}");
+        let (_, history) = app.history(&org, "").await;
+        let recorded = history["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "event")
+            .count();
+        assert_eq!(recorded, 1, "{history}");
+    }
+}
+
 on_both_backends!(
+    one_event_on_two_replicas_at_once_is_recorded_once,
     concurrent_events_of_one_organization_lose_no_update,
     concurrent_updates_of_one_subscription_end_in_the_newest,
     a_writer_that_waited_for_the_organization_stamps_the_time_it_got_the_lock,

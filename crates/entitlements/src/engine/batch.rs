@@ -6,6 +6,7 @@
 //! fails, each of its events is applied again in a transaction of its own,
 //! so a failing event never fails its neighbours.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -114,44 +115,68 @@ impl Engine {
 
     async fn commit_batch(&self, batch: Vec<Job>) {
         let shared = self
-            .write(async |conn| {
-                let mut results = Vec::with_capacity(batch.len());
-                for job in &batch {
-                    results.push(self.apply_delivery(conn, job).await?);
-                }
-                Ok(results)
-            })
+            .write_if(
+                async |conn| {
+                    let mut recorded = HashSet::new();
+                    let mut results = Vec::with_capacity(batch.len());
+                    for job in &batch {
+                        results.push(self.apply_job(conn, job, &mut recorded).await?);
+                    }
+                    Ok(results)
+                },
+                |results| {
+                    results
+                        .iter()
+                        .all(|applied| !matches!(applied, Applied::Raced))
+                },
+            )
             .await;
-        match shared {
-            Ok(results) => {
+        let failure = match shared {
+            Ok(results) if results.iter().all(|a| !matches!(a, Applied::Raced)) => {
                 self.counters.batch(results.len());
-                for (job, result) in batch.into_iter().zip(results) {
-                    let _ = job.reply.send(Ok(result));
+                for (job, applied) in batch.into_iter().zip(results) {
+                    let _ = job.reply.send(Ok(applied.delivery()));
                 }
+                return;
             }
+            Ok(_) => "a concurrent delivery recorded one of its events first".to_owned(),
             Err(error) if batch.len() == 1 => {
                 if let Some(job) = batch.into_iter().next() {
                     let _ = job.reply.send(Err(error));
                 }
+                return;
             }
-            Err(error) => {
-                tracing::warn!(%error, deliveries = batch.len(), "a shared transaction failed; applying its deliveries one by one");
-                for job in batch {
-                    let result = self
-                        .write(async |conn| self.apply_delivery(conn, &job).await)
-                        .await;
-                    if result.is_ok() {
-                        self.counters.batch(1);
-                    }
-                    let _ = job.reply.send(result);
-                }
+            Err(error) => error.to_string(),
+        };
+        tracing::warn!(
+            failure,
+            deliveries = batch.len(),
+            "a shared transaction was rolled back; applying its deliveries one by one"
+        );
+        for job in batch {
+            let result = self
+                .write_if(
+                    async |conn| self.apply_job(conn, &job, &mut HashSet::new()).await,
+                    |applied| matches!(applied, Applied::Done(Delivery::Recorded(_))),
+                )
+                .await;
+            if result.is_ok() {
+                self.counters.batch(1);
             }
+            let _ = job.reply.send(result.map(Applied::delivery));
         }
     }
 
-    /// Applies one job: a delivery is recorded first (unless it is a
-    /// redelivery).
-    async fn apply_delivery(&self, conn: &mut Conn<'_>, job: &Job) -> Result<Delivery, Error> {
+    /// Applies one job. A delivery of an event recorded before, or in
+    /// `recorded` (earlier in this transaction), is a redelivery and
+    /// changes nothing; any other is applied, then recorded once with its
+    /// outcome.
+    async fn apply_job(
+        &self,
+        conn: &mut Conn<'_>,
+        job: &Job,
+        recorded: &mut HashSet<String>,
+    ) -> Result<Applied, Error> {
         let now = now();
         let (event, payload, refetched) = match &job.work {
             Work::Delivery {
@@ -164,12 +189,13 @@ impl Engine {
                 let receipt = self
                     .apply_subscription(conn, source, sub, Some(fresh), now)
                     .await?;
-                return Ok(Delivery::Recorded(receipt));
+                return Ok(Applied::Done(Delivery::Recorded(receipt)));
             }
         };
-        if !events::insert_new(conn, event, payload, now).await? {
-            return Ok(Delivery::Duplicate);
+        if recorded.contains(&event.id) || events::exists(conn, &event.id).await? {
+            return Ok(Applied::Done(Delivery::Duplicate));
         }
+        recorded.insert(event.id.clone());
         let fresh = match refetched {
             Some(Refetched::Unreadable(reason)) => Err(reason),
             Some(Refetched::State(fresh)) => Ok(Some(fresh)),
@@ -179,8 +205,28 @@ impl Engine {
             Err(reason) => Receipt::invalid(reason.clone()),
             Ok(fresh) => self.apply(conn, Arrival { event, fresh, now }).await?,
         };
-        record(conn, &event.id, &receipt).await?;
-        Ok(Delivery::Recorded(receipt))
+        if !record(conn, event, payload, &receipt, now).await? {
+            return Ok(Applied::Raced);
+        }
+        Ok(Applied::Done(Delivery::Recorded(receipt)))
+    }
+}
+
+/// What applying a job came to.
+enum Applied {
+    Done(Delivery),
+    /// A concurrent delivery of the same event (on another replica)
+    /// recorded it first: what this one applied must be rolled back, and
+    /// it is a redelivery.
+    Raced,
+}
+
+impl Applied {
+    fn delivery(self) -> Delivery {
+        match self {
+            Applied::Done(delivery) => delivery,
+            Applied::Raced => Delivery::Duplicate,
+        }
     }
 }
 

@@ -545,9 +545,6 @@ async fn detached<T: Send + 'static>(
         .map_err(|e| Error::Unavailable(e.to_string()))?
 }
 
-/// Stores what applying an event did. An event that concerns an
-/// organization takes the organization's next history position and is
-/// stamped with the time read once that lock is held.
 /// The kinds of source whose grants differ between two answers.
 fn changed_kinds(before: &[Source], after: &[Source]) -> Vec<SourceKind> {
     let mut kinds: Vec<SourceKind> = before
@@ -566,7 +563,17 @@ fn rfc3339(secs: i64) -> String {
     chrono::DateTime::from_timestamp(secs, 0).map_or_else(|| secs.to_string(), |t| t.to_rfc3339())
 }
 
-async fn record(conn: &mut Conn<'_>, event_id: &str, receipt: &Receipt) -> Result<(), Error> {
+/// Records an applied event once, with its outcome (see
+/// [`events::record`]). An event that concerns an organization takes the
+/// organization's next history position and is stamped with the time read
+/// once that lock is held.
+async fn record(
+    conn: &mut Conn<'_>,
+    event: &Event,
+    payload: &str,
+    receipt: &Receipt,
+    received_at: i64,
+) -> Result<bool, Error> {
     let placement = match receipt.org_id.as_deref() {
         Some(org_id) => {
             let position = organizations::next_position(conn, org_id, now()).await?;
@@ -577,7 +584,7 @@ async fn record(conn: &mut Conn<'_>, event_id: &str, receipt: &Receipt) -> Resul
         }
         None => None,
     };
-    events::record_outcome(conn, event_id, receipt, placement).await
+    events::record(conn, event, payload, receipt, placement, received_at).await
 }
 
 /// What a recomputation found.

@@ -10,41 +10,19 @@ use crate::event::Event;
 use crate::receipt::Receipt;
 
 #[derive(Insertable)]
-#[diesel(table_name = events)]
+#[diesel(table_name = events, treat_none_as_null = true)]
 struct NewEvent<'a> {
     id: &'a str,
     event_type: &'a str,
     created: i64,
     livemode: bool,
+    org_id: Option<&'a str>,
+    subscription_id: Option<&'a str>,
     outcome: &'a str,
+    detail: Option<&'a str>,
     payload: &'a str,
     received_at: i64,
-}
-
-/// Records the event unless it is already recorded; returns whether it was
-/// new. A concurrent delivery of the same event waits on the primary key and
-/// then sees it as recorded.
-pub(crate) async fn insert_new(
-    conn: &mut Conn<'_>,
-    event: &Event,
-    payload: &str,
-    now: i64,
-) -> Result<bool, Error> {
-    let row = NewEvent {
-        id: &event.id,
-        event_type: event.kind.as_str(),
-        created: event.created,
-        livemode: event.livemode,
-        outcome: "received",
-        payload,
-        received_at: now,
-    };
-    let query = diesel::insert_into(events::table)
-        .values(&row)
-        .on_conflict(events::id)
-        .do_nothing()
-        .cached();
-    Ok(run!(conn, |c| query.execute(c).await)? == 1)
+    position: Option<i64>,
 }
 
 /// Where an event stands in its organization's history, and when it was
@@ -55,38 +33,38 @@ pub(crate) struct Placement {
     pub at: i64,
 }
 
-/// Stores what applying the event did, and its place in its
-/// organization's history when given.
-pub(crate) async fn record_outcome(
+/// Records the event with what applying it did, and its place in its
+/// organization's history when given; stamped `received_at` otherwise.
+/// Returns whether it was new: `false` when a concurrent delivery of the
+/// same event recorded it first (this one waited on the primary key), and
+/// then the caller must roll back what it applied.
+pub(crate) async fn record(
     conn: &mut Conn<'_>,
-    id: &str,
+    event: &Event,
+    payload: &str,
     receipt: &Receipt,
     placement: Option<Placement>,
-) -> Result<(), Error> {
-    let outcome = (
-        events::outcome.eq(receipt.outcome.as_str()),
-        events::detail.eq(receipt.detail.as_deref()),
-        events::org_id.eq(receipt.org_id.as_deref()),
-        events::subscription_id.eq(receipt.subscription_id.as_deref()),
-    );
-    let target = events::table.find(id);
-    match placement {
-        Some(Placement { position, at }) => {
-            let query = diesel::update(target)
-                .set((
-                    outcome,
-                    events::position.eq(position),
-                    events::received_at.eq(at),
-                ))
-                .cached();
-            run!(conn, |c| query.execute(c).await)?
-        }
-        None => {
-            let query = diesel::update(target).set(outcome).cached();
-            run!(conn, |c| query.execute(c).await)?
-        }
+    received_at: i64,
+) -> Result<bool, Error> {
+    let row = NewEvent {
+        id: &event.id,
+        event_type: event.kind.as_str(),
+        created: event.created,
+        livemode: event.livemode,
+        org_id: receipt.org_id.as_deref(),
+        subscription_id: receipt.subscription_id.as_deref(),
+        outcome: receipt.outcome.as_str(),
+        detail: receipt.detail.as_deref(),
+        payload,
+        received_at: placement.map_or(received_at, |p| p.at),
+        position: placement.map(|p| p.position),
     };
-    Ok(())
+    let query = diesel::insert_into(events::table)
+        .values(&row)
+        .on_conflict(events::id)
+        .do_nothing()
+        .cached();
+    Ok(run!(conn, |c| query.execute(c).await)? == 1)
 }
 
 /// The organization a recorded event concerns: `None` when no event has
