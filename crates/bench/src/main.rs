@@ -10,6 +10,7 @@ mod http;
 mod ingest;
 mod load;
 mod pgbench;
+mod reconcile;
 mod report;
 mod service;
 
@@ -45,6 +46,10 @@ struct Args {
     /// Subscriptions per ingest run, each created and updated twice.
     #[arg(long, default_value_t = 300)]
     subscriptions: usize,
+    /// Pages of 100 subscriptions `reconcile` reads from a fake Stripe, once
+    /// at the test key's rate limit and once unlimited.
+    #[arg(long, default_value_t = 1000)]
+    reconcile_pages: usize,
     /// Also write the results as Markdown to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -58,6 +63,7 @@ async fn main() -> ExitCode {
     let mut args = Args::parse();
     if args.tiny {
         (args.orgs, args.seconds, args.subscriptions) = (20, 1, 20);
+        args.reconcile_pages = 3;
     }
     match run(&args).await {
         Ok(report) => {
@@ -95,6 +101,7 @@ async fn run(args: &Args) -> Result<Report, String> {
         orgs: args.orgs,
         seconds: args.seconds,
         subscriptions: args.subscriptions,
+        reconcile_pages: args.reconcile_pages,
         tiny: args.tiny,
     })
 }
@@ -187,6 +194,17 @@ async fn measure_on(
         run.ingest.push((concurrency, figures));
     }
     run.rss_kib = service.rss_kib();
+    for (tag, limit) in [("unlimited", 1_000_000), ("limited", 0)] {
+        eprintln!(
+            "{}: reconcile of {} pages, {tag}",
+            store.name(),
+            args.reconcile_pages
+        );
+        let db = &service.database_url;
+        let pages = args.reconcile_pages;
+        run.reconcile
+            .push(reconcile::run(&args.binary, db, settings, tag, pages, limit).await?);
+    }
     if let Store::Postgres(url) = store {
         eprintln!("PostgreSQL: pgbench one-row upsert at 8 clients");
         run.pgbench_tps = Some(pgbench::upsert_tps(url, 8, duration).await?);

@@ -1,6 +1,7 @@
 //! The figures beside their targets, as a Markdown table.
 
 use crate::figures::Figures;
+use crate::reconcile::Reconciled;
 
 /// Everything measured on one store.
 pub struct Run {
@@ -12,6 +13,8 @@ pub struct Run {
     pub ingest: Vec<(usize, Figures)>,
     /// What the checks after each ingest found.
     pub checks: Vec<String>,
+    /// `reconcile` unlimited, then at the test key's rate limit.
+    pub reconcile: Vec<Reconciled>,
     /// The service's resident memory after the load.
     pub rss_kib: Option<u64>,
     /// `pgbench`'s one-row upsert on the same server.
@@ -26,6 +29,7 @@ impl Run {
             hot: Vec::new(),
             ingest: Vec::new(),
             checks: Vec::new(),
+            reconcile: Vec::new(),
             rss_kib: None,
             pgbench_tps: None,
         }
@@ -42,6 +46,8 @@ pub struct Report {
     pub seconds: u64,
     /// Subscriptions per ingest run.
     pub subscriptions: usize,
+    /// Pages `reconcile` read.
+    pub reconcile_pages: usize,
     /// Whether this was the few-seconds run.
     pub tiny: bool,
 }
@@ -119,6 +125,9 @@ impl Report {
                 met: None,
             });
         }
+        for reconciled in &run.reconcile {
+            lines.push(reconcile_line(reconciled));
+        }
         if let Some(kib) = run.rss_kib {
             lines.push(Line {
                 figure: "service RSS after the load".into(),
@@ -186,7 +195,8 @@ impl Report {
              The load tool keeps connections alive and sends each request as soon as the previous one is answered. \
              {} organizations are seeded first (one subscription each); the hot path spreads its requests over the first 1,000 of them. \
              Each ingest run delivers {} subscriptions' signed events (created, then updated twice, about 5 KB each) in a shuffled order with 5 % duplicates, \
-             then checks that every event is recorded once and every organization has the newest update's seats. {} s per measurement.\n{}",
+             then checks that every event is recorded once and every organization has the newest update's seats. \
+             `billing-api reconcile` then reads {} pages of 100 subscriptions of new organizations from a fake Stripe, once without a rate limit and once at the test key's, and must grant every one. {} s per measurement.\n{}",
             if self.tiny {
                 " in its tiny mode (figures meaningless)"
             } else {
@@ -194,9 +204,40 @@ impl Report {
             },
             self.orgs,
             self.subscriptions,
+            self.reconcile_pages,
             self.seconds,
             self.markdown()
         )
+    }
+}
+
+/// Unlimited, the service must apply subscriptions faster than Stripe's
+/// test-mode limit hands them out (25 pages of 100 a second); limited, the
+/// run must go at that limit: no faster, and not much slower.
+fn reconcile_line(run: &Reconciled) -> Line {
+    let pages_per_sec = run.pages as f64 / run.seconds.max(1e-3);
+    let figure = format!(
+        "`reconcile`, {} subscriptions in {} pages",
+        run.subscriptions, run.pages
+    );
+    let value = format!(
+        "{:.1} s, {:.0} subscriptions/s ({pages_per_sec:.1} pages/s)",
+        run.seconds,
+        run.per_sec()
+    );
+    if run.limit == 0 {
+        return Line {
+            figure: format!("{figure}, test key (25 requests/s)"),
+            value,
+            target: "25 pages/s: Stripe's limit binds".into(),
+            met: Some((22.0..=25.5).contains(&pages_per_sec)),
+        };
+    }
+    Line {
+        figure: format!("{figure}, no rate limit"),
+        value,
+        target: "≥ 2,500 subscriptions/s (test mode's 25 pages/s; live's 100 need 10,000)".into(),
+        met: Some(run.per_sec() >= 2500.0),
     }
 }
 

@@ -32,6 +32,8 @@ pub struct Service {
     child: Child,
     /// Its address.
     pub addr: SocketAddr,
+    /// Its database.
+    pub database_url: String,
     fresh: Fresh,
 }
 
@@ -87,7 +89,12 @@ impl Service {
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let service = Service { child, addr, fresh };
+        let service = Service {
+            child,
+            addr,
+            database_url: db_url,
+            fresh,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok((200, _)) = crate::http::get(addr, "/readyz", None).await {

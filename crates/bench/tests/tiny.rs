@@ -54,6 +54,8 @@ fn the_tiny_benchmark_measures_and_checks_every_figure() {
         "`GET /v1/entitlements/{org}`, 8 connections",
         "webhook ingest, 8 concurrent",
         "service RSS after the load",
+        "`reconcile`, 300 subscriptions in 3 pages, no rate limit",
+        "`reconcile`, 300 subscriptions in 3 pages, test key",
     ] {
         assert!(text.contains(figure), "{figure} missing from:\n{text}");
     }
