@@ -55,6 +55,8 @@ pub struct AnswerCache {
     misses: AtomicU64,
     evictions: AtomicU64,
     started: std::time::Instant,
+    /// Woken by every change, here or (followed) on another replica.
+    changed: tokio::sync::Notify,
 }
 
 /// Counts for `/metrics`.
@@ -90,6 +92,7 @@ impl AnswerCache {
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             started: std::time::Instant::now(),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -193,6 +196,7 @@ impl AnswerCache {
     /// answer.
     pub fn invalidate(&self, org_id: &str, version: i64) {
         self.invalidations.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_waiters();
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = slots.get_mut(org_id) {
             slot.floor = slot.floor.max(version);
@@ -200,6 +204,11 @@ impl AnswerCache {
                 slot.answer = None;
             }
         }
+    }
+
+    /// Waits for the next change of any organization's entitlements.
+    pub async fn next_change(&self) {
+        self.changed.notified().await;
     }
 
     /// Takes in what the database's watcher reports. Whenever it starts or

@@ -79,6 +79,7 @@ impl From<entitlements::Error> for ApiError {
                 message: format!("the organization has no grant {id:?}"),
             },
             entitlements::Error::GrantRevoked(id) => ApiError::AlreadyRevoked(id),
+            entitlements::Error::BadCursor(message) => ApiError::InvalidRequest(message),
             other => ApiError::Storage(other),
         }
     }

@@ -198,3 +198,32 @@ impl From<DomainEntry> for HistoryEntry {
         }
     }
 }
+
+/// One change in the change feed.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct FeedChange {
+    /// Pass as `after` to read on from this change.
+    cursor: String,
+    /// The organization.
+    org_id: String,
+    /// Its version after the change.
+    version: i64,
+    /// Its entitlements at that version, as `GET /v1/entitlements/{org_id}`
+    /// answered them then.
+    entitlements: Entitlements,
+    /// When the change was made.
+    changed_at: Option<DateTime<Utc>>,
+}
+
+impl From<entitlements::feed::FeedChange> for FeedChange {
+    fn from(change: entitlements::feed::FeedChange) -> Self {
+        let view = change.entitlements;
+        Self {
+            cursor: change.position.to_string(),
+            org_id: view.org_id.clone(),
+            version: view.version,
+            changed_at: DateTime::from_timestamp(change.changed_at, 0),
+            entitlements: view.into(),
+        }
+    }
+}

@@ -130,7 +130,7 @@ pub struct Policy {
 }
 
 /// What an organization is entitled to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entitlement {
     /// The plan of the primary granting subscription, or the default plan.
     pub plan: String,
@@ -423,16 +423,24 @@ pub fn default_entitlement(catalog: &Catalog) -> Entitlement {
         }
         None => NO_SUBSCRIPTION.to_owned(),
     };
-    Entitlement {
-        plan,
-        status: NO_SUBSCRIPTION.to_owned(),
-        features,
-        subscription_id: None,
-        current_period_end: None,
-        cancel_at_period_end: false,
-        grace_until: None,
-        valid_until: None,
-        sources: Vec::new(),
+    Entitlement::bare(plan, NO_SUBSCRIPTION.to_owned(), features)
+}
+
+impl Entitlement {
+    /// A plan and its features, granted by no source and bound to no
+    /// period.
+    pub(crate) fn bare(plan: String, status: String, features: Features) -> Self {
+        Self {
+            plan,
+            status,
+            features,
+            subscription_id: None,
+            current_period_end: None,
+            cancel_at_period_end: false,
+            grace_until: None,
+            valid_until: None,
+            sources: Vec::new(),
+        }
     }
 }
 

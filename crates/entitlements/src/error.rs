@@ -34,6 +34,10 @@ pub enum Error {
     /// The grant was revoked already.
     #[error("grant {0:?} is already revoked")]
     GrantRevoked(String),
+    /// A change feed cursor that is malformed, names no change, or is
+    /// older than the feed keeps.
+    #[error("{0}")]
+    BadCursor(String),
     /// A stored value could not be read back (for example corrupt JSON).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),

@@ -10,6 +10,7 @@ pub mod db;
 mod engine;
 mod error;
 pub mod event;
+pub mod feed;
 pub mod grants;
 pub mod history;
 pub mod kinds;

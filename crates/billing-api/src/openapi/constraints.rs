@@ -9,6 +9,7 @@ use entitlements::{Catalog, FeatureValue, PlanMode};
 use serde_json::{Value, json};
 
 use crate::checkout::{MAX_QUANTITY, MAX_TRIAL_DAYS};
+use crate::routes::changes;
 use crate::routes::history::MAX_LIMIT;
 use crate::settings::Settings;
 use entitlements::history::CURSOR_DIGITS;
@@ -58,6 +59,14 @@ pub(crate) fn constrain(doc: &mut Value, settings: &Settings, catalog: &Catalog)
         "before",
         json!({"type": "string", "pattern": cursor}),
     );
+
+    let changes = "/v1/changes";
+    let limit = json!({"type": "integer", "minimum": 1, "maximum": changes::MAX_LIMIT});
+    set_param(doc, changes, "limit", limit);
+    let wait = json!({"type": "integer", "minimum": 0, "maximum": settings.notify.max_wait_secs});
+    set_param(doc, changes, "wait", wait);
+    let cursor = json!({"type": "string", "pattern": changes::CURSOR_PATTERN});
+    set_param(doc, changes, "after", cursor);
 
     let schemas = &mut doc["components"]["schemas"];
     let checkout = &mut schemas["CheckoutRequest"];

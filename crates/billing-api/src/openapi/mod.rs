@@ -26,6 +26,7 @@ mod constraints;
         routes::entitlements::get,
         routes::entitlements::feature,
         routes::history::list,
+        routes::changes::list,
         routes::grants::create,
         routes::grants::list,
         routes::grants::revoke,

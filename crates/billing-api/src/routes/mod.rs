@@ -1,5 +1,6 @@
 //! HTTP routes, one module per group, each mounted by `configure`.
 
+pub(crate) mod changes;
 pub(crate) mod checkout;
 pub(crate) mod entitlements;
 pub(crate) mod grants;
@@ -16,7 +17,8 @@ use crate::error::ApiError;
 
 /// Mounts every route group.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.configure(checkout::configure)
+    cfg.configure(changes::configure)
+        .configure(checkout::configure)
         .configure(entitlements::configure)
         .configure(grants::configure)
         .configure(history::configure)

@@ -38,6 +38,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// The in-memory answers of the hot path.
     pub cache: CacheSettings,
+    /// How internal services learn of changes.
+    pub notify: NotifySettings,
     /// The plan catalog.
     #[serde(default)]
     pub plans: BTreeMap<String, PlanConfig>,
@@ -67,6 +69,17 @@ pub struct CacheSettings {
     pub max_orgs: usize,
     /// On SQLite, how often other processes' changes are looked for.
     pub poll_ms: u64,
+}
+
+/// `[notify]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySettings {
+    /// How far back the change feed reaches, in days.
+    pub feed_retention_days: u32,
+    /// The longest a feed request may wait for a change (`wait`), in
+    /// seconds; at most 30.
+    pub max_wait_secs: u64,
 }
 
 /// `[database]`

@@ -101,6 +101,13 @@ fn bad_values_are_reported_by_key() {
     assert!(error(&sources(&[("BILLING__STRIPE__SYNC_MODE", "sometimes")])).contains("sync_mode"));
     let live = error(&sources(&[("STRIPE_SECRET_KEY", "sk_live_1")]));
     assert!(live.contains("stripe.secret_key: a live key"), "{live}");
+    let wait = error(&sources(&[("BILLING__NOTIFY__MAX_WAIT_SECS", "31")]));
+    assert!(
+        wait.contains("notify.max_wait_secs: must be at most 30"),
+        "{wait}"
+    );
+    let kept = error(&sources(&[("BILLING__NOTIFY__FEED_RETENTION_DAYS", "0")]));
+    assert!(kept.contains("notify.feed_retention_days"), "{kept}");
 }
 
 #[test]

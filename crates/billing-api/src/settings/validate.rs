@@ -28,6 +28,12 @@ impl Settings {
         if self.database.max_batch == 0 {
             return fail("database.max_batch", "must be at least 1".into());
         }
+        if self.notify.max_wait_secs > 30 {
+            return fail("notify.max_wait_secs", "must be at most 30".into());
+        }
+        if self.notify.feed_retention_days == 0 {
+            return fail("notify.feed_retention_days", "must be at least 1".into());
+        }
         if self.cache.poll_ms == 0 {
             return fail("cache.poll_ms", "must be at least 1".into());
         }

@@ -5,6 +5,7 @@
 )]
 
 mod auth;
+mod changes;
 mod checkout;
 mod cli;
 mod concurrency;

@@ -52,6 +52,7 @@ async fn every_documented_operation_is_served(backend: Backend) {
             "GET /healthz",
             "GET /metrics",
             "GET /readyz",
+            "GET /v1/changes",
             "GET /v1/entitlements/{org_id}",
             "GET /v1/entitlements/{org_id}/features/{feature}",
             "GET /v1/orgs/{org_id}/grants",

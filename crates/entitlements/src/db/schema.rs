@@ -98,6 +98,8 @@ diesel::table! {
         changed_at -> BigInt,
         position -> BigInt,
         grant_id -> Nullable<Text>,
+        answer -> Nullable<Text>,
+        feed_position -> Nullable<BigInt>,
     }
 }
 

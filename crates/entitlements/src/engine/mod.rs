@@ -238,7 +238,7 @@ impl Engine {
     }
 
     /// Runs `work` in a write transaction on one pooled connection.
-    async fn write<T>(
+    pub(crate) async fn write<T>(
         &self,
         work: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {

@@ -169,6 +169,7 @@ pub(crate) async fn save_change(
             changes::features.eq(&row.features),
             changes::changed_at.eq(row.updated_at),
             changes::position.eq(position),
+            changes::answer.eq(serde_json::to_string(&row.entitlement()?)?),
         ))
         .cached();
     run!(conn, |c| history.execute(c).await)?;

@@ -5,6 +5,7 @@
 
 pub(crate) mod answers;
 pub(crate) mod events;
+pub(crate) mod feed;
 pub(crate) mod grants;
 pub(crate) mod history;
 pub(crate) mod notes;

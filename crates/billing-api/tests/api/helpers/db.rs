@@ -250,3 +250,23 @@ impl TestDb {
         }
     }
 }
+
+/// A PostgreSQL transaction left open, to commit when the test says.
+pub struct OpenTransaction(Box<AsyncPgConnection>);
+
+impl TestDb {
+    /// Runs `sql` in a PostgreSQL transaction that stays open.
+    pub async fn begin(&self, sql: &str) -> OpenTransaction {
+        use diesel_async::SimpleAsyncConnection;
+        let mut conn = AsyncPgConnection::establish(&self.url).await.unwrap();
+        conn.batch_execute(&format!("BEGIN; {sql}")).await.unwrap();
+        OpenTransaction(Box::new(conn))
+    }
+}
+
+impl OpenTransaction {
+    pub async fn commit(mut self) {
+        use diesel_async::SimpleAsyncConnection;
+        self.0.batch_execute("COMMIT").await.unwrap();
+    }
+}

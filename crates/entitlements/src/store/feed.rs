@@ -1,0 +1,100 @@
+//! The change feed's order. A change's id is taken when it is written, but
+//! transactions commit in another order, so a reader paging by id would
+//! pass a change that commits late and never see it. Instead, changes get
+//! their feed position only once committed, from one sequencer at a time,
+//! each above every position given before: a reader that has seen
+//! position p has seen every change positioned at or below p, for good.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use crate::Error;
+use crate::db::schema::entitlement_changes as changes;
+use crate::db::{Conn, Prepared, run};
+
+/// A change as the feed hands it out: the whole answer at its version.
+#[derive(Debug, Clone, Queryable)]
+pub(crate) struct FeedRow {
+    pub feed_position: Option<i64>,
+    pub org_id: String,
+    pub version: i64,
+    pub plan: String,
+    pub status: String,
+    pub features: String,
+    pub answer: Option<String>,
+    pub changed_at: i64,
+}
+
+/// The key of the PostgreSQL advisory lock the sequencer holds.
+const SEQUENCER_LOCK: i64 = 0x6269_6c6c_6665_6564;
+
+/// Positions every committed change that has none, in id order, above
+/// every position given so far; returns how many. Within a write
+/// transaction: on PostgreSQL an advisory lock keeps sequencers one at a
+/// time (SQLite's write lock already does). An organization's changes are
+/// written one transaction after another, so when a later version is
+/// visible the earlier one is too, with a smaller id: its versions are
+/// positioned in order.
+pub(crate) async fn sequence(conn: &mut Conn<'_>) -> Result<usize, Error> {
+    if let Conn::Postgres(c) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(SEQUENCER_LOCK)
+            .cached()
+            .execute(&mut **c)
+            .await?;
+    }
+    // One statement, one snapshot: every change without a position that it
+    // sees has an id at or above the smallest, so each lands above the
+    // largest position given.
+    let query = diesel::sql_query(
+        "UPDATE entitlement_changes SET feed_position = id \
+         + (SELECT COALESCE(MAX(feed_position), 0) + 1 FROM entitlement_changes) \
+         - (SELECT MIN(id) FROM entitlement_changes WHERE feed_position IS NULL) \
+         WHERE feed_position IS NULL",
+    )
+    .cached();
+    Ok(run!(conn, |c| query.execute(c).await)?)
+}
+
+/// Whether some committed change waits for its position.
+pub(crate) async fn unsequenced(conn: &mut Conn<'_>) -> Result<bool, Error> {
+    let query = changes::table
+        .filter(changes::feed_position.is_null())
+        .select(changes::id);
+    let found: Option<i64> = run!(conn, |c| query.first(c).await.optional())?;
+    Ok(found.is_some())
+}
+
+/// When the change at `position` was made, if one is there.
+pub(crate) async fn changed_at(conn: &mut Conn<'_>, position: i64) -> Result<Option<i64>, Error> {
+    let query = changes::table
+        .filter(changes::feed_position.eq(position))
+        .select(changes::changed_at);
+    Ok(run!(conn, |c| query.first(c).await.optional())?)
+}
+
+/// Up to `limit` changes positioned after `after` and made at or after
+/// `since` (unix seconds), in feed order.
+pub(crate) async fn after(
+    conn: &mut Conn<'_>,
+    after: i64,
+    since: i64,
+    limit: i64,
+) -> Result<Vec<FeedRow>, Error> {
+    let query = changes::table
+        .filter(changes::feed_position.gt(after))
+        .filter(changes::changed_at.ge(since))
+        .order(changes::feed_position)
+        .limit(limit)
+        .select((
+            changes::feed_position,
+            changes::org_id,
+            changes::version,
+            changes::plan,
+            changes::status,
+            changes::features,
+            changes::answer,
+            changes::changed_at,
+        ));
+    Ok(run!(conn, |c| query.load(c).await)?)
+}
