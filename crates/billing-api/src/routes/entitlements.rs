@@ -36,7 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         (status = 304, description = "Unchanged since the `If-None-Match` ETag"),
         (status = 404, description = "Nothing grants and the catalog has no default plan", body = ErrorBody),
     ))]
-#[tracing::instrument(skip_all, fields(org_id = %org))]
+#[tracing::instrument(level = "debug", skip_all, fields(org_id = %org))]
 pub(crate) async fn get(
     _: Authorized<ReadScope>,
     org: OrgId,
@@ -77,7 +77,7 @@ pub(crate) struct FeatureAnswer<'a> {
         (status = 200, description = "The value", body = FeatureAnswer),
         (status = 404, description = "No plan defines the feature, or nothing grants and the catalog has no default plan", body = ErrorBody),
     ))]
-#[tracing::instrument(skip_all, fields(org_id = %org, feature = %path.feature))]
+#[tracing::instrument(level = "debug", skip_all, fields(org_id = %org, feature = %path.feature))]
 pub(crate) async fn feature(
     _: Authorized<ReadScope>,
     org: OrgId,
