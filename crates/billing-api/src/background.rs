@@ -11,6 +11,7 @@ use entitlements::Engine;
 use tokio::task::JoinHandle;
 
 use crate::cache::AnswerCache;
+use crate::metrics::Metrics;
 use crate::progress::Progress;
 use crate::reconcile::reconcile;
 use crate::settings::Settings;
@@ -26,6 +27,7 @@ impl Background {
         stripe: Option<&StripeApi>,
         settings: &Settings,
         cache: &Arc<AnswerCache>,
+        metrics: &Arc<Metrics>,
     ) -> Self {
         let mut tasks = vec![tokio::spawn(follow_rules(engine.clone()))];
         if settings.cache.max_orgs > 0 {
@@ -34,6 +36,15 @@ impl Background {
             tasks.push(tokio::spawn(async move {
                 db.watch(poll, move |signal| cache.follow(signal)).await;
             }));
+        }
+        for endpoint in &settings.notify.endpoints {
+            tasks.push(tokio::spawn(crate::notify::run(
+                engine.clone(),
+                endpoint.clone(),
+                settings.notify.clone(),
+                cache.clone(),
+                metrics.clone(),
+            )));
         }
         if let (Some(api), every @ 1..) = (stripe, settings.stripe.reconcile_every_secs) {
             tasks.push(tokio::spawn(reconcile_periodically(

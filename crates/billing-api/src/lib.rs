@@ -8,6 +8,7 @@ mod checkout;
 pub mod cli;
 pub mod error;
 pub mod metrics;
+pub mod notify;
 pub mod openapi;
 pub mod org_id;
 pub mod progress;

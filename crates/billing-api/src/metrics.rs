@@ -27,6 +27,8 @@ pub struct Metrics {
     http: Mutex<BTreeMap<(&'static str, String, u16), Histogram>>,
     webhooks: Mutex<BTreeMap<(String, &'static str), u64>>,
     stripe: Mutex<BTreeMap<(&'static str, bool), u64>>,
+    notify: Mutex<BTreeMap<(String, &'static str), u64>>,
+    notify_backlog: Mutex<BTreeMap<String, i64>>,
 }
 
 #[derive(Default)]
@@ -62,6 +64,19 @@ impl Metrics {
     /// Counts a call to Stripe's API by operation and success.
     pub fn stripe_call(&self, operation: &'static str, ok: bool) {
         *lock(&self.stripe).entry((operation, ok)).or_default() += 1;
+    }
+
+    /// Counts an attempt at a notification by endpoint and result
+    /// (`sent`, `failed`, `given_up`).
+    pub fn notification(&self, endpoint: &str, result: &'static str) {
+        *lock(&self.notify)
+            .entry((endpoint.to_owned(), result))
+            .or_default() += 1;
+    }
+
+    /// How many organizations have a notification waiting for the endpoint.
+    pub fn notify_backlog(&self, endpoint: &str, organizations: i64) {
+        lock(&self.notify_backlog).insert(endpoint.to_owned(), organizations);
     }
 
     /// The exposition text, with the engine's counters.
@@ -109,6 +124,24 @@ impl Metrics {
             let result = if *ok { "ok" } else { "error" };
             let labels = [("operation", *operation), ("result", result)];
             out.sample("billing_stripe_requests_total", &labels, count);
+        }
+        out.family(
+            "billing_notify_messages_total",
+            "counter",
+            "Attempts at notifying internal services, by endpoint and result.",
+        );
+        for ((endpoint, result), count) in lock(&self.notify).iter() {
+            let labels = [("endpoint", endpoint.as_str()), ("result", *result)];
+            out.sample("billing_notify_messages_total", &labels, count);
+        }
+        out.family(
+            "billing_notify_backlog",
+            "gauge",
+            "Organizations with a notification waiting, by endpoint.",
+        );
+        for (endpoint, organizations) in lock(&self.notify_backlog).iter() {
+            let labels = [("endpoint", endpoint.as_str())];
+            out.sample("billing_notify_backlog", &labels, organizations);
         }
         out.family(
             "billing_entitlement_changes_total",

@@ -121,7 +121,7 @@ impl Application {
         engine = engine.with_change_hook(Arc::new(move |org, version| {
             invalidate.invalidate(org, version);
         }));
-        let background = Background::start(&engine, stripe.as_ref(), &settings, &cache);
+        let background = Background::start(&engine, stripe.as_ref(), &settings, &cache, &metrics);
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener =
             TcpListener::bind(&address).map_err(|source| StartError::Bind { address, source })?;
@@ -189,6 +189,11 @@ impl Application {
     /// The domain service the app runs (a clone sharing its counters).
     pub fn engine(&self) -> &Engine {
         &self.state.engine
+    }
+
+    /// Stops the server (and with it the background tasks) when told to.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
     }
 
     /// Serves until the process is asked to stop.

@@ -155,8 +155,8 @@ pub(crate) enum HistoryEntry {
     Note {
         /// When.
         at: Option<DateTime<Utc>>,
-        /// What: `replay`, `grant_created`, `grant_revoked` or
-        /// `grant_expired`.
+        /// What: `replay`, `grant_created`, `grant_revoked`,
+        /// `grant_expired` or `notify_failed` (a notification given up).
         action: String,
         /// The event it concerned.
         event_id: Option<String>,

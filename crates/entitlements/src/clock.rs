@@ -4,3 +4,8 @@
 pub(crate) fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
+
+/// The current time in unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

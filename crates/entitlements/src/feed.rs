@@ -80,7 +80,7 @@ impl Engine {
 }
 
 impl FeedChange {
-    fn from_row(row: FeedRow) -> Result<Self, Error> {
+    pub(crate) fn from_row(row: FeedRow) -> Result<Self, Error> {
         let entitlement = match &row.answer {
             Some(answer) => serde_json::from_str(answer)?,
             // Stored before changes carried their whole answer.

@@ -14,6 +14,7 @@ pub mod feed;
 pub mod grants;
 pub mod history;
 pub mod kinds;
+pub mod notify;
 pub mod org;
 mod receipt;
 mod snapshot;

@@ -80,6 +80,25 @@ pub struct NotifySettings {
     /// The longest a feed request may wait for a change (`wait`), in
     /// seconds; at most 30.
     pub max_wait_secs: u64,
+    /// How long a notification may take before it counts as failed.
+    pub timeout_secs: u64,
+    /// How long a notification is retried before it is given up.
+    pub give_up_after_secs: u64,
+    /// Where changes are sent.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointSettings>,
+}
+
+/// `[[notify.endpoints]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSettings {
+    /// Names the endpoint in metrics, logs and the history.
+    pub name: String,
+    /// Where notifications are posted.
+    pub url: String,
+    /// `whsec_<base64>`: signs them (Standard Webhooks).
+    pub secret: SecretString,
 }
 
 /// `[database]`

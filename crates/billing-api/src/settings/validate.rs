@@ -6,6 +6,7 @@ use secrecy::ExposeSecret;
 use url::Url;
 
 use super::{DEFAULT_TOML, Settings, SettingsError};
+use crate::notify::SigningKey;
 
 impl Settings {
     /// Checks everything that types alone do not: URLs, key formats, the
@@ -30,6 +31,26 @@ impl Settings {
         }
         if self.notify.max_wait_secs > 30 {
             return fail("notify.max_wait_secs", "must be at most 30".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for endpoint in &self.notify.endpoints {
+            let key = "notify.endpoints";
+            if endpoint.name.is_empty() || !names.insert(endpoint.name.as_str()) {
+                return fail(
+                    key,
+                    format!("each needs a name of its own ({:?})", endpoint.name),
+                );
+            }
+            let scheme = Url::parse(&endpoint.url).map(|u| u.scheme().to_owned());
+            if !matches!(scheme.as_deref(), Ok("http" | "https")) {
+                return fail(key, format!("{}: url must be http(s)", endpoint.name));
+            }
+            if SigningKey::parse(endpoint.secret.expose_secret()).is_none() {
+                return fail(
+                    key,
+                    format!("{}: secret must be whsec_ and base64", endpoint.name),
+                );
+            }
         }
         if self.notify.feed_retention_days == 0 {
             return fail("notify.feed_retention_days", "must be at least 1".into());

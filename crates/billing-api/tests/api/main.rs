@@ -16,6 +16,7 @@ mod group_commit;
 mod helpers;
 mod history;
 mod lifecycle;
+mod notify;
 mod openapi;
 mod operations;
 mod properties;

@@ -145,6 +145,27 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    notify_endpoints (name) {
+        name -> Text,
+        feed_position -> BigInt,
+    }
+}
+
+diesel::table! {
+    notify_progress (endpoint, org_id) {
+        endpoint -> Text,
+        org_id -> Text,
+        wanted_version -> BigInt,
+        sent_version -> BigInt,
+        attempts -> Integer,
+        failing_since -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+        next_attempt_at -> BigInt,
+        leased_until -> BigInt,
+    }
+}
+
 diesel::joinable!(subscription_items -> subscriptions (subscription_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -158,4 +179,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     purchases,
     payments,
     grants,
+    notify_endpoints,
+    notify_progress,
 );

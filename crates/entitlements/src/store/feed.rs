@@ -25,6 +25,27 @@ pub(crate) struct FeedRow {
     pub changed_at: i64,
 }
 
+/// The columns of a [`FeedRow`].
+const FEED_COLUMNS: (
+    changes::feed_position,
+    changes::org_id,
+    changes::version,
+    changes::plan,
+    changes::status,
+    changes::features,
+    changes::answer,
+    changes::changed_at,
+) = (
+    changes::feed_position,
+    changes::org_id,
+    changes::version,
+    changes::plan,
+    changes::status,
+    changes::features,
+    changes::answer,
+    changes::changed_at,
+);
+
 /// The key of the PostgreSQL advisory lock the sequencer holds.
 const SEQUENCER_LOCK: i64 = 0x6269_6c6c_6665_6564;
 
@@ -86,15 +107,20 @@ pub(crate) async fn after(
         .filter(changes::changed_at.ge(since))
         .order(changes::feed_position)
         .limit(limit)
-        .select((
-            changes::feed_position,
-            changes::org_id,
-            changes::version,
-            changes::plan,
-            changes::status,
-            changes::features,
-            changes::answer,
-            changes::changed_at,
-        ));
+        .select(FEED_COLUMNS);
     Ok(run!(conn, |c| query.load(c).await)?)
+}
+
+/// The organization's change to `version`, if it is stored and positioned.
+pub(crate) async fn at_version(
+    conn: &mut Conn<'_>,
+    org_id: &str,
+    version: i64,
+) -> Result<Option<FeedRow>, Error> {
+    let query = changes::table
+        .filter(changes::org_id.eq(org_id))
+        .filter(changes::version.eq(version))
+        .filter(changes::feed_position.is_not_null())
+        .select(FEED_COLUMNS);
+    Ok(run!(conn, |c| query.first(c).await.optional())?)
 }

@@ -95,6 +95,8 @@ pub struct TestApp {
     pub settings: Settings,
     /// The running app's engine (shares its counters).
     pub engine: entitlements::Engine,
+    /// Stops the app.
+    server: actix_web::dev::ServerHandle,
     /// Kept last so it is dropped after the app's pool.
     pub db: TestDb,
 }
@@ -139,9 +141,10 @@ impl TestApp {
     }
 
     /// Another instance on this app's database, as after a restart with
-    /// the development settings changed by `configure` (this one keeps
-    /// serving, unused).
+    /// the development settings changed by `configure`: this one stops at
+    /// once, as if killed, and its background tasks with it.
     pub async fn restart_with(self, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        self.server.stop(false).await;
         Self::spawn_on(self.db, configure).await
     }
 
@@ -157,13 +160,14 @@ impl TestApp {
             .await
             .expect("the app starts");
         let address = format!("http://127.0.0.1:{}", app.port());
-        let engine = app.engine().clone();
+        let (engine, server) = (app.engine().clone(), app.handle());
         tokio::spawn(app.run_until_stopped());
         TestApp {
             address,
             client: reqwest::Client::new(),
             settings,
             engine,
+            server,
             db,
         }
     }

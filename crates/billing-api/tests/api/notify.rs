@@ -1,0 +1,205 @@
+//! Notifications to internal services: signed per Standard Webhooks, in
+//! each organization's version order, retried, given up, kept across a
+//! restart.
+
+use std::time::{Duration, Instant};
+
+use billing_api::notify::SigningKey;
+use billing_api::settings::{EndpointSettings, Settings};
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use crate::helpers::{Backend, TestApp};
+use crate::on_both_backends;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// Sends every change to `receiver` (a URL), retried for `give_up` s.
+fn endpoint(settings: &mut Settings, url: String, give_up: u64) {
+    settings.notify.timeout_secs = 2;
+    settings.notify.give_up_after_secs = give_up;
+    settings.notify.endpoints = vec![EndpointSettings {
+        name: "app".into(),
+        url,
+        secret: SECRET.to_owned().into(),
+    }];
+}
+
+/// A receiver answering `first` to the first `n` posts, then 200.
+async fn receiver(first: u16, n: u64) -> MockServer {
+    let server = MockServer::start().await;
+    if n > 0 {
+        Mock::given(method("POST"))
+            .and(path("/hooks"))
+            .respond_with(ResponseTemplate::new(first))
+            .up_to_n_times(n)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .and(path("/hooks"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// The posts received, as (organization, version, body, request), once
+/// `count` have come (within 15 s).
+async fn posts(server: &MockServer, count: usize) -> Vec<(String, i64, Value, Request)> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let requests = server.received_requests().await.unwrap_or_default();
+        if requests.len() >= count || Instant::now() > deadline {
+            return requests
+                .into_iter()
+                .map(|request| {
+                    let body: Value = serde_json::from_slice(&request.body).unwrap();
+                    let org = body["data"]["org_id"].as_str().unwrap().to_owned();
+                    let version = body["data"]["version"].as_i64().unwrap();
+                    (org, version, body, request)
+                })
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn grant(app: &TestApp, org: &str, projects: i64) {
+    let (status, body) = app
+        .post_grant(org, &json!({"features": {"projects": projects}}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+async fn changes_reach_the_endpoint_signed_and_in_order(backend: Backend) {
+    let server = receiver(200, 0).await;
+    let url = format!("{}/hooks", server.uri());
+    let app = TestApp::spawn_with(backend, |s| endpoint(s, url, 3600)).await;
+    grant(&app, "acme", 7).await;
+    grant(&app, "acme", 9).await;
+    grant(&app, "beta", 4).await;
+    let posts = posts(&server, 3).await;
+    assert_eq!(posts.len(), 3);
+    let key = SigningKey::parse(SECRET).unwrap();
+    for (_, _, body, request) in &posts {
+        let header = |name: &str| {
+            request
+                .headers
+                .get(name)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp"));
+        let expected = key.sign(&id, timestamp.parse().unwrap(), &request.body);
+        assert_eq!(header("webhook-signature"), expected);
+        assert!(id.starts_with("msg_"), "{id}");
+        assert_eq!(body["type"], "entitlements.changed");
+        assert!(body["timestamp"].as_str().is_some(), "{body}");
+    }
+    let acme: Vec<(i64, &Value)> = posts
+        .iter()
+        .filter(|(org, ..)| org == "acme")
+        .map(|(_, version, body, _)| (*version, &body["data"]))
+        .collect();
+    assert_eq!(acme.iter().map(|(v, _)| *v).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(acme[1].1["previous_version"], 1);
+    assert_eq!(acme[1].1["entitlements"]["features"]["projects"], 9);
+    assert_eq!(acme[1].1["entitlements"]["version"], 2);
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"billing_notify_messages_total{endpoint="app",result="sent"} 3"#),
+        "{metrics}"
+    );
+}
+
+async fn a_failing_endpoint_gets_each_version_only_after_the_one_before(backend: Backend) {
+    let server = receiver(500, 2).await;
+    let url = format!("{}/hooks", server.uri());
+    let app = TestApp::spawn_with(backend, |s| endpoint(s, url, 3600)).await;
+    for projects in 1..=3 {
+        grant(&app, "acme", projects).await;
+    }
+    let posts = posts(&server, 5).await;
+    let versions: Vec<i64> = posts.iter().map(|(_, version, ..)| *version).collect();
+    // Version 1 fails twice and is retried; 2 and 3 wait for it.
+    assert_eq!(versions, [1, 1, 1, 2, 3]);
+    let ids: Vec<&str> = posts
+        .iter()
+        .map(|(.., r)| r.headers.get("webhook-id").unwrap().to_str().unwrap())
+        .collect();
+    assert!(
+        ids[0] == ids[1] && ids[1] == ids[2] && ids[2] != ids[3],
+        "{ids:?}"
+    );
+}
+
+async fn a_version_given_up_is_in_the_history_and_the_next_goes(backend: Backend) {
+    let server = receiver(503, 1).await;
+    let url = format!("{}/hooks", server.uri());
+    let app = TestApp::spawn_with(backend, |s| endpoint(s, url, 0)).await;
+    grant(&app, "acme", 1).await;
+    grant(&app, "acme", 2).await;
+    let posts = posts(&server, 2).await;
+    let versions: Vec<i64> = posts.iter().map(|(_, version, ..)| *version).collect();
+    assert_eq!(versions, [1, 2]);
+    let (_, history) = app.history("acme", "").await;
+    let note = history["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "notify_failed")
+        .cloned();
+    let detail = note.map(|n| n["detail"].to_string()).unwrap_or_default();
+    assert!(
+        detail.contains("version 1 not delivered to app"),
+        "{history}"
+    );
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"billing_notify_messages_total{endpoint="app",result="given_up"} 1"#),
+        "{metrics}"
+    );
+}
+
+async fn a_backlog_waits_through_a_restart(backend: Backend) {
+    // Nothing listens here: every attempt fails.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/hooks", dead.local_addr().unwrap());
+    drop(dead);
+    let app = TestApp::spawn_with(backend, |s| endpoint(s, dead_url, 3600)).await;
+    for projects in 1..=3 {
+        grant(&app, "acme", projects).await;
+    }
+    let backlog = r#"billing_notify_backlog{endpoint="app"} 1"#;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !app
+        .get("/metrics", None)
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains(backlog)
+    {
+        assert!(Instant::now() < deadline, "no backlog shown");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let server = receiver(200, 0).await;
+    let url = format!("{}/hooks", server.uri());
+    let app = app.restart_with(|s| endpoint(s, url, 3600)).await;
+    let posts = posts(&server, 3).await;
+    let versions: Vec<i64> = posts.iter().map(|(_, version, ..)| *version).collect();
+    assert_eq!(versions, [1, 2, 3]);
+    drop(app);
+}
+
+on_both_backends!(
+    changes_reach_the_endpoint_signed_and_in_order,
+    a_failing_endpoint_gets_each_version_only_after_the_one_before,
+    a_version_given_up_is_in_the_history_and_the_next_goes,
+    a_backlog_waits_through_a_restart
+);

@@ -1,0 +1,157 @@
+//! The bookkeeping of outbound notifications: which version of which
+//! organization each endpoint must be sent next. Endpoints take in the
+//! change feed (so no change that commits late is missed); one
+//! organization's versions go out one after another, each only once the
+//! one before was sent or given up; organizations do not wait for each
+//! other. A sender holds an organization for a while (a lease), so that
+//! several replicas do not send the same message in the normal case.
+
+use crate::engine::Engine;
+use crate::feed::FeedChange;
+use crate::store::{Cause, feed, notes, notify};
+use crate::{Error, clock};
+
+/// A version due for an endpoint, held by the caller until it reports.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The message's id: the same on every attempt.
+    pub message_id: String,
+    /// The change to send.
+    pub change: FeedChange,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Since when attempts fail (unix seconds).
+    pub failing_since: Option<i64>,
+}
+
+/// What became of an attempt that did not get a 2xx.
+#[derive(Debug, Clone, Copy)]
+pub enum Retry<'a> {
+    /// Tried again at this time (unix ms).
+    At {
+        /// When.
+        at_ms: i64,
+        /// Why the attempt failed.
+        error: &'a str,
+    },
+    /// Given up: recorded as failed, and the next version goes.
+    GiveUp {
+        /// Why the last attempt failed.
+        error: &'a str,
+    },
+}
+
+impl Engine {
+    /// Takes in the changes made since the endpoint last looked (a page at
+    /// a time): each organization changed is due its new versions.
+    /// Returns how many changes were taken in.
+    pub async fn notify_take_in(&self, endpoint: &str) -> Result<usize, Error> {
+        self.sequence_changes().await?;
+        self.write(async |conn| {
+            let from = notify::endpoint_position(conn, endpoint).await?;
+            let rows = feed::after(conn, from, i64::MIN, 1000).await?;
+            for row in &rows {
+                notify::want(conn, endpoint, &row.org_id, row.version).await?;
+            }
+            if let Some(position) = rows.last().and_then(|row| row.feed_position) {
+                notify::advance(conn, endpoint, position).await?;
+            }
+            Ok(rows.len())
+        })
+        .await
+    }
+
+    /// Up to `limit` organizations' next versions due for the endpoint,
+    /// each held for the caller for `lease_ms`.
+    pub async fn notify_due(
+        &self,
+        endpoint: &str,
+        limit: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<Outgoing>, Error> {
+        let now_ms = clock::now_ms();
+        let due = self
+            .database()
+            .read(async |conn| notify::due(conn, endpoint, now_ms, limit).await)
+            .await?;
+        let mut outgoing = Vec::with_capacity(due.len());
+        for pending in due {
+            let (org_id, version) = (pending.org_id.as_str(), pending.sent_version + 1);
+            let held = self
+                .write(async |conn| {
+                    if !notify::lease(conn, endpoint, org_id, now_ms, now_ms + lease_ms).await? {
+                        return Ok(None);
+                    }
+                    match feed::at_version(conn, org_id, version).await? {
+                        Some(row) => Ok(Some(row)),
+                        // Never stored (nothing to say): on to the next.
+                        None => notify::sent(conn, endpoint, org_id, version)
+                            .await
+                            .map(|()| None),
+                    }
+                })
+                .await?;
+            if let Some(row) = held {
+                let change = FeedChange::from_row(row)?;
+                outgoing.push(Outgoing {
+                    message_id: format!("msg_{}", change.position),
+                    change,
+                    attempts: u32::try_from(pending.attempts).unwrap_or_default(),
+                    failing_since: pending.failing_since,
+                });
+            }
+        }
+        Ok(outgoing)
+    }
+
+    /// The organization's `version` got a 2xx from the endpoint.
+    pub async fn notify_sent(
+        &self,
+        endpoint: &str,
+        org_id: &str,
+        version: i64,
+    ) -> Result<(), Error> {
+        self.write(async |conn| notify::sent(conn, endpoint, org_id, version).await)
+            .await
+    }
+
+    /// An attempt at the organization's next version failed: it is tried
+    /// again, or given up (then the organization's history says so and
+    /// its next version goes).
+    pub async fn notify_failed(
+        &self,
+        endpoint: &str,
+        outgoing: &Outgoing,
+        retry: Retry<'_>,
+    ) -> Result<(), Error> {
+        let (now, view) = (clock::now(), &outgoing.change.entitlements);
+        let (org_id, version) = (view.org_id.as_str(), view.version);
+        self.write(async |conn| match retry {
+            Retry::At { at_ms, error } => {
+                let failure = notify::Failure {
+                    attempts: i32::try_from(outgoing.attempts + 1).unwrap_or(i32::MAX),
+                    failing_since: outgoing.failing_since.unwrap_or(now),
+                    error,
+                    retry_at_ms: at_ms,
+                };
+                notify::failed(conn, endpoint, org_id, &failure).await
+            }
+            Retry::GiveUp { error } => {
+                notify::sent(conn, endpoint, org_id, version).await?;
+                let detail = format!(
+                    "version {version} not delivered to {endpoint} after {} attempts: {error}",
+                    outgoing.attempts + 1
+                );
+                notes::add(conn, org_id, "notify_failed", Cause::Time, &detail, now).await
+            }
+        })
+        .await
+    }
+
+    /// Organizations with a version waiting for the endpoint.
+    pub async fn notify_backlog(&self, endpoint: &str) -> Result<i64, Error> {
+        self.database()
+            .read(async |conn| notify::backlog(conn, endpoint).await)
+            .await
+    }
+}

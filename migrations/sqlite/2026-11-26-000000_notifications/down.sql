@@ -1,0 +1,2 @@
+DROP TABLE notify_progress;
+DROP TABLE notify_endpoints;
