@@ -47,6 +47,17 @@ impl Engine {
     /// Returns how many changes were taken in.
     pub async fn notify_take_in(&self, endpoint: &str) -> Result<usize, Error> {
         self.sequence_changes().await?;
+        let newest = self
+            .database()
+            .read(async |conn| feed::newest(conn).await)
+            .await?;
+        let taken = self
+            .database()
+            .read(async |conn| notify::taken_in(conn, endpoint).await)
+            .await?;
+        if taken.is_some_and(|taken| taken >= newest) {
+            return Ok(0);
+        }
         self.write(async |conn| {
             let from = notify::endpoint_position(conn, endpoint).await?;
             let rows = feed::after(conn, from, i64::MIN, 1000).await?;
@@ -74,32 +85,36 @@ impl Engine {
             .database()
             .read(async |conn| notify::due(conn, endpoint, now_ms, limit).await)
             .await?;
-        let mut outgoing = Vec::with_capacity(due.len());
-        for pending in due {
-            let (org_id, version) = (pending.org_id.as_str(), pending.sent_version + 1);
-            let held = self
-                .write(async |conn| {
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One transaction holds them all.
+        let held = self
+            .write(async |conn| {
+                let mut held = Vec::with_capacity(due.len());
+                for pending in &due {
+                    let (org_id, version) = (pending.org_id.as_str(), pending.sent_version + 1);
                     if !notify::lease(conn, endpoint, org_id, now_ms, now_ms + lease_ms).await? {
-                        return Ok(None);
+                        continue;
                     }
                     match feed::at_version(conn, org_id, version).await? {
-                        Some(row) => Ok(Some(row)),
+                        Some(row) => held.push((pending, row)),
                         // Never stored (nothing to say): on to the next.
-                        None => notify::sent(conn, endpoint, org_id, version)
-                            .await
-                            .map(|()| None),
+                        None => notify::sent(conn, endpoint, org_id, version).await?,
                     }
-                })
-                .await?;
-            if let Some(row) = held {
-                let change = FeedChange::from_row(row)?;
-                outgoing.push(Outgoing {
-                    message_id: format!("msg_{}", change.position),
-                    change,
-                    attempts: u32::try_from(pending.attempts).unwrap_or_default(),
-                    failing_since: pending.failing_since,
-                });
-            }
+                }
+                Ok(held)
+            })
+            .await?;
+        let mut outgoing = Vec::with_capacity(held.len());
+        for (pending, row) in held {
+            let change = FeedChange::from_row(row)?;
+            outgoing.push(Outgoing {
+                message_id: format!("msg_{}", change.position),
+                change,
+                attempts: u32::try_from(pending.attempts).unwrap_or_default(),
+                failing_since: pending.failing_since,
+            });
         }
         Ok(outgoing)
     }

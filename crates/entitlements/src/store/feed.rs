@@ -86,6 +86,13 @@ pub(crate) async fn unsequenced(conn: &mut Conn<'_>) -> Result<bool, Error> {
     Ok(found.is_some())
 }
 
+/// The feed's newest position (0 before the first change).
+pub(crate) async fn newest(conn: &mut Conn<'_>) -> Result<i64, Error> {
+    let query = changes::table.select(diesel::dsl::max(changes::feed_position));
+    let newest: Option<i64> = run!(conn, |c| query.first(c).await)?;
+    Ok(newest.unwrap_or(0))
+}
+
 /// When the change at `position` was made, if one is there.
 pub(crate) async fn changed_at(conn: &mut Conn<'_>, position: i64) -> Result<Option<i64>, Error> {
     let query = changes::table

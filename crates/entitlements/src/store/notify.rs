@@ -6,26 +6,28 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::Error;
+use crate::db::schema::notify_endpoints as endpoints;
 use crate::db::schema::notify_progress as progress;
-use crate::db::schema::{entitlement_changes as changes, notify_endpoints as endpoints};
 use crate::db::{Conn, Prepared, run};
 
 /// How far the endpoint has taken in the feed; a new endpoint starts at
 /// the feed's end, with the changes made from now on.
 pub(crate) async fn endpoint_position(conn: &mut Conn<'_>, name: &str) -> Result<i64, Error> {
-    let newest = changes::table.select(diesel::dsl::max(changes::feed_position));
-    let end: Option<i64> = run!(conn, |c| newest.first(c).await)?;
+    let end = super::feed::newest(conn).await?;
     let insert = diesel::insert_into(endpoints::table)
-        .values((
-            endpoints::name.eq(name),
-            endpoints::feed_position.eq(end.unwrap_or(0)),
-        ))
+        .values((endpoints::name.eq(name), endpoints::feed_position.eq(end)))
         .on_conflict(endpoints::name)
         .do_nothing()
         .cached();
     run!(conn, |c| insert.execute(c).await)?;
     let query = endpoints::table.find(name).select(endpoints::feed_position);
     Ok(run!(conn, |c| query.first(c).await)?)
+}
+
+/// How far the endpoint has taken in the feed, if it has started.
+pub(crate) async fn taken_in(conn: &mut Conn<'_>, name: &str) -> Result<Option<i64>, Error> {
+    let query = endpoints::table.find(name).select(endpoints::feed_position);
+    Ok(run!(conn, |c| query.first(c).await.optional())?)
 }
 
 /// The endpoint has taken in the feed up to `position`.
