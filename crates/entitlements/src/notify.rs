@@ -94,7 +94,7 @@ impl Engine {
                 let mut held = Vec::with_capacity(due.len());
                 for pending in &due {
                     let (org_id, version) = (pending.org_id.as_str(), pending.sent_version + 1);
-                    if !notify::lease(conn, endpoint, org_id, now_ms, now_ms + lease_ms).await? {
+                    if !notify::lease(conn, endpoint, pending, now_ms, now_ms + lease_ms).await? {
                         continue;
                     }
                     match feed::at_version(conn, org_id, version).await? {
@@ -154,13 +154,38 @@ impl Engine {
             Retry::GiveUp { error } => {
                 notify::sent(conn, endpoint, org_id, version).await?;
                 let detail = format!(
-                    "version {version} not delivered to {endpoint} after {} attempts: {error}",
+                    "version {version} ({}) not delivered to {endpoint} after {} attempts: {error}",
+                    outgoing.message_id,
                     outgoing.attempts + 1
                 );
                 notes::add(conn, org_id, "notify_failed", Cause::Time, &detail, now).await
             }
         })
         .await
+    }
+
+    /// The message `message_id` (`msg_<feed position>`) names, to send
+    /// again by hand.
+    pub async fn notify_message(&self, message_id: &str) -> Result<Option<Outgoing>, Error> {
+        let Some(position) = message_id
+            .strip_prefix("msg_")
+            .and_then(|n| n.parse::<i64>().ok())
+        else {
+            return Ok(None);
+        };
+        let row = self
+            .database()
+            .read(async |conn| feed::at_position(conn, position).await)
+            .await?;
+        row.map(|row| {
+            Ok(Outgoing {
+                message_id: message_id.to_owned(),
+                change: FeedChange::from_row(row)?,
+                attempts: 0,
+                failing_since: None,
+            })
+        })
+        .transpose()
     }
 
     /// Organizations with a version waiting for the endpoint.

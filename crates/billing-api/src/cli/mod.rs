@@ -1,7 +1,8 @@
 //! The command line: `serve` (default), `migrate`, `check-config`,
-//! `trigger`, `reconcile`, `replay`, `grant`.
+//! `trigger`, `reconcile`, `replay`, `grant`, `notify`.
 
 mod grant;
+mod notify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use entitlements::{Engine, PlanMode, Replay};
 
 use self::grant::GrantCommand;
+use self::notify::NotifyCommand;
 
 use std::sync::Arc;
 
@@ -65,6 +67,11 @@ enum Command {
     Grant {
         #[command(subcommand)]
         command: GrantCommand,
+    },
+    /// Send a notification to internal services again.
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
     },
 }
 
@@ -131,6 +138,7 @@ impl Cli {
             Command::Trigger(args) => trigger(settings, args).await,
             Command::Replay { event_id } => replay(settings, &event_id).await,
             Command::Grant { command } => grant(settings, command).await,
+            Command::Notify { command } => notify_command(settings, command).await,
             Command::Reconcile { org, dry_run } => {
                 reconcile_command(settings, org.as_deref(), dry_run).await
             }
@@ -189,6 +197,10 @@ async fn migrated_engine(settings: &Settings) -> Result<Engine, Box<dyn std::err
     let engine = engine(settings).await?;
     engine.database().migrate().await?;
     Ok(engine)
+}
+
+async fn notify_command(settings: Settings, command: NotifyCommand) -> CommandResult {
+    notify::run(&migrated_engine(&settings).await?, &settings, command).await
 }
 
 async fn grant(settings: Settings, command: GrantCommand) -> CommandResult {

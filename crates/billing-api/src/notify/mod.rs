@@ -5,5 +5,5 @@
 mod send;
 mod sign;
 
-pub(crate) use send::run;
+pub(crate) use send::{Sender, run};
 pub use sign::SigningKey;

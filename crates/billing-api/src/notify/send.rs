@@ -24,7 +24,7 @@ const AT_ONCE: i64 = 32;
 const MAX_BACKOFF_MS: i64 = 3_600_000;
 
 /// What a sender needs.
-struct Sender {
+pub(crate) struct Sender {
     engine: Engine,
     name: String,
     url: String,
@@ -43,31 +43,12 @@ pub(crate) async fn run(
     cache: Arc<AnswerCache>,
     metrics: Arc<Metrics>,
 ) {
-    let Some(key) = SigningKey::parse(endpoint.secret.expose_secret()) else {
-        tracing::error!(
-            endpoint = endpoint.name,
-            "the endpoint's secret is not a whsec_ secret"
-        );
-        return;
-    };
-    let timeout = Duration::from_secs(settings.timeout_secs);
-    let client = match reqwest::Client::builder().timeout(timeout).build() {
-        Ok(client) => client,
+    let sender = match Sender::new(engine, endpoint, &settings, metrics) {
+        Ok(sender) => sender,
         Err(error) => {
-            tracing::error!(%error, endpoint = endpoint.name, "cannot build an HTTP client");
+            tracing::error!(error, "cannot notify the endpoint");
             return;
         }
-    };
-    let sender = Sender {
-        engine,
-        name: endpoint.name,
-        url: endpoint.url,
-        key,
-        client,
-        give_up_after_secs: i64::try_from(settings.give_up_after_secs).unwrap_or(i64::MAX),
-        // Held for twice the timeout: a sender that died lets go soon.
-        lease_ms: i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 4) * 2 + 1_000,
-        metrics,
     };
     loop {
         let busy = match sender.round().await {
@@ -86,6 +67,33 @@ pub(crate) async fn run(
 }
 
 impl Sender {
+    /// A sender to `endpoint`, or why there can be none.
+    pub(crate) fn new(
+        engine: Engine,
+        endpoint: EndpointSettings,
+        settings: &NotifySettings,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        let key = SigningKey::parse(endpoint.secret.expose_secret())
+            .ok_or_else(|| format!("{}: the secret is not a whsec_ secret", endpoint.name))?;
+        let timeout = Duration::from_secs(settings.timeout_secs);
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| format!("{}: {e}", endpoint.name))?;
+        Ok(Self {
+            engine,
+            name: endpoint.name,
+            url: endpoint.url,
+            key,
+            client,
+            give_up_after_secs: i64::try_from(settings.give_up_after_secs).unwrap_or(i64::MAX),
+            // Held for twice the timeout: a sender that died lets go soon.
+            lease_ms: i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 4) * 2 + 1_000,
+            metrics,
+        })
+    }
+
     /// Takes in new changes and sends every organization's next version
     /// that is due; returns how many were attempted.
     async fn round(&self) -> Result<usize, entitlements::Error> {
@@ -148,7 +156,7 @@ impl Sender {
     }
 
     /// Posts the message: a 2xx is success, anything else the reason.
-    async fn post(&self, outgoing: &Outgoing) -> Result<(), String> {
+    pub(crate) async fn post(&self, outgoing: &Outgoing) -> Result<(), String> {
         let view = outgoing.change.entitlements.clone();
         let now = chrono::Utc::now();
         let body = json!({

@@ -144,8 +144,8 @@ async fn a_version_given_up_is_in_the_history_and_the_next_goes(backend: Backend
     let app = TestApp::spawn_with(backend, |s| endpoint(s, url, 0)).await;
     grant(&app, "acme", 1).await;
     grant(&app, "acme", 2).await;
-    let posts = posts(&server, 2).await;
-    let versions: Vec<i64> = posts.iter().map(|(_, version, ..)| *version).collect();
+    let first = posts(&server, 2).await;
+    let versions: Vec<i64> = first.iter().map(|(_, version, ..)| *version).collect();
     assert_eq!(versions, [1, 2]);
     let (_, history) = app.history("acme", "").await;
     let note = history["entries"]
@@ -155,14 +155,48 @@ async fn a_version_given_up_is_in_the_history_and_the_next_goes(backend: Backend
         .find(|e| e["action"] == "notify_failed")
         .cloned();
     let detail = note.map(|n| n["detail"].to_string()).unwrap_or_default();
-    assert!(
-        detail.contains("version 1 not delivered to app"),
-        "{history}"
-    );
+    assert!(detail.contains("not delivered to app"), "{history}");
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
     assert!(
         metrics.contains(r#"billing_notify_messages_total{endpoint="app",result="given_up"} 1"#),
         "{metrics}"
+    );
+
+    // The operator sends it again by hand, under the id the note names.
+    let id = detail
+        .split(['(', ')'])
+        .nth(1)
+        .expect("the note names the message")
+        .to_owned();
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        format!(
+            "[[notify.endpoints]]\nname = \"app\"\nurl = \"{}/hooks\"\nsecret = \"{SECRET}\"\n",
+            server.uri()
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_billing-api"))
+        .args(["--config", config.path().to_str().unwrap()])
+        .args(["notify", "retry", &id])
+        .env("DATABASE_URL", &app.db.url)
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains(&format!("{id} sent to app")), "{text}");
+    let again = posts(&server, 3).await;
+    let (_, version, _, request) = &again[2];
+    assert_eq!(*version, 1);
+    assert_eq!(
+        request.headers.get("webhook-id").unwrap().to_str().unwrap(),
+        id
     );
 }
 
@@ -197,7 +231,45 @@ async fn a_backlog_waits_through_a_restart(backend: Backend) {
     drop(app);
 }
 
+/// Two replicas send to one endpoint: each message arrives once.
+async fn two_replicas_send_each_message_once(backend: Backend) {
+    let server = receiver(200, 0).await;
+    let url = format!("{}/hooks", server.uri());
+    let app = TestApp::spawn_with(backend, |s| endpoint(s, url, 3600)).await;
+    let other = billing_api::startup::Application::build(app.settings.clone())
+        .await
+        .expect("a second replica starts");
+    let other_server = other.handle();
+    tokio::spawn(other.run_until_stopped());
+    for org in 0..10 {
+        for projects in 1..=3 {
+            grant(&app, &format!("org-{org}"), projects).await;
+        }
+    }
+    let posts = posts(&server, 30).await;
+    // Nothing more arrives after a while either.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let all = server.received_requests().await.unwrap_or_default();
+    assert_eq!((posts.len(), all.len()), (30, 30));
+    let mut ids: Vec<String> = all
+        .iter()
+        .map(|r| {
+            r.headers
+                .get("webhook-id")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 30);
+    other_server.stop(false).await;
+}
+
 on_both_backends!(
+    two_replicas_send_each_message_once,
     changes_reach_the_endpoint_signed_and_in_order,
     a_failing_endpoint_gets_each_version_only_after_the_one_before,
     a_version_given_up_is_in_the_history_and_the_next_goes,

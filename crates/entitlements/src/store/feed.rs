@@ -118,6 +118,17 @@ pub(crate) async fn after(
     Ok(run!(conn, |c| query.load(c).await)?)
 }
 
+/// The change at feed `position`, if one is there.
+pub(crate) async fn at_position(
+    conn: &mut Conn<'_>,
+    position: i64,
+) -> Result<Option<FeedRow>, Error> {
+    let query = changes::table
+        .filter(changes::feed_position.eq(position))
+        .select(FEED_COLUMNS);
+    Ok(run!(conn, |c| query.first(c).await.optional())?)
+}
+
 /// The organization's change to `version`, if it is stored and positioned.
 pub(crate) async fn at_version(
     conn: &mut Conn<'_>,

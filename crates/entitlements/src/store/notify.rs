@@ -96,17 +96,19 @@ pub(crate) async fn due(
 }
 
 /// Holds the organization's next version for this sender until
-/// `until_ms`, unless another sender holds it; returns whether it does.
+/// `until_ms`, unless another sender holds it or has sent past
+/// `sent_version` since it was read; returns whether it does.
 pub(crate) async fn lease(
     conn: &mut Conn<'_>,
     endpoint: &str,
-    org_id: &str,
+    pending: &Pending,
     now_ms: i64,
     until_ms: i64,
 ) -> Result<bool, Error> {
     let query = diesel::update(
         progress::table
-            .find((endpoint, org_id))
+            .find((endpoint, &pending.org_id))
+            .filter(progress::sent_version.eq(pending.sent_version))
             .filter(progress::leased_until.lt(now_ms)),
     )
     .set(progress::leased_until.eq(until_ms))
