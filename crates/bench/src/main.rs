@@ -43,8 +43,9 @@ struct Args {
     /// Seconds per measurement.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
-    /// Subscriptions per ingest run, each created and updated twice.
-    #[arg(long, default_value_t = 300)]
+    /// Subscriptions per ingest run, each created and updated twice
+    /// (enough for a few seconds of load at each concurrency).
+    #[arg(long, default_value_t = 2000)]
     subscriptions: usize,
     /// Pages of 100 subscriptions `reconcile` reads from a fake Stripe, once
     /// at the test key's rate limit and once unlimited.
