@@ -1,26 +1,12 @@
 //! `billing-bench --tiny` runs end to end against the service binary, so
 //! that the benchmark cannot rot.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-/// The service binary cargo built beside this test.
-fn service_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test knows where it is");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("tests live in target/<profile>/deps");
-    let binary = dir.join("billing-api");
-    if !binary.exists() {
-        let built = Command::new(env!("CARGO"))
-            .args(["build", "-p", "billing-api", "--bin", "billing-api"])
-            .status()
-            .expect("cargo runs");
-        assert!(built.success(), "cannot build billing-api");
-    }
-    binary
-}
+#[path = "../../../tests/support/service_binary.rs"]
+mod support;
+
+use support::service_binary;
 
 #[test]
 fn the_tiny_benchmark_measures_and_checks_every_figure() {

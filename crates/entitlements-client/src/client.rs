@@ -1,0 +1,200 @@
+//! The client: answers from the local cache while the change feed is
+//! followed, from the service (revalidated by `ETag`) otherwise, and from
+//! the last answer while the service cannot be reached.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Once, RwLock};
+use std::time::Duration;
+
+use crate::answer::Entitlements;
+use crate::follow;
+
+/// Why an answer could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The base URL or token cannot be used.
+    #[error("invalid client settings: {0}")]
+    Settings(String),
+    /// The service did not answer, and no answer in hand still holds.
+    #[error("the billing service cannot be reached: {0}")]
+    Unreachable(String),
+    /// The service refused the request (a bad token, an invalid id).
+    #[error("the billing service answered {status}: {body}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The error body.
+        body: String,
+    },
+}
+
+/// A client of one billing service; cheap to clone, shares its cache.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) base: String,
+    pub(crate) token: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) cache: RwLock<HashMap<String, Cached>>,
+    /// Whether the feed is followed now, so that cached answers are
+    /// current.
+    pub(crate) following: AtomicBool,
+    calls: AtomicU64,
+    follower: Once,
+}
+
+/// An answer in hand, and its `ETag` when the service gave one.
+pub(crate) struct Cached {
+    pub(crate) answer: Entitlements,
+    pub(crate) etag: Option<String>,
+}
+
+impl Client {
+    /// A client of the service at `base_url` with a token that has the
+    /// `entitlements:read` scope. The first answer asked for starts
+    /// following the change feed (on the caller's tokio runtime).
+    pub fn new(base_url: &str, token: &str) -> Result<Self, Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| Error::Settings(e.to_string()))?;
+        reqwest::Url::parse(base_url).map_err(|e| Error::Settings(format!("{base_url}: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                base: base_url.trim_end_matches('/').to_owned(),
+                token: token.to_owned(),
+                http,
+                cache: RwLock::default(),
+                following: AtomicBool::new(false),
+                calls: AtomicU64::new(0),
+                follower: Once::new(),
+            }),
+        })
+    }
+
+    /// The organization's entitlements: from memory while the feed is
+    /// followed, else asked of the service (`304` keeps the answer in
+    /// hand). If the service cannot be reached, the answer in hand serves
+    /// until its `valid_until`.
+    pub async fn entitlements(&self, org_id: &str) -> Result<Entitlements, Error> {
+        self.inner.follower.call_once(|| {
+            tokio::spawn(follow::run(Arc::downgrade(&self.inner)));
+        });
+        let held = self.held(org_id);
+        if let Some((answer, _)) = &held
+            && self.inner.following.load(Ordering::SeqCst)
+            && answer.holds_at(chrono::Utc::now())
+        {
+            return Ok(answer.clone());
+        }
+        match self
+            .fetch(org_id, held.as_ref().and_then(|(_, etag)| etag.clone()))
+            .await
+        {
+            Ok(Some(cached)) => {
+                let answer = cached.answer.clone();
+                self.inner.store(org_id, cached);
+                Ok(answer)
+            }
+            Ok(None) => held
+                .map(|(answer, _)| answer)
+                .ok_or_else(|| Error::Unreachable("304 without an answer in hand".into())),
+            Err(Error::Unreachable(reason)) => match held {
+                Some((answer, _)) if answer.holds_at(chrono::Utc::now()) => Ok(answer),
+                _ => Err(Error::Unreachable(reason)),
+            },
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Like [`Client::entitlements`], with `default` when no answer can be
+    /// had (the service unreachable, and nothing in hand that holds).
+    pub async fn entitlements_or(&self, org_id: &str, default: Entitlements) -> Entitlements {
+        match self.entitlements(org_id).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                tracing::warn!(%error, org_id, "entitlements unavailable: the default serves");
+                default
+            }
+        }
+    }
+
+    /// Whether the change feed is followed now: answers in hand are then
+    /// current, and are served with no call.
+    pub fn following(&self) -> bool {
+        self.inner.following.load(Ordering::SeqCst)
+    }
+
+    /// How many times an answer was asked of the service (the change feed
+    /// not counted): what the cache saved is what this did not grow by.
+    pub fn calls(&self) -> u64 {
+        self.inner.calls.load(Ordering::SeqCst)
+    }
+
+    fn held(&self, org_id: &str) -> Option<(Entitlements, Option<String>)> {
+        let cache = self.inner.cache.read().unwrap_or_else(|e| e.into_inner());
+        cache
+            .get(org_id)
+            .map(|c| (c.answer.clone(), c.etag.clone()))
+    }
+
+    /// `GET /v1/entitlements/{org}`: the answer, or `None` for `304`.
+    async fn fetch(&self, org_id: &str, etag: Option<String>) -> Result<Option<Cached>, Error> {
+        self.inner.calls.fetch_add(1, Ordering::SeqCst);
+        let url = format!("{}/v1/entitlements/{org_id}", self.inner.base);
+        let mut request = self
+            .inner
+            .http
+            .get(url)
+            .bearer_auth(&self.inner.token)
+            .timeout(Duration::from_secs(5));
+        if let Some(etag) = etag {
+            request = request.header("if-none-match", etag);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| Error::Unreachable(e.to_string()))?;
+        let status = response.status().as_u16();
+        if status == 304 {
+            return Ok(None);
+        }
+        let etag = response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response
+            .text()
+            .await
+            .map_err(|e| Error::Unreachable(e.to_string()))?;
+        match status {
+            200 => {
+                let answer = serde_json::from_str(&body).map_err(|e| Error::Refused {
+                    status,
+                    body: e.to_string(),
+                })?;
+                Ok(Some(Cached { answer, etag }))
+            }
+            500.. => Err(Error::Unreachable(format!("{status}: {body}"))),
+            _ => Err(Error::Refused { status, body }),
+        }
+    }
+}
+
+impl Inner {
+    /// Keeps `cached` unless a newer version is in hand already.
+    pub(crate) fn store(&self, org_id: &str, cached: Cached) {
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        match cache.get(org_id) {
+            Some(held) if held.answer.version > cached.answer.version => {}
+            _ => {
+                cache.insert(org_id.to_owned(), cached);
+            }
+        }
+    }
+}
