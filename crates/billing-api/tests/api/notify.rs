@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{ADMIN_TOKEN, Backend, TestApp, TestDb};
 use crate::on_both_backends;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -231,6 +231,71 @@ async fn a_backlog_waits_through_a_restart(backend: Backend) {
     drop(app);
 }
 
+/// The service as a process of its own on `db_url`, sending to `url`;
+/// its port.
+fn process(db_url: &str, url: &str, dir: &std::path::Path) -> (std::process::Child, u64) {
+    let config = dir.join(format!("notify-{}.toml", url.len()));
+    std::fs::write(
+        &config,
+        format!(
+            "[notify]\ntimeout_secs = 2\n[[notify.endpoints]]\nname = \"app\"\nurl = \"{url}\"\nsecret = \"{SECRET}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_billing-api"));
+    command
+        .args(["--config", config.to_str().unwrap()])
+        .current_dir(dir)
+        .env("PORT", "0")
+        .env("DATABASE_URL", db_url)
+        .env("BILLING__LOG__FORMAT", "json");
+    let (child, _logs, port) = crate::helpers::spawn_service(command);
+    (child, port)
+}
+
+/// A process with a backlog is killed (SIGKILL); the next one sends it,
+/// in order.
+async fn a_backlog_survives_kill_9(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/hooks", dead.local_addr().unwrap());
+    drop(dead);
+    let (mut first, port) = process(&db.url, &dead_url, dir.path());
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for projects in 1..=3 {
+        let answer = client
+            .post(format!("{base}/v1/orgs/acme/grants"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"features": {"projects": projects}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 201);
+    }
+    let backlog = r#"billing_notify_backlog{endpoint="app"} 1"#;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
+        if metrics.text().await.unwrap().contains(backlog) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no backlog shown");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let server = receiver(200, 0).await;
+    let (mut second, _) = process(&db.url, &format!("{}/hooks", server.uri()), dir.path());
+    let posts = posts(&server, 3).await;
+    let versions: Vec<i64> = posts.iter().map(|(_, version, ..)| *version).collect();
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert_eq!(versions, [1, 2, 3]);
+}
+
 /// Two replicas send to one endpoint: each message arrives once.
 async fn two_replicas_send_each_message_once(backend: Backend) {
     let server = receiver(200, 0).await;
@@ -269,6 +334,7 @@ async fn two_replicas_send_each_message_once(backend: Backend) {
 }
 
 on_both_backends!(
+    a_backlog_survives_kill_9,
     two_replicas_send_each_message_once,
     changes_reach_the_endpoint_signed_and_in_order,
     a_failing_endpoint_gets_each_version_only_after_the_one_before,
