@@ -16,16 +16,60 @@ mod support;
 
 use support::service_binary;
 
-/// The service on a SQLite file of its own, with development settings.
+/// Where the service keeps its data: a SQLite file, or a PostgreSQL
+/// database of its own, dropped when done.
+enum Store {
+    Sqlite(tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl Store {
+    async fn sqlite() -> Self {
+        Store::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    /// A new database on the server `TEST_DATABASE_URL` names, if set.
+    async fn postgres() -> Option<Self> {
+        let admin_url = std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())?;
+        let name = format!("client_{}", std::process::id());
+        run_sql(&admin_url, &format!("CREATE DATABASE {name}")).await;
+        Some(Store::Postgres { admin_url, name })
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Store::Sqlite(dir) => format!("sqlite://{}/billing.db", dir.path().display()),
+            Store::Postgres { admin_url, name } => {
+                let mut url = reqwest::Url::parse(admin_url).unwrap();
+                url.set_path(name);
+                url.to_string()
+            }
+        }
+    }
+
+    async fn drop_database(&self) {
+        if let Store::Postgres { admin_url, name } = self {
+            run_sql(admin_url, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
+        }
+    }
+}
+
+async fn run_sql(url: &str, sql: &str) {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    diesel::sql_query(sql).execute(&mut conn).await.unwrap();
+}
+
+/// The service on `store`, with development settings.
 struct Service {
     child: Child,
     base: String,
-    _dir: tempfile::TempDir,
 }
 
 impl Service {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
+    async fn start(store: &Store) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -33,10 +77,7 @@ impl Service {
             .port();
         let child = Command::new(service_binary())
             .env("PORT", port.to_string())
-            .env(
-                "DATABASE_URL",
-                format!("sqlite://{}/billing.db", dir.path().display()),
-            )
+            .env("DATABASE_URL", store.url())
             .env("BILLING__LOG__LEVEL", "warn")
             .env_remove("BILLING_ENV")
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
@@ -49,11 +90,7 @@ impl Service {
             assert!(Instant::now() < deadline, "the service did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Self {
-            child,
-            base,
-            _dir: dir,
-        }
+        Self { child, base }
     }
 }
 
@@ -74,8 +111,23 @@ async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
 }
 
 #[tokio::test]
-async fn the_cache_follows_changes_and_answers_while_the_service_is_down() {
-    let mut service = Service::start().await;
+async fn on_sqlite() {
+    let store = Store::sqlite().await;
+    the_cache_follows_changes_and_answers_while_the_service_is_down(&store).await;
+}
+
+#[tokio::test]
+async fn on_postgres() {
+    let Some(store) = Store::postgres().await else {
+        eprintln!("TEST_DATABASE_URL is not set: PostgreSQL run skipped");
+        return;
+    };
+    the_cache_follows_changes_and_answers_while_the_service_is_down(&store).await;
+    store.drop_database().await;
+}
+
+async fn the_cache_follows_changes_and_answers_while_the_service_is_down(store: &Store) {
+    let mut service = Service::start(store).await;
     let client = Client::new(&service.base, "dev-read-token").unwrap();
     let before = client.entitlements("acme").await.unwrap();
     assert_eq!(
