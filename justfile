@@ -22,7 +22,7 @@ fuzz:
 # Formatting and lints, as CI checks them.
 lint:
     cargo fmt --all -- --check
-    cargo clippy --all-targets -- -D warnings
+    cargo clippy --workspace --all-targets -- -D warnings
 
 # What CI runs.
 ci:
