@@ -61,7 +61,10 @@ impl Engine {
                 if after == 0 {
                     return feed::after(conn, 0, since, limit).await;
                 }
-                match feed::changed_at(conn, after).await? {
+                match feed::at_position(conn, after)
+                    .await?
+                    .map(|row| row.changed_at)
+                {
                     None => Err(Error::BadCursor(format!("no change has cursor {after}"))),
                     Some(at) if at < since => Err(Error::BadCursor(format!(
                         "cursor {after} is older than the feed keeps ({retention_secs} s)"

@@ -47,13 +47,14 @@ impl Engine {
     /// Returns how many changes were taken in.
     pub async fn notify_take_in(&self, endpoint: &str) -> Result<usize, Error> {
         self.sequence_changes().await?;
-        let newest = self
+        let (newest, taken) = self
             .database()
-            .read(async |conn| feed::newest(conn).await)
-            .await?;
-        let taken = self
-            .database()
-            .read(async |conn| notify::taken_in(conn, endpoint).await)
+            .read(async |conn| {
+                Ok((
+                    feed::newest(conn).await?,
+                    notify::taken_in(conn, endpoint).await?,
+                ))
+            })
             .await?;
         if taken.is_some_and(|taken| taken >= newest) {
             return Ok(0);

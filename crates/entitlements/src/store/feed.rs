@@ -13,7 +13,8 @@ use crate::db::schema::entitlement_changes as changes;
 use crate::db::{Conn, Prepared, run};
 
 /// A change as the feed hands it out: the whole answer at its version.
-#[derive(Debug, Clone, Queryable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = changes)]
 pub(crate) struct FeedRow {
     pub feed_position: Option<i64>,
     pub org_id: String,
@@ -25,26 +26,10 @@ pub(crate) struct FeedRow {
     pub changed_at: i64,
 }
 
-/// The columns of a [`FeedRow`].
-const FEED_COLUMNS: (
-    changes::feed_position,
-    changes::org_id,
-    changes::version,
-    changes::plan,
-    changes::status,
-    changes::features,
-    changes::answer,
-    changes::changed_at,
-) = (
-    changes::feed_position,
-    changes::org_id,
-    changes::version,
-    changes::plan,
-    changes::status,
-    changes::features,
-    changes::answer,
-    changes::changed_at,
-);
+/// The columns of a [`FeedRow`]: the same on either backend.
+fn feed_columns() -> <FeedRow as Selectable<diesel::pg::Pg>>::SelectExpression {
+    <FeedRow as Selectable<diesel::pg::Pg>>::construct_selection()
+}
 
 /// The key of the PostgreSQL advisory lock the sequencer holds.
 const SEQUENCER_LOCK: i64 = 0x6269_6c6c_6665_6564;
@@ -93,14 +78,6 @@ pub(crate) async fn newest(conn: &mut Conn<'_>) -> Result<i64, Error> {
     Ok(newest.unwrap_or(0))
 }
 
-/// When the change at `position` was made, if one is there.
-pub(crate) async fn changed_at(conn: &mut Conn<'_>, position: i64) -> Result<Option<i64>, Error> {
-    let query = changes::table
-        .filter(changes::feed_position.eq(position))
-        .select(changes::changed_at);
-    Ok(run!(conn, |c| query.first(c).await.optional())?)
-}
-
 /// Up to `limit` changes positioned after `after` and made at or after
 /// `since` (unix seconds), in feed order.
 pub(crate) async fn after(
@@ -114,7 +91,7 @@ pub(crate) async fn after(
         .filter(changes::changed_at.ge(since))
         .order(changes::feed_position)
         .limit(limit)
-        .select(FEED_COLUMNS);
+        .select(feed_columns());
     Ok(run!(conn, |c| query.load(c).await)?)
 }
 
@@ -125,7 +102,7 @@ pub(crate) async fn at_position(
 ) -> Result<Option<FeedRow>, Error> {
     let query = changes::table
         .filter(changes::feed_position.eq(position))
-        .select(FEED_COLUMNS);
+        .select(feed_columns());
     Ok(run!(conn, |c| query.first(c).await.optional())?)
 }
 
@@ -139,6 +116,6 @@ pub(crate) async fn at_version(
         .filter(changes::org_id.eq(org_id))
         .filter(changes::version.eq(version))
         .filter(changes::feed_position.is_not_null())
-        .select(FEED_COLUMNS);
+        .select(feed_columns());
     Ok(run!(conn, |c| query.first(c).await.optional())?)
 }

@@ -20,8 +20,7 @@ pub(crate) async fn endpoint_position(conn: &mut Conn<'_>, name: &str) -> Result
         .do_nothing()
         .cached();
     run!(conn, |c| insert.execute(c).await)?;
-    let query = endpoints::table.find(name).select(endpoints::feed_position);
-    Ok(run!(conn, |c| query.first(c).await)?)
+    Ok(taken_in(conn, name).await?.unwrap_or(end))
 }
 
 /// How far the endpoint has taken in the feed, if it has started.
