@@ -187,18 +187,55 @@ pub async fn check(
 
 /// Events recorded and redeliveries noticed so far, from `/metrics`.
 pub async fn counts(addr: SocketAddr) -> Result<(u64, u64), String> {
-    let (_, text) = crate::http::get(addr, "/metrics", None).await?;
-    let text = String::from_utf8_lossy(&text);
-    let sum = |prefix: &str| -> u64 {
-        text.lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    };
     Ok((
-        sum("billing_events_recorded_total{"),
-        sum("billing_duplicate_events_total "),
+        metric(addr, "billing_events_recorded_total{").await?,
+        metric(addr, "billing_duplicate_events_total ").await?,
     ))
+}
+
+/// The sum of the `/metrics` samples whose lines start with `prefix`.
+pub async fn metric(addr: SocketAddr, prefix: &str) -> Result<u64, String> {
+    let (_, text) = crate::http::get(addr, "/metrics", None).await?;
+    Ok(String::from_utf8_lossy(&text)
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum())
+}
+
+/// Ingest of a fresh workload (`subscriptions` organizations tagged
+/// `tag`) at `concurrency`, then the check of what the service holds;
+/// `counts` are the service's totals (see [`counts`]) before, and after
+/// once the check passes. Returns the figures and the check's line.
+pub async fn measure(
+    addr: SocketAddr,
+    settings: &Settings,
+    token: &str,
+    (tag, subscriptions, concurrency): (&str, usize, usize),
+    counts: &mut (u64, u64),
+) -> Result<(Figures, String), String> {
+    let what = format!("{tag} at {concurrency}");
+    let seed = Some(concurrency as u64 + 7);
+    let workload = workload(
+        settings,
+        &format!("{tag}{concurrency}"),
+        subscriptions,
+        3,
+        seed,
+    )?;
+    let figures = deliver(addr, settings, &workload, concurrency).await?;
+    let line = match check(addr, token, &workload, counts.0, counts.1).await {
+        Ok(after) => {
+            *counts = after;
+            format!(
+                "{what}: {} events and {} duplicates, all accounted for",
+                workload.events,
+                workload.deliveries.len() - workload.events
+            )
+        }
+        Err(error) => format!("FAILED {what}: {error}"),
+    };
+    Ok((figures, line))
 }
 
 fn billing_api_now() -> i64 {

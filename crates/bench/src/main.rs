@@ -5,6 +5,7 @@
 //! `pgbench`; then checks that nothing acknowledged is missing and nothing
 //! was applied twice, and prints each figure beside its target.
 
+mod down;
 mod figures;
 mod http;
 mod ingest;
@@ -107,20 +108,9 @@ async fn run(args: &Args) -> Result<Report, String> {
     })
 }
 
-/// Every figure on one store.
+/// Every figure on one store: most on one service, then ingest again on
+/// one whose notification endpoint is down.
 async fn measure(args: &Args, settings: &Settings, store: &Store) -> Result<Run, String> {
-    let service = Service::start(&args.binary, store, &[]).await?;
-    let result = measure_on(args, settings, store, &service).await;
-    service.stop().await;
-    result
-}
-
-async fn measure_on(
-    args: &Args,
-    settings: &Settings,
-    store: &Store,
-    service: &Service,
-) -> Result<Run, String> {
     let token = settings
         .auth
         .tokens
@@ -131,13 +121,39 @@ async fn measure_on(
         })
         .map(|t| secrecy::ExposeSecret::expose_secret(&t.token).to_owned())
         .ok_or("no token with the entitlements:read scope")?;
+    let service = Service::start(&args.binary, store, &[]).await?;
+    let result = measure_on(args, settings, store, &service, &token).await;
+    service.stop().await;
+    let mut run = result?;
+    eprintln!("{}: a notification endpoint down", store.name());
+    let (figures, checks) = down::ingest(
+        &args.binary,
+        store,
+        settings,
+        &token,
+        args.subscriptions,
+        &[8, 32],
+    )
+    .await?;
+    run.ingest_endpoint_down = figures;
+    run.checks.extend(checks);
+    Ok(run)
+}
+
+async fn measure_on(
+    args: &Args,
+    settings: &Settings,
+    store: &Store,
+    service: &Service,
+    token: &str,
+) -> Result<Run, String> {
     let addr = service.addr;
     let mut run = Run::new(store.name());
 
     eprintln!("{}: seeding {} organizations", store.name(), args.orgs);
     let seed = ingest::workload(settings, "org", args.orgs, 1, None)?;
     ingest::deliver(addr, settings, &seed, 32).await?;
-    let (mut recorded, mut duplicates) = ingest::check(addr, &token, &seed, 0, 0)
+    let (recorded, duplicates) = ingest::check(addr, token, &seed, 0, 0)
         .await
         .map_err(|e| format!("after seeding: {e}"))?;
 
@@ -158,7 +174,7 @@ async fn measure_on(
         let answers = load::hammer(
             addr,
             hot.clone(),
-            Some(token.clone()),
+            Some(token.to_owned()),
             connections,
             warmup,
             duration,
@@ -167,31 +183,15 @@ async fn measure_on(
         run.hot.push((connections, ceiling, answers));
     }
 
+    let mut counts = (recorded, duplicates);
     for concurrency in [1, 8, 32] {
         eprintln!(
             "{}: ingest at {concurrency} concurrent deliveries",
             store.name()
         );
-        let workload = ingest::workload(
-            settings,
-            &format!("ingest{concurrency}"),
-            args.subscriptions,
-            3,
-            Some(concurrency as u64 + 7),
-        )?;
-        let figures = ingest::deliver(addr, settings, &workload, concurrency).await?;
-        let checked = ingest::check(addr, &token, &workload, recorded, duplicates).await;
-        run.checks.push(match &checked {
-            Ok(_) => format!(
-                "ingest at {concurrency}: {} events and {} duplicates, all accounted for",
-                workload.events,
-                workload.deliveries.len() - workload.events
-            ),
-            Err(error) => format!("FAILED ingest at {concurrency}: {error}"),
-        });
-        if let Ok((r, d)) = checked {
-            (recorded, duplicates) = (r, d);
-        }
+        let load = ("ingest", args.subscriptions, concurrency);
+        let (figures, check) = ingest::measure(addr, settings, token, load, &mut counts).await?;
+        run.checks.push(check);
         run.ingest.push((concurrency, figures));
     }
     run.rss_kib = service.rss_kib();

@@ -29,6 +29,7 @@ pub struct Metrics {
     stripe: Mutex<BTreeMap<(&'static str, bool), u64>>,
     notify: Mutex<BTreeMap<(String, &'static str), u64>>,
     notify_backlog: Mutex<BTreeMap<String, i64>>,
+    notify_down: Mutex<BTreeMap<String, bool>>,
 }
 
 #[derive(Default)]
@@ -77,6 +78,12 @@ impl Metrics {
     /// How many organizations have a notification waiting for the endpoint.
     pub fn notify_backlog(&self, endpoint: &str, organizations: i64) {
         lock(&self.notify_backlog).insert(endpoint.to_owned(), organizations);
+    }
+
+    /// Whether the endpoint refused every attempt of the last round (its
+    /// sender then pauses).
+    pub fn notify_down(&self, endpoint: &str, down: bool) {
+        lock(&self.notify_down).insert(endpoint.to_owned(), down);
     }
 
     /// The exposition text, with the engine's counters.
@@ -142,6 +149,15 @@ impl Metrics {
         for (endpoint, organizations) in lock(&self.notify_backlog).iter() {
             let labels = [("endpoint", endpoint.as_str())];
             out.sample("billing_notify_backlog", &labels, organizations);
+        }
+        out.family(
+            "billing_notify_endpoint_down",
+            "gauge",
+            "1 while an endpoint refuses every attempt (its sender pauses), by endpoint.",
+        );
+        for (endpoint, down) in lock(&self.notify_down).iter() {
+            let labels = [("endpoint", endpoint.as_str())];
+            out.sample("billing_notify_endpoint_down", &labels, u8::from(*down));
         }
         out.family(
             "billing_entitlement_changes_total",

@@ -24,26 +24,31 @@ pub struct Outgoing {
     pub failing_since: Option<i64>,
 }
 
-/// What became of an attempt that did not get a 2xx.
-#[derive(Debug, Clone, Copy)]
-pub enum Retry<'a> {
-    /// Tried again at this time (unix ms).
-    At {
+/// What became of an attempt.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The endpoint answered 2xx: the next version goes.
+    Sent,
+    /// Tried again at `at_ms` (unix ms).
+    Retry {
         /// When.
         at_ms: i64,
         /// Why the attempt failed.
-        error: &'a str,
+        error: String,
     },
     /// Given up: recorded as failed, and the next version goes.
     GiveUp {
         /// Why the last attempt failed.
-        error: &'a str,
+        error: String,
     },
 }
 
+/// The most changes one take-in reads.
+pub const TAKE_IN_PAGE: usize = 1000;
+
 impl Engine {
-    /// Takes in the changes made since the endpoint last looked (a page at
-    /// a time): each organization changed is due its new versions.
+    /// Takes in the changes made since the endpoint last looked (up to
+    /// [`TAKE_IN_PAGE`]): each organization changed is due its new versions.
     /// Returns how many changes were taken in.
     pub async fn notify_take_in(&self, endpoint: &str) -> Result<usize, Error> {
         self.sequence_changes().await?;
@@ -61,7 +66,7 @@ impl Engine {
         }
         self.write(async |conn| {
             let from = notify::endpoint_position(conn, endpoint).await?;
-            let rows = feed::after(conn, from, i64::MIN, 1000).await?;
+            let rows = feed::after(conn, from, i64::MIN, TAKE_IN_PAGE as i64).await?;
             for row in &rows {
                 notify::want(conn, endpoint, &row.org_id, row.version).await?;
             }
@@ -78,10 +83,11 @@ impl Engine {
     pub async fn notify_due(
         &self,
         endpoint: &str,
-        limit: i64,
+        limit: usize,
         lease_ms: i64,
     ) -> Result<Vec<Outgoing>, Error> {
         let now_ms = clock::now_ms();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let due = self
             .database()
             .read(async |conn| notify::due(conn, endpoint, now_ms, limit).await)
@@ -120,47 +126,47 @@ impl Engine {
         Ok(outgoing)
     }
 
-    /// The organization's `version` got a 2xx from the endpoint.
-    pub async fn notify_sent(
+    /// Records what became of a round of attempts, in one transaction: a
+    /// version sent or given up lets the organization's next one go (a
+    /// version given up is noted in its history); a failed one is tried
+    /// again later.
+    pub async fn notify_report(
         &self,
         endpoint: &str,
-        org_id: &str,
-        version: i64,
+        reports: &[(Outgoing, Outcome)],
     ) -> Result<(), Error> {
-        self.write(async |conn| notify::sent(conn, endpoint, org_id, version).await)
-            .await
-    }
-
-    /// An attempt at the organization's next version failed: it is tried
-    /// again, or given up (then the organization's history says so and
-    /// its next version goes).
-    pub async fn notify_failed(
-        &self,
-        endpoint: &str,
-        outgoing: &Outgoing,
-        retry: Retry<'_>,
-    ) -> Result<(), Error> {
-        let (now, view) = (clock::now(), &outgoing.change.entitlements);
-        let (org_id, version) = (view.org_id.as_str(), view.version);
-        self.write(async |conn| match retry {
-            Retry::At { at_ms, error } => {
-                let failure = notify::Failure {
-                    attempts: i32::try_from(outgoing.attempts + 1).unwrap_or(i32::MAX),
-                    failing_since: outgoing.failing_since.unwrap_or(now),
-                    error,
-                    retry_at_ms: at_ms,
-                };
-                notify::failed(conn, endpoint, org_id, &failure).await
+        if reports.is_empty() {
+            return Ok(());
+        }
+        let now = clock::now();
+        self.write(async |conn| {
+            for (outgoing, outcome) in reports {
+                let view = &outgoing.change.entitlements;
+                let (org_id, version) = (view.org_id.as_str(), view.version);
+                match outcome {
+                    Outcome::Sent => notify::sent(conn, endpoint, org_id, version).await?,
+                    Outcome::Retry { at_ms, error } => {
+                        let failure = notify::Failure {
+                            attempts: i32::try_from(outgoing.attempts + 1).unwrap_or(i32::MAX),
+                            failing_since: outgoing.failing_since.unwrap_or(now),
+                            error,
+                            retry_at_ms: *at_ms,
+                        };
+                        notify::failed(conn, endpoint, org_id, &failure).await?;
+                    }
+                    Outcome::GiveUp { error } => {
+                        notify::sent(conn, endpoint, org_id, version).await?;
+                        let detail = format!(
+                            "version {version} ({}) not delivered to {endpoint} after {} attempts: {error}",
+                            outgoing.message_id,
+                            outgoing.attempts + 1
+                        );
+                        notes::add(conn, org_id, "notify_failed", Cause::Time, &detail, now)
+                            .await?;
+                    }
+                }
             }
-            Retry::GiveUp { error } => {
-                notify::sent(conn, endpoint, org_id, version).await?;
-                let detail = format!(
-                    "version {version} ({}) not delivered to {endpoint} after {} attempts: {error}",
-                    outgoing.message_id,
-                    outgoing.attempts + 1
-                );
-                notes::add(conn, org_id, "notify_failed", Cause::Time, &detail, now).await
-            }
+            Ok(())
         })
         .await
     }

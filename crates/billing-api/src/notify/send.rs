@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use entitlements::Engine;
-use entitlements::notify::{Outgoing, Retry};
+use entitlements::notify::{Outcome, Outgoing, TAKE_IN_PAGE};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
@@ -19,9 +19,24 @@ use crate::settings::{EndpointSettings, NotifySettings};
 use crate::wire::Entitlements;
 
 /// Organizations sent to at once.
-const AT_ONCE: i64 = 32;
+const AT_ONCE: usize = 32;
 /// The longest wait between two retries.
 const MAX_BACKOFF_MS: i64 = 3_600_000;
+/// The longest pause of an endpoint that refuses everything.
+const MAX_PAUSE: Duration = Duration::from_secs(60);
+/// How long an idle sender lets changes gather after the first wakes it,
+/// so that a burst is taken in and sent in one round rather than a
+/// transaction per change.
+const GATHER: Duration = Duration::from_millis(20);
+
+/// What a round came to.
+#[derive(Debug, Default)]
+struct Round {
+    /// Versions attempted.
+    attempted: usize,
+    /// Of them, those the endpoint took.
+    sent: usize,
+}
 
 /// What a sender needs.
 pub(crate) struct Sender {
@@ -50,18 +65,31 @@ pub(crate) async fn run(
             return;
         }
     };
+    // Rounds in a row in which every attempt failed.
+    let mut down = 0_u32;
     loop {
-        let busy = match sender.round().await {
-            Ok(sent) => sent > 0,
-            Err(error) => {
-                tracing::warn!(%error, endpoint = sender.name, "notifying failed; trying again");
-                false
-            }
+        let round = sender.round().await.unwrap_or_else(|error| {
+            tracing::warn!(%error, endpoint = sender.name, "notifying failed; trying again");
+            Round::default()
+        });
+        down = match (round.attempted, round.sent) {
+            (0, _) => down,
+            (_, 0) => down + 1,
+            _ => 0,
         };
-        if !busy {
+        sender.metrics.notify_down(&sender.name, down > 0);
+        if down > 0 {
+            // The endpoint refuses everything: rather than try every
+            // organization due (and record each failure), the sender
+            // pauses, 1 s doubling to a minute, and tries again then.
+            let pause = Duration::from_secs(1 << (down - 1).min(6)).min(MAX_PAUSE);
+            tokio::time::sleep(pause).await;
+        } else if round.attempted < AT_ONCE {
+            // A full round means more are due at once; anything less waits.
             // A change here wakes the sender at once; retries and other
             // replicas' changes are looked for every second.
             let _ = tokio::time::timeout(Duration::from_secs(1), cache.next_change()).await;
+            tokio::time::sleep(GATHER).await;
         }
     }
 }
@@ -95,37 +123,42 @@ impl Sender {
     }
 
     /// Takes in new changes and sends every organization's next version
-    /// that is due; returns how many were attempted.
-    async fn round(&self) -> Result<usize, entitlements::Error> {
-        self.engine.notify_take_in(&self.name).await?;
+    /// that is due (up to [`AT_ONCE`]).
+    async fn round(&self) -> Result<Round, entitlements::Error> {
+        while self.engine.notify_take_in(&self.name).await? == TAKE_IN_PAGE {}
         let due = self
             .engine
             .notify_due(&self.name, AT_ONCE, self.lease_ms)
             .await?;
-        let attempted = due.len();
-        let results = futures_util::future::join_all(due.iter().map(|o| self.send(o))).await;
-        for result in results {
-            result?;
-        }
+        let outcomes = futures_util::future::join_all(due.iter().map(|o| self.send(o))).await;
+        let round = Round {
+            attempted: due.len(),
+            sent: outcomes
+                .iter()
+                .filter(|o| matches!(o, Outcome::Sent))
+                .count(),
+        };
+        let reports: Vec<_> = due.into_iter().zip(outcomes).collect();
+        self.engine.notify_report(&self.name, &reports).await?;
         let backlog = self.engine.notify_backlog(&self.name).await?;
         self.metrics.notify_backlog(&self.name, backlog);
-        Ok(attempted)
+        Ok(round)
     }
 
-    /// Posts one version and records what became of it.
-    async fn send(&self, outgoing: &Outgoing) -> Result<(), entitlements::Error> {
+    /// Posts one version; says what became of it.
+    async fn send(&self, outgoing: &Outgoing) -> Outcome {
         let view = &outgoing.change.entitlements;
-        let (org_id, version) = (view.org_id.clone(), view.version);
+        let (org_id, version) = (&view.org_id, view.version);
         let error = match self.post(outgoing).await {
             Ok(()) => {
                 self.metrics.notification(&self.name, "sent");
-                return self.engine.notify_sent(&self.name, &org_id, version).await;
+                return Outcome::Sent;
             }
             Err(error) => error,
         };
         let now = chrono::Utc::now();
         let failing_for = now.timestamp() - outgoing.failing_since.unwrap_or(now.timestamp());
-        let retry = if failing_for >= self.give_up_after_secs {
+        if failing_for >= self.give_up_after_secs {
             self.metrics.notification(&self.name, "given_up");
             tracing::error!(
                 endpoint = self.name,
@@ -134,25 +167,23 @@ impl Sender {
                 error,
                 "notification given up"
             );
-            Retry::GiveUp { error: &error }
-        } else {
-            self.metrics.notification(&self.name, "failed");
-            tracing::warn!(
-                endpoint = self.name,
-                org_id,
-                version,
-                error,
-                "notification failed; retrying"
-            );
-            let backoff = 1_000_i64
-                .saturating_mul(1 << outgoing.attempts.min(22))
-                .min(MAX_BACKOFF_MS);
-            Retry::At {
-                at_ms: now.timestamp_millis() + backoff,
-                error: &error,
-            }
-        };
-        self.engine.notify_failed(&self.name, outgoing, retry).await
+            return Outcome::GiveUp { error };
+        }
+        self.metrics.notification(&self.name, "failed");
+        tracing::warn!(
+            endpoint = self.name,
+            org_id,
+            version,
+            error,
+            "notification failed; retrying"
+        );
+        let backoff = 1_000_i64
+            .saturating_mul(1 << outgoing.attempts.min(22))
+            .min(MAX_BACKOFF_MS);
+        Outcome::Retry {
+            at_ms: now.timestamp_millis() + backoff,
+            error,
+        }
     }
 
     /// Posts the message: a 2xx is success, anything else the reason.

@@ -24,7 +24,8 @@ const SESSION: &str = include_str!("../../fixtures/stripe/checkout_session.json"
 const PORTAL: &str = include_str!("../../fixtures/stripe/billing_portal_session.json");
 const TOKEN: &str = "fuzz-token-with-every-scope";
 
-fn schemathesis() -> Option<PathBuf> {
+/// The `schemathesis` command, if given (see the module's note).
+pub(crate) fn schemathesis() -> Option<PathBuf> {
     let found = std::env::var_os("SCHEMATHESIS").map(PathBuf::from);
     if found.is_none() && std::env::var_os("REQUIRE_SCHEMATHESIS").is_some() {
         panic!("REQUIRE_SCHEMATHESIS is set but SCHEMATHESIS names no command");

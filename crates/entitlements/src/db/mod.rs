@@ -10,6 +10,7 @@ mod migrate;
 pub(crate) mod schema;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::SqliteConnection;
@@ -58,6 +59,16 @@ pub struct Database {
     url: String,
     acquire_timeout: Duration,
     max_connections: usize,
+    /// SQLite's writers in this process take turns here, in order of
+    /// arrival, rather than in SQLite's busy handler, which sleeps (1 ms,
+    /// then longer) and lets a writer that came later go first.
+    write_turns: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// A writer's turn (see [`Database::write_turn`]); the next one's starts
+/// when it is dropped.
+pub(crate) struct WriteTurn {
+    _held: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 #[derive(Clone)]
@@ -151,12 +162,28 @@ impl Database {
                 PoolKind::Sqlite(build_pool!(manager, size, options))
             }
         };
+        let write_turns = matches!(pool, PoolKind::Sqlite(_)).then(Arc::default);
         Ok(Self {
             pool,
             url: url.to_owned(),
             acquire_timeout: options.acquire_timeout,
             max_connections: options.max_connections,
+            write_turns,
         })
+    }
+
+    /// Waits for this process's turn to write (SQLite has one writer; a
+    /// PostgreSQL writer's turn is at once). Waiting longer than the
+    /// acquire timeout counts as the database being unavailable, as
+    /// waiting for SQLite's own lock does.
+    pub(crate) async fn write_turn(&self) -> Result<WriteTurn, Error> {
+        let Some(turns) = &self.write_turns else {
+            return Ok(WriteTurn { _held: None });
+        };
+        tokio::time::timeout(self.acquire_timeout, turns.clone().lock_owned())
+            .await
+            .map(|guard| WriteTurn { _held: Some(guard) })
+            .map_err(|_| Error::Unavailable("waited too long for the turn to write".into()))
     }
 
     /// The engine behind this pool.
@@ -351,6 +378,59 @@ mod tests {
         );
         assert!(parse_url("mysql://h/db").is_err());
         assert!(parse_url("sqlite://").is_err());
+    }
+
+    fn options(url: &str) -> DatabaseOptions {
+        DatabaseOptions {
+            url: url.to_owned(),
+            max_connections: 4,
+            acquire_timeout: Duration::from_millis(100),
+        }
+    }
+
+    #[tokio::test]
+    async fn sqlite_writers_take_turns_in_order_of_arrival() {
+        let db = Database::connect(&options("sqlite::memory:")).expect("pool");
+        let first = db.write_turn().await.expect("the first turn");
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut waiting = Vec::new();
+        for writer in 0..3 {
+            let (db, order) = (db.clone(), order.clone());
+            waiting.push(tokio::spawn(async move {
+                let _turn = db.write_turn().await.expect("a turn");
+                order.lock().expect("order").push(writer);
+            }));
+            // Each writer queues before the next is started.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(order.lock().expect("order").is_empty(), "nobody writes yet");
+        drop(first);
+        for writer in waiting {
+            writer.await.expect("writer");
+        }
+        assert_eq!(*order.lock().expect("order"), vec![0, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_turn_waited_for_past_the_acquire_timeout_is_unavailable() {
+        let db = Database::connect(&options("sqlite::memory:")).expect("pool");
+        let held = db.write_turn().await.expect("the first turn");
+        let waited = db.write_turn().await;
+        assert!(
+            matches!(waited, Err(Error::Unavailable(_))),
+            "{:?}",
+            waited.err()
+        );
+        drop(held);
+        assert!(db.write_turn().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn postgres_writers_do_not_wait_for_each_other() {
+        // Nothing is connected: turns involve no connection.
+        let db = Database::connect(&options("postgres://u@127.0.0.1:1/db")).expect("pool");
+        let _first = db.write_turn().await.expect("a turn");
+        assert!(db.write_turn().await.is_ok());
     }
 
     #[test]

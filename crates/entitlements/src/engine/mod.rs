@@ -252,6 +252,7 @@ impl Engine {
         work: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, Error>,
         commit: impl FnOnce(&T) -> bool,
     ) -> Result<T, Error> {
+        let _turn = self.db.write_turn().await?;
         let mut pooled = self.db.get().await?;
         let mut conn = pooled.conn();
         conn.begin_write().await?;
