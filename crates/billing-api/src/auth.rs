@@ -25,6 +25,9 @@ pub enum Scope {
     /// Operate the service (history, replays).
     #[serde(rename = "admin")]
     Admin,
+    /// Look at everything the admin console shows, change nothing.
+    #[serde(rename = "admin:read")]
+    AdminRead,
 }
 
 impl Scope {
@@ -33,6 +36,7 @@ impl Scope {
             Scope::Checkout => "checkout",
             Scope::EntitlementsRead => "entitlements:read",
             Scope::Admin => "admin",
+            Scope::AdminRead => "admin:read",
         }
     }
 }
@@ -74,6 +78,18 @@ impl Tokens {
             Some((name, granted)) if granted.contains(&scope) => Ok(name),
             Some(_) => Err(ApiError::Forbidden(scope.name())),
         }
+    }
+}
+
+impl Tokens {
+    /// Who may sign in to the admin console with this token: its name,
+    /// and whether it may only look (`admin:read` without `admin`).
+    pub fn admin_access(&self, presented: &str) -> Option<(&str, bool)> {
+        if let Ok(name) = self.authorize(Some(presented), Scope::Admin) {
+            return Some((name, false));
+        }
+        let name = self.authorize(Some(presented), Scope::AdminRead).ok()?;
+        Some((name, true))
     }
 }
 

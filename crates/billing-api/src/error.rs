@@ -126,12 +126,11 @@ impl ApiError {
     }
 }
 
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        self.status_and_code().0
-    }
-
-    fn error_response(&self) -> HttpResponse {
+impl ApiError {
+    /// Logs the error and says what the client is told: its status, its
+    /// code and a message that never holds internals (the JSON API and the
+    /// admin console's pages answer the same).
+    pub(crate) fn report(&self) -> (StatusCode, &'static str, String) {
         let (status, code) = self.status_and_code();
         let message = match self {
             ApiError::Storage(e) if e.is_transient() => {
@@ -147,6 +146,17 @@ impl ResponseError for ApiError {
         } else {
             tracing::info!(code, %message, "request refused");
         }
+        (status, code, message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (status, code, message) = self.report();
         let mut response = HttpResponse::build(status);
         match self {
             ApiError::Unauthorized => {

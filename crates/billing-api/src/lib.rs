@@ -1,6 +1,7 @@
 //! The billing service: HTTP API, Stripe client, webhook verification,
 //! configuration and command line around the `entitlements` domain.
 
+pub mod admin;
 pub mod auth;
 mod background;
 pub mod cache;

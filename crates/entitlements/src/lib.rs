@@ -2,6 +2,7 @@
 //! the event state machine, entitlement computation and their persistence
 //! on PostgreSQL or SQLite.
 
+pub mod admin;
 pub mod catalog;
 mod clock;
 pub mod compute;

@@ -17,7 +17,8 @@ use crate::error::ApiError;
 
 /// Mounts every route group.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.configure(changes::configure)
+    cfg.configure(crate::admin::configure)
+        .configure(changes::configure)
         .configure(checkout::configure)
         .configure(entitlements::configure)
         .configure(grants::configure)

@@ -9,6 +9,7 @@ mod changes;
 mod checkout;
 mod cli;
 mod concurrency;
+mod console;
 mod contract;
 mod entitlements;
 mod grants;

@@ -166,6 +166,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    admin_sessions (id_digest) {
+        id_digest -> Text,
+        token_name -> Text,
+        read_only -> Bool,
+        csrf_token -> Text,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::joinable!(subscription_items -> subscriptions (subscription_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -181,4 +191,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     grants,
     notify_endpoints,
     notify_progress,
+    admin_sessions,
 );

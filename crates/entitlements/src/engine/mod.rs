@@ -623,7 +623,8 @@ fn conclude(mut receipt: Receipt, recomputed: Recomputed) -> Receipt {
         return receipt;
     }
     let note = format!(
-        "prices in no plan grant nothing: {}",
+        "{}: {}",
+        crate::store::admin::UNKNOWN_PRICES,
         recomputed.unknown_prices.join(", ")
     );
     receipt.unknown_prices = recomputed.unknown_prices;

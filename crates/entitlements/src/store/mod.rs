@@ -3,6 +3,7 @@
 //!
 //! [`Conn`]: crate::db::Conn
 
+pub(crate) mod admin;
 pub(crate) mod answers;
 pub(crate) mod events;
 pub(crate) mod feed;

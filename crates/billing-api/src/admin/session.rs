@@ -1,0 +1,92 @@
+//! Operators' sessions: signing in with a token, the cookie, the CSRF
+//! token every changing form carries, signing out.
+
+use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieAge};
+use actix_web::{HttpRequest, HttpResponse, http::header};
+use entitlements::admin::Session;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// The cookie holding the session id.
+pub(crate) const COOKIE: &str = "billing_admin";
+/// How long a session lasts.
+pub(crate) const LIFETIME_SECS: i64 = 8 * 3600;
+
+/// The signed-in operator of a request, if any.
+pub(crate) async fn current(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Option<Session>, ApiError> {
+    let Some(cookie) = req.cookie(COOKIE) else {
+        return Ok(None);
+    };
+    let digest = digest(cookie.value());
+    state
+        .with_engine(async move |engine| engine.session(&digest).await)
+        .await
+}
+
+/// Starts a session for the token's holder; the answer sets its cookie
+/// and goes to the overview.
+pub(crate) async fn open(
+    req: &HttpRequest,
+    state: &AppState,
+    token_name: &str,
+    read_only: bool,
+) -> Result<HttpResponse, ApiError> {
+    let id = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let session = Session {
+        id_digest: digest(&id),
+        token_name: token_name.to_owned(),
+        read_only,
+        csrf_token: uuid::Uuid::new_v4().simple().to_string(),
+        expires_at: chrono::Utc::now().timestamp() + LIFETIME_SECS,
+    };
+    state
+        .with_engine(async move |engine| engine.open_session(&session).await)
+        .await?;
+    tracing::info!(operator = token_name, read_only, "operator signed in");
+    let cookie = Cookie::build(COOKIE, id)
+        .path("/admin")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(req.connection_info().scheme() == "https")
+        .max_age(CookieAge::seconds(LIFETIME_SECS))
+        .finish();
+    Ok(see_other("/admin").cookie(cookie).finish())
+}
+
+/// Ends the session; the answer clears the cookie and goes to sign-in.
+pub(crate) async fn close(state: &AppState, session: &Session) -> Result<HttpResponse, ApiError> {
+    let digest = session.id_digest.clone();
+    state
+        .with_engine(async move |engine| engine.close_session(&digest).await)
+        .await?;
+    tracing::info!(operator = session.token_name, "operator signed out");
+    let mut gone = Cookie::build(COOKIE, "").path("/admin").finish();
+    gone.make_removal();
+    Ok(see_other("/admin/signin").cookie(gone).finish())
+}
+
+/// Whether a form's CSRF token is the session's.
+pub(crate) fn csrf_matches(session: &Session, presented: &str) -> bool {
+    bool::from(session.csrf_token.as_bytes().ct_eq(presented.as_bytes()))
+}
+
+/// A `303 See Other` to `location`.
+pub(crate) fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
+    let mut builder = HttpResponse::SeeOther();
+    builder.insert_header((header::LOCATION, location));
+    builder
+}
+
+fn digest(id: &str) -> String {
+    hex::encode(Sha256::digest(id.as_bytes()))
+}
