@@ -50,6 +50,14 @@ pub enum ApiError {
     /// The grant was revoked before.
     #[error("grant {0} is already revoked")]
     AlreadyRevoked(String),
+    /// The Stripe customer belongs to another organization.
+    #[error("customer {customer} belongs to organization {owner}")]
+    CustomerTaken {
+        /// The customer.
+        customer: String,
+        /// Its organization.
+        owner: String,
+    },
     /// Stripe refused or failed.
     #[error(transparent)]
     Stripe(#[from] StripeFailure),
@@ -79,6 +87,9 @@ impl From<entitlements::Error> for ApiError {
                 message: format!("the organization has no grant {id:?}"),
             },
             entitlements::Error::GrantRevoked(id) => ApiError::AlreadyRevoked(id),
+            entitlements::Error::CustomerTaken { customer, owner } => {
+                ApiError::CustomerTaken { customer, owner }
+            }
             entitlements::Error::BadCursor(message) => ApiError::InvalidRequest(message),
             other => ApiError::Storage(other),
         }
@@ -109,6 +120,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::AlreadySubscribed(_) => (StatusCode::CONFLICT, "already_subscribed"),
             ApiError::AlreadyRevoked(_) => (StatusCode::CONFLICT, "already_revoked"),
+            ApiError::CustomerTaken { .. } => (StatusCode::CONFLICT, "customer_taken"),
             ApiError::Stripe(_) => (StatusCode::BAD_GATEWAY, "stripe_error"),
             ApiError::StripeUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "stripe_unavailable")

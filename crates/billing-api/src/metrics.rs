@@ -87,8 +87,16 @@ impl Metrics {
     }
 
     /// The exposition text, with the engine's counters.
-    pub fn render(&self, engine: &Counters, cache: CacheStats) -> String {
+    pub fn render(&self, engine: &Counters, cache: CacheStats, unlinked: Option<i64>) -> String {
         let mut out = Exposition::default();
+        if let Some(waiting) = unlinked {
+            out.family(
+                "billing_unlinked_events",
+                "gauge",
+                "Webhook events waiting for an organization: link their customers (POST /v1/orgs/{org_id}/customer or billing-api link).",
+            );
+            out.sample("billing_unlinked_events", &[], waiting);
+        }
         out.family(
             "billing_http_request_duration_seconds",
             "histogram",

@@ -227,7 +227,8 @@ pub async fn engine(settings: &Settings) -> Result<Engine, StartError> {
     let catalog = Arc::new(settings.catalog()?);
     Ok(
         Engine::new(db, catalog, settings.policy(), settings.livemode())
-            .with_max_batch(settings.database.max_batch),
+            .with_max_batch(settings.database.max_batch)
+            .with_org_id_keys(&settings.stripe.org_id_keys),
     )
 }
 

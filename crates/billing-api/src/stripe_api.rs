@@ -349,11 +349,7 @@ fn to_domain(sub: stripe_shared::Subscription) -> SubscriptionSnapshot {
         cancel_at_period_end: sub.cancel_at_period_end,
         current_period_start: items_data.iter().map(|i| i.current_period_start).min(),
         current_period_end: items_data.iter().map(|i| i.current_period_end).max(),
-        org_id: sub
-            .metadata
-            .get("org_id")
-            .filter(|org| !org.is_empty())
-            .cloned(),
+        metadata: sub.metadata.into_iter().collect(),
         items,
     }
 }

@@ -38,6 +38,14 @@ pub enum Error {
     /// older than the feed keeps.
     #[error("{0}")]
     BadCursor(String),
+    /// The Stripe customer belongs to another organization.
+    #[error("customer {customer} belongs to organization {owner}")]
+    CustomerTaken {
+        /// The customer.
+        customer: String,
+        /// The organization it belongs to.
+        owner: String,
+    },
     /// A stored value could not be read back (for example corrupt JSON).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),

@@ -152,18 +152,15 @@ impl SubscriptionObject {
                 .min()
         })
     }
-
-    /// `metadata.org_id`, when set.
-    pub fn org_id(&self) -> Option<&str> {
-        org_in(&self.metadata)
-    }
 }
 
-fn org_in(metadata: &Metadata) -> Option<&str> {
-    metadata
-        .get("org_id")
+/// The organization id `metadata` holds under the first of `keys` it has
+/// (`stripe.org_id_keys`: `org_id`, then `orgId`, unless configured).
+pub fn org_id_in<'a>(metadata: &'a Metadata, keys: &[String]) -> Option<&'a str> {
+    keys.iter()
+        .filter_map(|key| metadata.get(key))
         .map(String::as_str)
-        .filter(|s| !s.is_empty())
+        .find(|s| !s.is_empty())
 }
 
 /// An invoice, as far as dunning needs it.
@@ -255,9 +252,9 @@ impl PaymentObject {
             .or_else(|| self.charge.as_ref()?.get("customer")?.as_str())
     }
 
-    /// `metadata.org_id`, when set.
-    pub fn org_id(&self) -> Option<&str> {
-        org_in(&self.metadata)
+    /// The organization id its metadata holds under one of `keys`.
+    pub fn org_id(&self, keys: &[String]) -> Option<&str> {
+        org_id_in(&self.metadata, keys)
     }
 }
 
@@ -298,9 +295,10 @@ pub struct CheckoutSessionObject {
 }
 
 impl CheckoutSessionObject {
-    /// `metadata.org_id`, else `client_reference_id`.
-    pub fn org_id(&self) -> Option<&str> {
-        org_in(&self.metadata).or_else(|| {
+    /// The organization id its metadata holds under one of `keys`, else
+    /// `client_reference_id`.
+    pub fn org_id(&self, keys: &[String]) -> Option<&str> {
+        org_id_in(&self.metadata, keys).or_else(|| {
             self.client_reference_id
                 .as_deref()
                 .filter(|s| !s.is_empty())
@@ -418,9 +416,29 @@ mod tests {
             "id": "cs_1", "client_reference_id": "ref", "metadata": {"org_id": "acme"}
         }))
         .unwrap();
-        assert_eq!(session.org_id(), Some("acme"));
+        let keys = ["org_id".to_owned(), "orgId".to_owned()];
+        assert_eq!(session.org_id(&keys), Some("acme"));
         let session: CheckoutSessionObject =
             serde_json::from_value(json!({"id": "cs_1", "client_reference_id": "ref"})).unwrap();
-        assert_eq!(session.org_id(), Some("ref"));
+        assert_eq!(session.org_id(&keys), Some("ref"));
+    }
+
+    #[test]
+    fn the_first_configured_key_present_names_the_organization() {
+        let keys = ["org_id".to_owned(), "orgId".to_owned()];
+        let guide: Metadata = [("orgId", "acme"), ("priceId", "price_1")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
+        assert_eq!(org_id_in(&guide, &keys), Some("acme"));
+        let both: Metadata = [("orgId", "other"), ("org_id", "acme")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
+        assert_eq!(org_id_in(&both, &keys), Some("acme"));
+        let empty: Metadata = [("org_id", ""), ("orgId", "acme")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
+        assert_eq!(org_id_in(&empty, &keys), Some("acme"));
+        let custom = ["organization_id".to_owned()];
+        assert_eq!(org_id_in(&guide, &custom), None);
     }
 }

@@ -28,7 +28,7 @@ pub use catalog::{Catalog, FeatureValue, Features, PlanConfig, PlanMode};
 pub use compute::{Policy, Source, SourceKind};
 pub use counters::Counters;
 pub use db::{Backend, Database, DatabaseOptions};
-pub use engine::{ChangeHook, Engine, Replay};
+pub use engine::{ChangeHook, Engine, Linked, Replay};
 pub use error::Error;
 pub use event::Event;
 pub use kinds::{EventKind, SubscriptionStatus};

@@ -20,8 +20,9 @@ pub struct SubscriptionSnapshot {
     pub current_period_start: Option<i64>,
     /// End of the current period (unix seconds).
     pub current_period_end: Option<i64>,
-    /// The organization its metadata names (`org_id`), if any.
-    pub org_id: Option<String>,
+    /// Its metadata, where the organization's id may be (see
+    /// [`crate::event::org_id_in`]).
+    pub metadata: crate::event::Metadata,
     /// What it buys: items with a price.
     pub items: Vec<SnapshotItem>,
 }
@@ -43,7 +44,6 @@ impl From<SubscriptionObject> for SubscriptionSnapshot {
     fn from(sub: SubscriptionObject) -> Self {
         let current_period_start = sub.period_start();
         let current_period_end = sub.period_end();
-        let org_id = sub.org_id().map(str::to_owned);
         let items = sub
             .items
             .data
@@ -63,7 +63,7 @@ impl From<SubscriptionObject> for SubscriptionSnapshot {
             cancel_at_period_end: sub.cancel_at_period_end,
             current_period_start,
             current_period_end,
-            org_id,
+            metadata: sub.metadata,
             items,
         }
     }

@@ -63,6 +63,15 @@ enum Command {
         /// The event id (evt_...).
         event_id: String,
     },
+    /// Link a Stripe customer to an organization by hand: its
+    /// subscriptions and its events waiting as unlinked become the
+    /// organization's.
+    Link {
+        /// The organization.
+        org_id: String,
+        /// The Stripe customer (cus_...).
+        customer: String,
+    },
     /// Give, list or revoke grants by hand.
     Grant {
         #[command(subcommand)]
@@ -138,6 +147,7 @@ impl Cli {
             Command::Trigger(args) => trigger(settings, args).await,
             Command::Replay { event_id } => replay(settings, &event_id).await,
             Command::Grant { command } => grant(settings, command).await,
+            Command::Link { org_id, customer } => link(settings, &org_id, &customer).await,
             Command::Notify { command } => notify_command(settings, command).await,
             Command::Reconcile { org, dry_run } => {
                 reconcile_command(settings, org.as_deref(), dry_run).await
@@ -205,6 +215,23 @@ async fn notify_command(settings: Settings, command: NotifyCommand) -> CommandRe
 
 async fn grant(settings: Settings, command: GrantCommand) -> CommandResult {
     grant::run(&migrated_engine(&settings).await?, command).await
+}
+
+async fn link(settings: Settings, org_id: &str, customer: &str) -> CommandResult {
+    let org = crate::org_id::OrgId::parse(org_id)?;
+    let engine = migrated_engine(&settings).await?;
+    let linked = engine.link_customer(&org, customer, "cli").await?;
+    let view = engine.entitlements(&org).await?;
+    println!(
+        "{customer} linked to {org}: {} subscriptions, {} waiting events applied ({}); plan {} ({}), version {}",
+        linked.subscriptions,
+        linked.events.len(),
+        linked.events.join(", "),
+        view.plan,
+        view.status,
+        view.version
+    );
+    Ok(())
 }
 
 async fn replay(settings: Settings, event_id: &str) -> CommandResult {

@@ -30,6 +30,7 @@ mod constraints;
         routes::grants::create,
         routes::grants::list,
         routes::grants::revoke,
+        routes::link::link,
         routes::webhooks::receive,
         routes::operations::health,
         routes::operations::ready,

@@ -5,6 +5,7 @@ pub(crate) mod checkout;
 pub(crate) mod entitlements;
 pub(crate) mod grants;
 pub(crate) mod history;
+pub(crate) mod link;
 pub(crate) mod operations;
 pub(crate) mod portal;
 pub(crate) mod webhooks;
@@ -23,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(entitlements::configure)
         .configure(grants::configure)
         .configure(history::configure)
+        .configure(link::configure)
         .configure(operations::configure)
         .configure(portal::configure)
         .configure(crate::openapi::configure)

@@ -50,11 +50,13 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, Ap
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    // Without the database the rest still answers; the gauge is left out.
+    let unlinked = state
+        .with_engine(async move |engine| engine.unlinked_events().await)
+        .await
+        .ok();
+    let engine = state.engine.counters();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(
-            state
-                .metrics
-                .render(state.engine.counters(), state.cache.stats()),
-        )
+        .body(state.metrics.render(engine, state.cache.stats(), unlinked))
 }

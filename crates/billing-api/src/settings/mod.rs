@@ -140,6 +140,9 @@ pub struct StripeSettings {
     /// Most calls to Stripe a second; 0: Stripe's limit for the key (100
     /// live, 25 in test mode).
     pub requests_per_second: u32,
+    /// Metadata keys an organization's id is read from, the first found
+    /// winning.
+    pub org_id_keys: Vec<String>,
 }
 
 /// Where subscription state comes from.

@@ -4,6 +4,7 @@
     reason = "a test should stop at the first surprise"
 )]
 
+mod adoption;
 mod auth;
 mod changes;
 mod checkout;

@@ -241,19 +241,9 @@ async fn a_version_given_up_is_in_the_history_and_the_next_goes(backend: Backend
         ),
     )
     .unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_billing-api"))
-        .args(["--config", config.path().to_str().unwrap()])
-        .args(["notify", "retry", &id])
-        .env("DATABASE_URL", &app.db.url)
-        .current_dir(std::env::temp_dir())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let config = config.path().to_str().unwrap();
+    let args = ["--config", config, "notify", "retry", &id];
+    let text = crate::helpers::run_command(&args, &app.db.url);
     assert!(text.contains(&format!("{id} sent to app")), "{text}");
     let again = posts(&server, 3).await;
     let (_, version, _, request) = &again[2];

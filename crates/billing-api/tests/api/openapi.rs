@@ -58,6 +58,7 @@ async fn every_documented_operation_is_served(backend: Backend) {
             "GET /v1/orgs/{org_id}/grants",
             "GET /v1/orgs/{org_id}/history",
             "POST /v1/checkout/sessions",
+            "POST /v1/orgs/{org_id}/customer",
             "POST /v1/orgs/{org_id}/grants",
             "POST /v1/portal/sessions",
             "POST /webhooks/stripe",

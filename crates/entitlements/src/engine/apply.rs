@@ -10,7 +10,7 @@ use super::transition::{Input, Next, Refusal, Source, transition};
 use super::{Engine, SubscriptionRead, conclude};
 use crate::Error;
 use crate::db::Conn;
-use crate::event::{CheckoutSessionObject, Event, InvoiceObject, SubscriptionObject};
+use crate::event::{CheckoutSessionObject, Event, InvoiceObject, SubscriptionObject, org_id_in};
 use crate::kinds::EventKind;
 use crate::org::{ORG_ID_RULE, is_valid_org_id};
 use crate::receipt::{Outcome, Receipt};
@@ -123,7 +123,7 @@ impl Engine {
             }
             _ => return Ok(Receipt::new(Outcome::Ignored).detail("not a subscription checkout")),
         }
-        let org_id = match session_org(&session) {
+        let org_id = match session_org(&session, &self.org_id_keys) {
             Ok(org_id) => org_id,
             Err(invalid) => return Ok(invalid),
         };
@@ -176,7 +176,7 @@ impl Engine {
         fresh: Option<&SubscriptionRead>,
         now: i64,
     ) -> Result<Receipt, Error> {
-        let named_org = match org_from_payload(sub.org_id.as_deref()) {
+        let named_org = match org_from_payload(org_id_in(&sub.metadata, &self.org_id_keys)) {
             Ok(org) => org,
             Err(invalid) => return Ok(invalid.subscription(&sub.id)),
         };
@@ -336,9 +336,15 @@ fn stale(row: SubscriptionRow, sub_id: &str, Refusal(reason): Refusal) -> Receip
 
 /// The organization a checkout session names, or the `invalid` receipt
 /// for a session that names none or an invalid one.
-pub(super) fn session_org(session: &CheckoutSessionObject) -> Result<String, Receipt> {
-    org_from_payload(session.org_id())?.ok_or_else(|| {
-        Receipt::invalid("neither metadata.org_id nor client_reference_id names an organization")
+pub(super) fn session_org(
+    session: &CheckoutSessionObject,
+    keys: &[String],
+) -> Result<String, Receipt> {
+    org_from_payload(session.org_id(keys))?.ok_or_else(|| {
+        Receipt::invalid(format!(
+            "neither the metadata ({}) nor client_reference_id names an organization",
+            keys.join(", ")
+        ))
     })
 }
 

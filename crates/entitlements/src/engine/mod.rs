@@ -5,6 +5,9 @@
 mod apply;
 mod batch;
 mod by_hand;
+mod link;
+
+pub use link::Linked;
 mod purchase;
 mod transition;
 
@@ -58,7 +61,13 @@ pub struct Engine {
     queue: batch::Queue,
     /// The most deliveries one transaction takes.
     max_batch: usize,
+    /// Metadata keys an organization's id is read from, first found wins.
+    pub(crate) org_id_keys: Arc<[String]>,
 }
+
+/// Where an organization's id is looked for in metadata unless configured:
+/// this service's own key, then the one a widely copied guide uses.
+pub const DEFAULT_ORG_ID_KEYS: [&str; 2] = ["org_id", "orgId"];
 
 /// Called with an organization and its new version after the transaction
 /// that wrote it committed (before the write's caller is answered).
@@ -88,7 +97,18 @@ impl Engine {
             on_change: None,
             queue: batch::Queue::default(),
             max_batch: 64,
+            org_id_keys: DEFAULT_ORG_ID_KEYS
+                .iter()
+                .map(|k| (*k).to_owned())
+                .collect(),
         }
+    }
+
+    /// Reads an organization's id from metadata under `keys`, the first
+    /// found winning (default: `org_id`, then `orgId`).
+    pub fn with_org_id_keys(mut self, keys: &[String]) -> Self {
+        self.org_id_keys = keys.into();
+        self
     }
 
     /// At most `max_batch` deliveries share a transaction (1: each has its

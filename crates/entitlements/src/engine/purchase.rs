@@ -28,7 +28,7 @@ impl Engine {
         session: &CheckoutSessionObject,
         now: i64,
     ) -> Result<Receipt, Error> {
-        let org_id = match session_org(session) {
+        let org_id = match session_org(session, &self.org_id_keys) {
             Ok(org_id) => org_id,
             Err(invalid) => return Ok(invalid),
         };
@@ -160,7 +160,7 @@ impl Engine {
                 .await?;
             return Ok(conclude(receipt, recomputed));
         }
-        let named_org = match org_from_payload(payment.org_id()) {
+        let named_org = match org_from_payload(payment.org_id(&self.org_id_keys)) {
             Ok(org) => org,
             Err(invalid) => return Ok(invalid),
         };

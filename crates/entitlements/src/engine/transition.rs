@@ -250,7 +250,9 @@ mod tests {
             cancel_at_period_end: false,
             current_period_start: Some(T),
             current_period_end: Some(T + 2000),
-            org_id: org.map(str::to_owned),
+            metadata: org
+                .map(|org| [("org_id".to_owned(), org.to_owned())].into())
+                .unwrap_or_default(),
             items: Vec::new(),
         }
     }

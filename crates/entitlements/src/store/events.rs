@@ -80,3 +80,39 @@ pub(crate) async fn exists(conn: &mut Conn<'_>, id: &str) -> Result<bool, Error>
     let found: Option<String> = run!(conn, |c| query.first(c).await.optional())?;
     Ok(found.is_some())
 }
+
+/// Events waiting for an organization, oldest first: `(id, payload)`.
+pub(crate) async fn unlinked(conn: &mut Conn<'_>) -> Result<Vec<(String, String)>, Error> {
+    let query = events::table
+        .filter(events::outcome.eq("unlinked"))
+        .order((events::created, events::id))
+        .select((events::id, events::payload));
+    Ok(run!(conn, |c| query.load(c).await)?)
+}
+
+/// An event that waited for an organization now belongs to `org_id`, at
+/// `position` in its history; what was stored of it is applied.
+pub(crate) async fn link(
+    conn: &mut Conn<'_>,
+    id: &str,
+    org_id: &str,
+    position: i64,
+    detail: &str,
+) -> Result<(), Error> {
+    let query = diesel::update(events::table.find(id))
+        .set((
+            events::org_id.eq(org_id),
+            events::outcome.eq("applied"),
+            events::detail.eq(detail),
+            events::position.eq(position),
+        ))
+        .cached();
+    run!(conn, |c| query.execute(c).await)?;
+    Ok(())
+}
+
+/// How many events wait for an organization.
+pub(crate) async fn unlinked_count(conn: &mut Conn<'_>) -> Result<i64, Error> {
+    let query = events::table.filter(events::outcome.eq("unlinked")).count();
+    Ok(run!(conn, |c| query.get_result(c).await)?)
+}

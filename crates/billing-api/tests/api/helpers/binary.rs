@@ -51,3 +51,21 @@ pub fn replay_with_catalog(db_url: &str, catalog: &str, event_id: &str) -> std::
         .output()
         .expect("the binary runs")
 }
+
+/// Runs a command of the service binary on `database_url` and returns what
+/// it printed, once it succeeded.
+pub fn run_command(args: &[&str], database_url: &str) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_billing-api"))
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("the binary runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text
+}

@@ -1,0 +1,156 @@
+//! Adopting an existing Stripe account: the organization id wherever
+//! other codebases already put it.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_TOKEN, Backend, EventBuilder, TestApp, json_of, run_command};
+use crate::on_both_backends;
+
+/// The flow of a widely copied guide: the Checkout Session carries
+/// `metadata: {orgId, priceId}` and no `client_reference_id`; the
+/// subscription carries no metadata at all.
+fn guide_events(app: &TestApp, org: &str) -> (Value, Value) {
+    let mut session = EventBuilder::new(&app.settings, "checkout.session.completed", org).build();
+    let object = &mut session["data"]["object"];
+    object["metadata"] = json!({"orgId": org, "priceId": "price_pro_monthly"});
+    object["client_reference_id"] = Value::Null;
+    let mut subscription = EventBuilder::new(&app.settings, "customer.subscription.created", org)
+        .quantity(4)
+        .build();
+    subscription["data"]["object"]["metadata"] = json!({});
+    (session, subscription)
+}
+
+async fn the_guides_flow_ends_entitled_in_either_order(backend: Backend) {
+    for checkout_first in [true, false] {
+        let app = TestApp::spawn(backend).await;
+        let (session, subscription) = guide_events(&app, "acme");
+        let order = if checkout_first {
+            [&session, &subscription]
+        } else {
+            [&subscription, &session]
+        };
+        for event in order {
+            let (status, body) = app.deliver(event).await;
+            assert_eq!(status, 200, "{body}");
+        }
+        let (_, answer) = app.get_entitlements("acme").await;
+        assert_eq!(
+            answer["plan"], "pro",
+            "checkout first: {checkout_first}: {answer}"
+        );
+        assert_eq!(answer["features"]["seats"], 4, "{answer}");
+    }
+}
+
+async fn an_org_id_under_a_key_not_configured_is_not_read(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| s.stripe.org_id_keys = vec!["org_id".into()]).await;
+    let (session, subscription) = guide_events(&app, "acme");
+    for event in [&session, &subscription] {
+        let (status, body) = app.deliver(event).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_, answer) = app.get_entitlements("acme").await;
+    assert_eq!(answer["plan"], "free", "{answer}");
+}
+
+/// A subscription created by another codebase: no organization anywhere.
+async fn stray_subscription(app: &TestApp, tag: &str) -> (String, String) {
+    let mut event = EventBuilder::new(&app.settings, "customer.subscription.created", tag)
+        .quantity(7)
+        .build();
+    event["data"]["object"]["metadata"] = json!({});
+    let (status, body) = app.deliver(&event).await;
+    assert_eq!(status, 200, "{body}");
+    let customer = event["data"]["object"]["customer"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (event["id"].as_str().unwrap().to_owned(), customer)
+}
+
+async fn link(app: &TestApp, org: &str, customer: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/orgs/{org}/customer", app.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "customer": customer }))
+        .send()
+        .await
+        .unwrap();
+    json_of(response).await
+}
+
+/// The `/metrics` line counting events that wait for an organization.
+async fn unlinked(app: &TestApp) -> String {
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    metrics
+        .lines()
+        .find(|l| l.starts_with("billing_unlinked_events "))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn a_customer_linked_by_hand_brings_its_waiting_events(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (event_id, customer) = stray_subscription(&app, "legacy").await;
+    let (_, before) = app.get_entitlements("acme").await;
+    assert_eq!(before["plan"], "free", "{before}");
+    assert_eq!(unlinked(&app).await, "billing_unlinked_events 1");
+
+    let (status, answer) = link(&app, "acme", &customer).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["subscriptions_linked"], 1, "{answer}");
+    assert_eq!(answer["events_applied"], json!([event_id]), "{answer}");
+    assert_eq!(answer["entitlements"]["plan"], "pro", "{answer}");
+    assert_eq!(answer["entitlements"]["features"]["seats"], 7, "{answer}");
+    let (_, now) = app.get_entitlements("acme").await;
+    assert_eq!(now["features"]["seats"], 7, "the hot path follows: {now}");
+
+    assert_eq!(unlinked(&app).await, "billing_unlinked_events 0");
+
+    // The event is now the organization's, applied; the history says who.
+    let (_, history) = app.history("acme", "").await;
+    let entries = history["entries"].as_array().unwrap();
+    let event = entries
+        .iter()
+        .find(|e| e["event_id"] == event_id && e["kind"] == "event");
+    assert_eq!(
+        event.map(|e| e["outcome"].clone()),
+        Some(json!("applied")),
+        "{history}"
+    );
+    let note = entries.iter().find(|e| e["action"] == "customer_linked");
+    assert!(
+        note.is_some_and(|n| n["detail"].as_str().unwrap().contains("by operator")),
+        "{history}"
+    );
+
+    // Again: nothing more to do. Another organization: refused.
+    let (status, again) = link(&app, "acme", &customer).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["events_applied"], json!([]), "{again}");
+    let (status, taken) = link(&app, "beta", &customer).await;
+    assert_eq!(status, 409, "{taken}");
+    assert_eq!(taken["error"], "customer_taken", "{taken}");
+    let (status, bad) = link(&app, "acme", "acme").await;
+    assert_eq!(status, 400, "{bad}");
+}
+
+async fn the_cli_links_a_customer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (event_id, customer) = stray_subscription(&app, "legacy").await;
+    let text = run_command(&["link", "globex", &customer], &app.db.url);
+    assert!(text.contains(&format!("{customer} linked to globex: 1 subscriptions, 1 waiting events applied ({event_id}); plan pro")), "{text}");
+    // Another process changed the database: the service's memory follows.
+    let answer = app
+        .entitlements_once("globex", |a| a["plan"] == "pro")
+        .await;
+    assert_eq!(answer["features"]["seats"], 7, "{answer}");
+}
+
+on_both_backends!(
+    a_customer_linked_by_hand_brings_its_waiting_events,
+    the_cli_links_a_customer,
+    the_guides_flow_ends_entitled_in_either_order,
+    an_org_id_under_a_key_not_configured_is_not_read
+);
