@@ -148,7 +148,58 @@ async fn the_cli_links_a_customer(backend: Backend) {
     assert_eq!(answer["features"]["seats"], 7, "{answer}");
 }
 
+async fn a_failed_payment_that_waited_counts_once_linked(backend: Backend) {
+    const DAY: i64 = 86_400;
+    let app = TestApp::spawn(backend).await;
+    let now = crate::helpers::now();
+    let stray = |kind: &str, at: i64| {
+        let mut event = EventBuilder::new(&app.settings, kind, "legacy")
+            .at(at)
+            .build();
+        let object = &mut event["data"]["object"];
+        object["metadata"] = json!({});
+        if object["parent"].is_object() {
+            object["parent"]["subscription_details"]["metadata"] = json!({});
+        }
+        event
+    };
+    // Subscribed ten days ago; the renewal failed two days ago. Both wait.
+    let created = stray("customer.subscription.created", now - 10 * DAY);
+    let failed = stray("invoice.payment_failed", now - 2 * DAY);
+    for event in [&created, &failed] {
+        let (status, body) = app.deliver(event).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(unlinked(&app).await, "billing_unlinked_events 2");
+    let customer = created["data"]["object"]["customer"].as_str().unwrap();
+    let (status, answer) = link(&app, "acme", customer).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["events_applied"].as_array().map(Vec::len),
+        Some(2),
+        "{answer}"
+    );
+
+    // Stripe then marks it past due: the grace period runs from the failed
+    // payment that waited (seven days from two days ago), not from the
+    // period's start (which would have ended it three days ago).
+    let mut past_due = stray("customer.subscription.updated", now - DAY);
+    past_due["data"]["object"]["status"] = json!("past_due");
+    let (status, body) = app.deliver(&past_due).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, entitlements) = app.get_entitlements("acme").await;
+    assert_eq!(entitlements["status"], "past_due", "{entitlements}");
+    let grace = chrono::DateTime::from_timestamp(now - 2 * DAY + 7 * DAY, 0).unwrap();
+    let expected = grace.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(
+        entitlements["grace_until"],
+        json!(expected),
+        "{entitlements}"
+    );
+}
+
 on_both_backends!(
+    a_failed_payment_that_waited_counts_once_linked,
     a_customer_linked_by_hand_brings_its_waiting_events,
     the_cli_links_a_customer,
     the_guides_flow_ends_entitled_in_either_order,
