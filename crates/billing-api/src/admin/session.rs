@@ -12,8 +12,6 @@ use crate::startup::AppState;
 
 /// The cookie holding the session id.
 pub(crate) const COOKIE: &str = "billing_admin";
-/// How long a session lasts.
-pub(crate) const LIFETIME_SECS: i64 = 8 * 3600;
 
 /// The signed-in operator of a request, if any.
 pub(crate) async fn current(
@@ -37,6 +35,10 @@ pub(crate) async fn open(
     token_name: &str,
     read_only: bool,
 ) -> Result<HttpResponse, ApiError> {
+    // At least a minute, so that a sign-in can ever be used.
+    let lifetime = i64::try_from(state.settings.auth.admin_session_secs)
+        .unwrap_or(i64::MAX / 2)
+        .max(60);
     let id = format!(
         "{}{}",
         uuid::Uuid::new_v4().simple(),
@@ -47,7 +49,7 @@ pub(crate) async fn open(
         token_name: token_name.to_owned(),
         read_only,
         csrf_token: uuid::Uuid::new_v4().simple().to_string(),
-        expires_at: chrono::Utc::now().timestamp() + LIFETIME_SECS,
+        expires_at: chrono::Utc::now().timestamp() + lifetime,
     };
     state
         .with_engine(async move |engine| engine.open_session(&session).await)
@@ -58,7 +60,7 @@ pub(crate) async fn open(
         .http_only(true)
         .same_site(SameSite::Strict)
         .secure(req.connection_info().scheme() == "https")
-        .max_age(CookieAge::seconds(LIFETIME_SECS))
+        .max_age(CookieAge::seconds(lifetime))
         .finish();
     Ok(see_other("/admin").cookie(cookie).finish())
 }

@@ -195,6 +195,8 @@ pub struct AuthSettings {
     /// Accepted bearer tokens.
     #[serde(default)]
     pub tokens: Vec<TokenSettings>,
+    /// How long a sign-in to the admin console lasts, in seconds.
+    pub admin_session_secs: u64,
 }
 
 /// `[[auth.tokens]]`

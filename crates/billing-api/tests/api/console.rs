@@ -113,6 +113,8 @@ fn start_service(db: &TestDb, dir: &Path) -> (Running, String) {
             )
         })
         .collect();
+    // Sessions of two hours, so the page says when this one ends.
+    let text = format!("[auth]\nadmin_session_secs = 7200\n{text}");
     std::fs::write(&config, text).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_billing-api"));
     command
@@ -249,6 +251,9 @@ async fn the_console_works_in_a_real_browser(backend: Backend) {
         overview.contains("Signed in as support-alice"),
         "{overview}"
     );
+    // Two hours from now, give or take the second it took.
+    let ends = ["UTC (in 2 hours)", "UTC (in 1 hour)"];
+    assert!(ends.iter().any(|e| overview.contains(e)), "{overview}");
     browser
         .find(Locator::Css("figure.chart svg rect"))
         .await
