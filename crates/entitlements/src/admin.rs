@@ -26,7 +26,7 @@ pub struct Session {
 }
 
 /// An event as the console lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, diesel::Queryable)]
 pub struct EventSummary {
     /// `evt_...`.
     pub id: String,
@@ -43,7 +43,7 @@ pub struct EventSummary {
 }
 
 /// A notification given up.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, diesel::Queryable)]
 pub struct NotifyFailure {
     /// The organization.
     pub org_id: String,
@@ -60,19 +60,6 @@ pub struct Overview {
     pub plans: Vec<(String, String, i64)>,
     /// Events per day (unix day number) by outcome, the last `days` days.
     pub per_day: BTreeMap<i64, BTreeMap<String, i64>>,
-}
-
-impl From<admin::EventRow> for EventSummary {
-    fn from(row: admin::EventRow) -> Self {
-        Self {
-            id: row.id,
-            event_type: row.event_type,
-            org_id: row.org_id,
-            outcome: row.outcome,
-            detail: row.detail,
-            received_at: row.received_at,
-        }
-    }
 }
 
 impl Engine {
@@ -123,23 +110,16 @@ impl Engine {
     /// plan), newest first.
     pub async fn attention(&self, limit: usize, offset: usize) -> Result<Vec<EventSummary>, Error> {
         let (limit, offset) = (to_i64(limit), to_i64(offset));
-        let rows = self
-            .database()
+        self.database()
             .read(async |conn| admin::attention(conn, limit, offset).await)
-            .await?;
-        Ok(rows.into_iter().map(EventSummary::from).collect())
+            .await
     }
 
     /// Notifications given up, newest first.
     pub async fn notify_failures(&self, limit: usize) -> Result<Vec<NotifyFailure>, Error> {
-        let rows = self
-            .database()
+        self.database()
             .read(async |conn| admin::notify_failures(conn, to_i64(limit)).await)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(org_id, detail, at)| NotifyFailure { org_id, detail, at })
-            .collect())
+            .await
     }
 
     /// Organizations whose id starts with `text`, or whose Stripe customer

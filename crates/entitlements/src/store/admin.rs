@@ -6,7 +6,7 @@ use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 
 use crate::Error;
-use crate::admin::Session;
+use crate::admin::{EventSummary, NotifyFailure, Session};
 use crate::db::schema::admin_sessions as sessions;
 use crate::db::schema::entitlements as answers;
 use crate::db::schema::history_notes as notes;
@@ -87,24 +87,13 @@ pub(crate) async fn events_per_day(
     Ok(run!(conn, |c| query.load(c).await)?)
 }
 
-/// An event as the console lists it.
-#[derive(Debug, Clone, Queryable)]
-pub(crate) struct EventRow {
-    pub id: String,
-    pub event_type: String,
-    pub org_id: Option<String>,
-    pub outcome: String,
-    pub detail: Option<String>,
-    pub received_at: i64,
-}
-
 /// Events needing attention (unlinked, invalid, or with prices in no
 /// plan), newest first, `limit` after skipping `offset`.
 pub(crate) async fn attention(
     conn: &mut Conn<'_>,
     limit: i64,
     offset: i64,
-) -> Result<Vec<EventRow>, Error> {
+) -> Result<Vec<EventSummary>, Error> {
     let unknown = format!("%{UNKNOWN_PRICES}%");
     let query = events::table
         .filter(
@@ -130,7 +119,7 @@ pub(crate) async fn attention(
 pub(crate) async fn notify_failures(
     conn: &mut Conn<'_>,
     limit: i64,
-) -> Result<Vec<(String, String, i64)>, Error> {
+) -> Result<Vec<NotifyFailure>, Error> {
     let query = notes::table
         .filter(notes::action.eq("notify_failed"))
         .order(notes::noted_at.desc())
