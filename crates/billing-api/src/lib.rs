@@ -8,6 +8,7 @@ pub mod cache;
 mod checkout;
 pub mod cli;
 pub mod error;
+pub mod import;
 pub mod metrics;
 pub mod notify;
 pub mod openapi;

@@ -1,14 +1,16 @@
 //! `billing-api reconcile`: reads every subscription from Stripe's API and
 //! applies each through the same state machine as webhooks, repairing what
-//! missed webhooks left behind.
+//! missed webhooks left behind. Customers of subscriptions that stay
+//! without an organization are read too, and linked where their metadata
+//! names one.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
-use entitlements::{Change, Engine, Outcome, SubscriptionRead};
+use entitlements::{Change, Engine, Error, Outcome, SubscriptionRead};
 
 use crate::progress::Progress;
-use crate::stripe_api::{StripeApi, StripeFailure};
+use crate::stripe_api::{CustomerRecord, StripeApi, StripeFailure};
 
 /// What a reconciliation did (or, dry, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,6 +27,10 @@ pub struct Summary {
     pub unchanged: usize,
     /// Subscriptions with no known organization.
     pub unlinked: usize,
+    /// Customers linked by the organization their metadata names.
+    pub linked_customers: usize,
+    /// The subscriptions still without an organization, by customer.
+    pub unlinked_customers: BTreeMap<String, Vec<String>>,
     /// Prices that no plan lists.
     pub unknown_prices: BTreeSet<String>,
 }
@@ -37,7 +43,7 @@ pub enum ReconcileError {
     Stripe(#[from] StripeFailure),
     /// The database failed.
     #[error(transparent)]
-    Storage(#[from] entitlements::Error),
+    Storage(#[from] Error),
 }
 
 /// How one organization's entitlements moved over the run.
@@ -51,7 +57,62 @@ struct Movement {
 /// Lists every subscription (of `only_org`'s customer when it has one) and
 /// applies each; with `dry_run` nothing is written. The next page is read
 /// from Stripe while the last one is applied; `progress` is told of each.
+/// Then (for every organization, not dry) the customers of subscriptions
+/// left without an organization are read, and linked where their metadata
+/// names one.
 pub async fn reconcile(
+    engine: &Engine,
+    api: &StripeApi,
+    only_org: Option<&str>,
+    dry_run: bool,
+    progress: &mut Progress,
+) -> Result<Summary, ReconcileError> {
+    let mut summary = apply_subscriptions(engine, api, only_org, dry_run, progress).await?;
+    if !dry_run && only_org.is_none() {
+        link_by_metadata(engine, api, &HashMap::new(), &mut summary).await?;
+    }
+    Ok(summary)
+}
+
+/// Links the customers of `summary`'s subscriptions without an
+/// organization whose metadata names one, reading from Stripe those not
+/// `known` already; each linked customer leaves `unlinked_customers`.
+pub(crate) async fn link_by_metadata(
+    engine: &Engine,
+    api: &StripeApi,
+    known: &HashMap<String, CustomerRecord>,
+    summary: &mut Summary,
+) -> Result<(), ReconcileError> {
+    let customers: Vec<String> = summary.unlinked_customers.keys().cloned().collect();
+    for customer in customers {
+        let metadata = match known.get(&customer) {
+            Some(record) => record.metadata.clone(),
+            None => match api.retrieve_customer(&customer).await {
+                Ok(record) => record.map(|r| r.metadata).unwrap_or_default(),
+                Err(failure) if failure.is_permanent() => continue,
+                Err(failure) => return Err(failure.into()),
+            },
+        };
+        let Ok(Some(org)) = engine.org_named_in(&metadata) else {
+            continue;
+        };
+        match engine.link_customer(&org, &customer, "its metadata").await {
+            Ok(_) => {
+                summary.linked_customers += 1;
+                if let Some(subscriptions) = summary.unlinked_customers.remove(&customer) {
+                    summary.unlinked -= subscriptions.len();
+                }
+            }
+            // Linked to another organization since the page was read.
+            Err(Error::CustomerTaken { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Applies every listed subscription, as [`reconcile`] describes.
+pub(crate) async fn apply_subscriptions(
     engine: &Engine,
     api: &StripeApi,
     only_org: Option<&str>,
@@ -69,6 +130,10 @@ pub async fn reconcile(
     loop {
         let (reads, more) = page;
         let after = reads.last().map(|read| read.subscription.id.clone());
+        let customers: Vec<Option<String>> = reads
+            .iter()
+            .map(|read| read.subscription.customer.clone())
+            .collect();
         let next = async {
             match (more, &after) {
                 (true, Some(after)) => Some(read_page(api, customer.as_deref(), Some(after)).await),
@@ -78,13 +143,19 @@ pub async fn reconcile(
         let (next, receipts) = tokio::join!(next, engine.reconcile_page(reads, only_org, dry_run));
         let receipts = receipts?;
         progress.page(receipts.len());
-        for receipt in receipts {
+        for (receipt, customer) in receipts.into_iter().zip(customers) {
             summary.subscriptions += 1;
             summary
                 .unknown_prices
                 .extend(receipt.unknown_prices.iter().cloned());
             let Some(org) = receipt.org_id else {
-                summary.unlinked += usize::from(receipt.outcome == Outcome::Unlinked);
+                if receipt.outcome == Outcome::Unlinked {
+                    summary.unlinked += 1;
+                    if let (Some(customer), Some(sub)) = (customer, receipt.subscription_id) {
+                        let subs = summary.unlinked_customers.entry(customer).or_default();
+                        subs.push(sub);
+                    }
+                }
                 continue;
             };
             if only_org.is_some_and(|only| only != org) {
@@ -152,6 +223,13 @@ impl fmt::Display for Summary {
             self.unchanged,
             self.unlinked
         )?;
+        if self.linked_customers > 0 {
+            write!(
+                f,
+                "; {} customer(s) linked by their metadata",
+                self.linked_customers
+            )?;
+        }
         if !self.unknown_prices.is_empty() {
             let prices: Vec<&str> = self.unknown_prices.iter().map(String::as_str).collect();
             write!(f, "; prices in no plan: {}", prices.join(", "))?;

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use entitlements::event::Metadata;
 use entitlements::{SourceError, SubscriptionRead, SubscriptionSource};
 use futures_util::future::BoxFuture;
 
@@ -89,6 +90,18 @@ impl SubscriptionSource for Refetcher {
                     SourceError::Unavailable(failure.to_string())
                 }
             })
+        })
+    }
+
+    fn customer_metadata<'a>(
+        &'a self,
+        customer_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Metadata>, SourceError>> {
+        Box::pin(async move {
+            let customer = self.api.retrieve_customer(customer_id).await;
+            customer
+                .map(|customer| customer.map(|c| c.metadata))
+                .map_err(|failure| SourceError::Unavailable(failure.to_string()))
         })
     }
 }

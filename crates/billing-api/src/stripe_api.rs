@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use entitlements::event::Metadata;
 use entitlements::{SnapshotItem, SubscriptionSnapshot, SubscriptionStatus};
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_billing::billing_portal_session::CreateBillingPortalSession;
@@ -14,7 +15,9 @@ use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionPaymentIntentData,
     CreateCheckoutSessionSubscriptionData,
 };
-use stripe_core::customer::{CreateCustomer, UpdateCustomer};
+use stripe_core::customer::{
+    CreateCustomer, ListCustomer, RetrieveCustomer, RetrieveCustomerReturned, UpdateCustomer,
+};
 use stripe_shared::CheckoutSessionMode;
 
 use crate::metrics::Metrics;
@@ -81,6 +84,27 @@ pub struct SessionRequest<'a> {
     pub allow_promotion_codes: Option<bool>,
     /// Sold once (`mode=payment`) rather than by subscription.
     pub once: bool,
+}
+
+/// A Stripe customer, as far as linking it to an organization needs.
+#[derive(Debug, Clone)]
+pub struct CustomerRecord {
+    /// `cus_...`.
+    pub id: String,
+    /// Its email, to tell it apart in a list.
+    pub email: Option<String>,
+    /// Its metadata, where another codebase may have put the organization.
+    pub metadata: Metadata,
+}
+
+impl From<stripe_shared::Customer> for CustomerRecord {
+    fn from(customer: stripe_shared::Customer) -> Self {
+        Self {
+            id: customer.id.to_string(),
+            email: customer.email,
+            metadata: customer.metadata.unwrap_or_default(),
+        }
+    }
 }
 
 /// A created Checkout Session.
@@ -269,9 +293,8 @@ impl StripeApi {
             request = request.starting_after(after);
         }
         let page = self
-            .send(
+            .read(
                 &request,
-                RequestStrategy::ExponentialBackoff(ATTEMPTS),
                 "list_subscriptions",
                 "could not list subscriptions",
             )
@@ -282,6 +305,43 @@ impl StripeApi {
         ))
     }
 
+    /// One page (up to 100) of customers after `starting_after`, and
+    /// whether more follow.
+    pub async fn list_customers(
+        &self,
+        starting_after: Option<&str>,
+    ) -> Result<(Vec<CustomerRecord>, bool), StripeFailure> {
+        let mut request = ListCustomer::new().limit(100);
+        if let Some(after) = starting_after {
+            request = request.starting_after(after);
+        }
+        let page = self
+            .read(&request, "list_customers", "could not list customers")
+            .await?;
+        Ok((
+            page.data.into_iter().map(CustomerRecord::from).collect(),
+            page.has_more,
+        ))
+    }
+
+    /// Reads a customer; `None` when it was deleted.
+    pub async fn retrieve_customer(
+        &self,
+        id: &str,
+    ) -> Result<Option<CustomerRecord>, StripeFailure> {
+        let customer = self
+            .read(
+                &RetrieveCustomer::new(id),
+                "retrieve_customer",
+                "could not be asked for the customer",
+            )
+            .await?;
+        Ok(match customer {
+            RetrieveCustomerReturned::Customer(customer) => Some(customer.into()),
+            RetrieveCustomerReturned::DeletedCustomer(_) => None,
+        })
+    }
+
     /// Reads a subscription's current state, retrying rate limits and
     /// server errors with backoff.
     pub async fn retrieve_subscription(
@@ -289,9 +349,8 @@ impl StripeApi {
         id: &str,
     ) -> Result<SubscriptionSnapshot, StripeFailure> {
         let sub = self
-            .send(
+            .read(
                 &RetrieveSubscription::new(id),
-                RequestStrategy::ExponentialBackoff(ATTEMPTS),
                 "retrieve_subscription",
                 "could not be asked for the subscription",
             )
@@ -301,6 +360,22 @@ impl StripeApi {
 }
 
 impl StripeApi {
+    /// Sends a request that changes nothing, retrying rate limits and
+    /// server errors with backoff.
+    async fn read<R>(
+        &self,
+        request: &R,
+        operation: &'static str,
+        what: &'static str,
+    ) -> Result<R::Output, StripeFailure>
+    where
+        R: StripeRequest,
+        R::Output: miniserde::Deserialize,
+    {
+        let strategy = RequestStrategy::ExponentialBackoff(ATTEMPTS);
+        self.send(request, strategy, operation, what).await
+    }
+
     /// Sends `request` with `strategy`, counts the call as `operation` in
     /// the metrics, and on failure says `what` Stripe did ("refused to
     /// create the customer").

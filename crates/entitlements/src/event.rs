@@ -65,6 +65,12 @@ impl Event {
     pub fn object<T: for<'de> Deserialize<'de>>(&self) -> Result<T, String> {
         T::deserialize(&self.data.object).map_err(|e| format!("data.object: {e}"))
     }
+
+    /// The Stripe customer the object names, as an id or expanded.
+    pub fn customer(&self) -> Option<&str> {
+        let customer = &self.data.object["customer"];
+        customer.as_str().or_else(|| customer["id"].as_str())
+    }
 }
 
 /// A Stripe subscription, as far as entitlements need it.

@@ -1,8 +1,10 @@
 //! Refetch mode's port: where the engine reads a subscription's current
-//! state (Stripe's API, in the service; a script, in tests).
+//! state and a customer's metadata (Stripe's API, in the service; a
+//! script, in tests).
 
 use futures_util::future::BoxFuture;
 
+use crate::event::Metadata;
 use crate::snapshot::SubscriptionSnapshot;
 
 /// A subscription as read from its source just now; applied instead of an
@@ -36,4 +38,11 @@ pub trait SubscriptionSource: Send + Sync {
         &'a self,
         subscription_id: &'a str,
     ) -> BoxFuture<'a, Result<SubscriptionRead, SourceError>>;
+
+    /// The customer's metadata, read after this call began; `None` for a
+    /// deleted customer.
+    fn customer_metadata<'a>(
+        &'a self,
+        customer_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Metadata>, SourceError>>;
 }

@@ -1,5 +1,5 @@
 //! The command line: `serve` (default), `migrate`, `check-config`,
-//! `trigger`, `reconcile`, `replay`, `grant`, `notify`.
+//! `trigger`, `reconcile`, `import`, `replay`, `link`, `grant`, `notify`.
 
 mod grant;
 mod notify;
@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use secrecy::ExposeSecret;
 
+use crate::import::import;
 use crate::progress::Progress;
 use crate::reconcile::reconcile;
 use crate::settings::{Settings, Sources};
@@ -57,6 +58,10 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Adopt an existing Stripe account: link every customer whose
+    /// metadata names an organization, apply every subscription, and list
+    /// the customers left to link by hand.
+    Import,
     /// Apply a recorded event again (for example after adding a price to
     /// the catalog).
     Replay {
@@ -152,6 +157,7 @@ impl Cli {
             Command::Reconcile { org, dry_run } => {
                 reconcile_command(settings, org.as_deref(), dry_run).await
             }
+            Command::Import => import_command(settings).await,
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -179,15 +185,35 @@ async fn migrate(settings: Settings) -> CommandResult {
     Ok(())
 }
 
-async fn reconcile_command(settings: Settings, org: Option<&str>, dry_run: bool) -> CommandResult {
+/// The Stripe API for `command`, which reads from it.
+fn stripe_api(settings: &Settings, command: &str) -> Result<StripeApi, Box<dyn std::error::Error>> {
     let key = settings.stripe.secret_key.expose_secret();
     if key.is_empty() {
-        return Err(
-            "reconcile reads from Stripe: set stripe.secret_key (STRIPE_SECRET_KEY)".into(),
-        );
+        return Err(format!(
+            "{command} reads from Stripe: set stripe.secret_key (STRIPE_SECRET_KEY)"
+        )
+        .into());
     }
-    let api = StripeApi::new(key, &settings.stripe.api_base, Arc::default())?
-        .with_rate_limit(settings.stripe.requests_per_second);
+    let api = StripeApi::new(key, &settings.stripe.api_base, Arc::default())?;
+    Ok(api.with_rate_limit(settings.stripe.requests_per_second))
+}
+
+async fn import_command(settings: Settings) -> CommandResult {
+    let api = stripe_api(&settings, "import")?;
+    let engine = migrated_engine(&settings).await?;
+    let report = import(
+        &engine,
+        &api,
+        &mut Progress::on_stderr("customers"),
+        &mut Progress::on_stderr("subscriptions"),
+    )
+    .await?;
+    print!("{report}");
+    Ok(())
+}
+
+async fn reconcile_command(settings: Settings, org: Option<&str>, dry_run: bool) -> CommandResult {
+    let api = stripe_api(&settings, "reconcile")?;
     let engine = migrated_engine(&settings).await?;
     let mut progress = Progress::on_stderr("subscriptions");
     let summary = reconcile(&engine, &api, org, dry_run, &mut progress).await?;

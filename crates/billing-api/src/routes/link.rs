@@ -22,14 +22,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub(crate) struct LinkRequest {
     /// A Stripe customer id, `cus_...`.
     #[schema(pattern = "^cus_[A-Za-z0-9_]{1,250}$")]
-    customer: String,
+    customer_id: String,
 }
 
 /// What linking did, and the entitlements after it.
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct LinkAnswer {
     org_id: String,
-    customer: String,
+    customer_id: String,
     /// The customer's subscriptions that now belong to the organization.
     subscriptions_linked: usize,
     /// The customer's events that waited as `unlinked`, oldest first; now
@@ -56,13 +56,13 @@ pub(crate) async fn link(
     state: web::Data<AppState>,
     body: web::Json<LinkRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let customer = body.into_inner().customer;
+    let customer = body.into_inner().customer_id;
     let rest = customer.strip_prefix("cus_").unwrap_or_default();
     let valid = (1..=250).contains(&rest.len())
         && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid {
         return Err(ApiError::InvalidRequest(
-            "customer: a Stripe customer id (cus_...)".into(),
+            "customer_id: a Stripe customer id (cus_...)".into(),
         ));
     }
     let (target, wanted) = (org.clone(), customer.clone());
@@ -74,7 +74,7 @@ pub(crate) async fn link(
         .await?;
     Ok(HttpResponse::Ok().json(LinkAnswer {
         org_id: org.to_string(),
-        customer,
+        customer_id: customer,
         subscriptions_linked: linked.subscriptions,
         events_applied: linked.events,
         entitlements: Entitlements::from(view),

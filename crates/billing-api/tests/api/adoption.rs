@@ -3,7 +3,10 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, Backend, EventBuilder, TestApp, json_of, run_command};
+use crate::helpers::{
+    ADMIN_TOKEN, Backend, EventBuilder, TestApp, answer, json_of, run_against_stripe, run_command,
+    stripe_call, stripe_customer, stripe_subscription,
+};
 use crate::on_both_backends;
 
 /// The flow of a widely copied guide: the Checkout Session carries
@@ -73,7 +76,7 @@ async fn link(app: &TestApp, org: &str, customer: &str) -> (u16, Value) {
     let response = reqwest::Client::new()
         .post(format!("{}/v1/orgs/{org}/customer", app.address))
         .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({ "customer": customer }))
+        .json(&json!({ "customer_id": customer }))
         .send()
         .await
         .unwrap();
@@ -198,7 +201,92 @@ async fn a_failed_payment_that_waited_counts_once_linked(backend: Backend) {
     );
 }
 
+/// Stripe's answers for a subscription of `cus_legacy` that names no
+/// organization, whose customer's metadata does (`orgId`).
+async fn legacy_account(stripe: &wiremock::MockServer) {
+    let mut sub = stripe_subscription(
+        "sub_trigger_legacy",
+        "legacy",
+        "active",
+        "price_pro_monthly",
+        3,
+    );
+    sub["customer"] = json!("cus_legacy");
+    sub["metadata"] = json!({});
+    stripe_call("GET", "/v1/subscriptions/sub_trigger_legacy")
+        .respond_with(answer(200, sub.clone()))
+        .mount(stripe)
+        .await;
+    let page =
+        json!({"object": "list", "data": [sub], "has_more": false, "url": "/v1/subscriptions"});
+    stripe_call("GET", "/v1/subscriptions")
+        .respond_with(answer(200, page))
+        .mount(stripe)
+        .await;
+    let customer = stripe_customer("cus_legacy", None, json!({"orgId": "acme"}));
+    stripe_call("GET", "/v1/customers/cus_legacy")
+        .respond_with(answer(200, customer))
+        .expect(1)
+        .mount(stripe)
+        .await;
+}
+
+/// An event of the legacy subscription, naming no organization.
+fn legacy_event(app: &TestApp, kind: &str) -> Value {
+    let mut event = EventBuilder::new(&app.settings, kind, "legacy").build();
+    event["data"]["object"]["customer"] = json!("cus_legacy");
+    event["data"]["object"]["metadata"] = json!({});
+    event
+}
+
+async fn refetch_mode_reads_the_organization_from_the_customer_once(backend: Backend) {
+    let (app, stripe) = TestApp::spawn_with_stripe(backend, |s| {
+        s.stripe.sync_mode = billing_api::settings::SyncMode::Refetch;
+    })
+    .await;
+    legacy_account(&stripe).await;
+    // The first event reads the customer and is applied; the link is
+    // remembered, so the next one does not read it again (the mock expects
+    // one read).
+    for kind in [
+        "customer.subscription.created",
+        "customer.subscription.updated",
+    ] {
+        let (status, body) = app.deliver(&legacy_event(&app, kind)).await;
+        assert_eq!(
+            (status, body["outcome"].as_str()),
+            (200, Some("applied")),
+            "{kind}: {body}"
+        );
+        let (_, answer) = app.get_entitlements("acme").await;
+        assert_eq!(answer["features"]["seats"], 3, "{answer}");
+    }
+    stripe.verify().await;
+}
+
+async fn reconcile_links_a_customer_by_its_metadata(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let stripe = wiremock::MockServer::start().await;
+    legacy_account(&stripe).await;
+    let text = run_against_stripe(&["reconcile"], &app.db.url, &stripe.uri());
+    assert!(
+        text.contains("1 subscription(s) read; organizations: 0 granted, 0 revoked, 0 changed, 0 unchanged; 0 subscription(s) without an organization; 1 customer(s) linked by their metadata"),
+        "{text}"
+    );
+    let answer = app.entitlements_once("acme", |a| a["plan"] == "pro").await;
+    assert_eq!(answer["features"]["seats"], 3, "{answer}");
+    // Remembered: the next run finds the organization without asking.
+    let again = run_against_stripe(&["reconcile"], &app.db.url, &stripe.uri());
+    assert!(
+        again.contains("1 unchanged; 0 subscription(s) without"),
+        "{again}"
+    );
+    stripe.verify().await;
+}
+
 on_both_backends!(
+    refetch_mode_reads_the_organization_from_the_customer_once,
+    reconcile_links_a_customer_by_its_metadata,
     a_failed_payment_that_waited_counts_once_linked,
     a_customer_linked_by_hand_brings_its_waiting_events,
     the_cli_links_a_customer,

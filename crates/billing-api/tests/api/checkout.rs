@@ -4,10 +4,11 @@ use serde_json::{Value, json};
 use wiremock::matchers::{header, header_exists};
 use wiremock::{MockServer, Request};
 
-use crate::helpers::{Backend, CHECKOUT_TOKEN, TestApp, answer, assert_error, now, stripe_call};
+use crate::helpers::{
+    Backend, CHECKOUT_TOKEN, TestApp, answer, assert_error, now, stripe_call, stripe_customer,
+};
 use crate::on_both_backends;
 
-const CUSTOMER: &str = include_str!("../../fixtures/stripe/customer.json");
 const SESSION: &str = include_str!("../../fixtures/stripe/checkout_session.json");
 const PORTAL: &str = include_str!("../../fixtures/stripe/billing_portal_session.json");
 
@@ -28,9 +29,7 @@ fn form(pairs: &[(&'static str, &str)]) -> FormHas {
 }
 
 fn customer(id: &str) -> Value {
-    let mut customer: Value = serde_json::from_str(CUSTOMER).unwrap();
-    customer["id"] = json!(id);
-    customer
+    stripe_customer(id, None, json!({}))
 }
 
 fn session() -> Value {

@@ -17,6 +17,7 @@ mod grants;
 mod group_commit;
 mod helpers;
 mod history;
+mod import;
 mod lifecycle;
 mod notify;
 mod openapi;

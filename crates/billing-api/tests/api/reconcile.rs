@@ -1,13 +1,13 @@
 //! `billing-api reconcile` and the periodic reconciliation in `serve`,
 //! against a fake Stripe API with several pages and a rate limit.
 
-use std::process::Command;
-
 use serde_json::{Value, json};
 use wiremock::matchers::{query_param, query_param_is_missing};
 use wiremock::{MockServer, ResponseTemplate};
 
-use crate::helpers::{Backend, TestApp, answer, now, stripe_call, stripe_subscription};
+use crate::helpers::{
+    Backend, TestApp, answer, now, run_against_stripe, stripe_call, stripe_subscription,
+};
 use crate::on_both_backends;
 
 fn page(subs: Vec<Value>, has_more: bool) -> Value {
@@ -57,22 +57,8 @@ async fn stripe_with_two_pages() -> MockServer {
 }
 
 fn run_reconcile(app: &TestApp, stripe: &MockServer, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_billing-api"))
-        .arg("reconcile")
-        .args(args)
-        .env("DATABASE_URL", &app.db.url)
-        .env("STRIPE_SECRET_KEY", "sk_test_fake")
-        .env("BILLING__STRIPE__API_BASE", stripe.uri())
-        .current_dir(std::env::temp_dir())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "{text}");
-    text
+    let args: Vec<&str> = ["reconcile"].iter().chain(args).copied().collect();
+    run_against_stripe(&args, &app.db.url, &stripe.uri())
 }
 
 async fn reconcile_repairs_what_webhooks_missed(backend: Backend) {

@@ -33,6 +33,17 @@ impl entitlements::SubscriptionSource for Scripted {
             next.ok_or_else(|| entitlements::SourceError::Unavailable("no read scripted".into()))
         })
     }
+
+    /// It knows no customers.
+    fn customer_metadata<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<Option<entitlements::event::Metadata>, entitlements::SourceError>,
+    > {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 const SUB_PATH: &str = "/v1/subscriptions/sub_trigger_acme";

@@ -2,9 +2,12 @@
 //! whose events named no organization the service could read.
 
 use super::Engine;
-use crate::Error;
 use crate::clock::now;
+use crate::event::{Event, Metadata, org_id_in};
+use crate::org::{ORG_ID_RULE, is_valid_org_id};
+use crate::receipt::{Outcome, Receipt};
 use crate::store::{Cause, events, notes, organizations, subscriptions};
+use crate::{Error, SourceError};
 
 /// What linking a customer did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,14 +84,69 @@ impl Engine {
             .read(async |conn| events::unlinked_count(conn).await)
             .await
     }
+
+    /// The organization a customer is linked to, if any.
+    pub async fn owner_of_customer(&self, customer: &str) -> Result<Option<String>, Error> {
+        self.database()
+            .read(async |conn| organizations::org_of_customer(conn, customer).await)
+            .await
+    }
+
+    /// The organization `metadata` (a Stripe customer's, say) names under
+    /// the configured keys; an id that is not valid is an error saying so.
+    pub fn org_named_in(&self, metadata: &Metadata) -> Result<Option<String>, String> {
+        match org_id_in(metadata, &self.org_id_keys) {
+            Some(org) if !is_valid_org_id(org) => Err(format!(
+                "organization id {org:?} is not valid: {ORG_ID_RULE}"
+            )),
+            org => Ok(org.map(str::to_owned)),
+        }
+    }
+
+    /// In refetch mode, an event left `unlinked` whose customer's metadata
+    /// (read from the source) names an organization links that customer,
+    /// which applies the event and remembers the link. Failures leave the
+    /// event waiting, as it was recorded, for `reconcile` or a hand link.
+    pub(super) async fn link_by_metadata(&self, receipt: Receipt, customer: &str) -> Receipt {
+        let Some(source) = &self.source else {
+            return receipt;
+        };
+        let org = match source.customer_metadata(customer).await {
+            Ok(Some(metadata)) => self.org_named_in(&metadata),
+            Ok(None) => Ok(None),
+            Err(SourceError::Unavailable(e) | SourceError::Unreadable(e)) => Err(e),
+        };
+        let org = match org {
+            Ok(Some(org)) => org,
+            Ok(None) => return receipt,
+            Err(reason) => {
+                tracing::warn!(
+                    customer,
+                    reason,
+                    "the customer's metadata names no organization"
+                );
+                return receipt;
+            }
+        };
+        match self.link_customer(&org, customer, "its metadata").await {
+            Ok(_) => Receipt {
+                outcome: Outcome::Applied,
+                org_id: Some(org),
+                detail: Some(format!("customer {customer} linked by its metadata")),
+                ..receipt
+            },
+            Err(error) => {
+                tracing::warn!(customer, %error, "the customer could not be linked; the event waits");
+                receipt
+            }
+        }
+    }
 }
 
-/// The customer an event's object names: as an id, or expanded.
+/// The customer a recorded event's object names.
 fn customer_of(payload: &str) -> Option<String> {
-    let event: serde_json::Value = serde_json::from_str(payload).ok()?;
-    let customer = &event["data"]["object"]["customer"];
-    customer
-        .as_str()
-        .or_else(|| customer["id"].as_str())
+    Event::parse(payload.as_bytes())
+        .ok()?
+        .customer()
         .map(str::to_owned)
 }

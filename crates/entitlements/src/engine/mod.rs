@@ -150,17 +150,30 @@ impl Engine {
     /// Records a verified event once and applies it, in a transaction it
     /// may share with deliveries that arrived at the same time (see
     /// `batch`); answers once that transaction has committed. In refetch
-    /// mode its subscription is read first (outside the transaction); an
-    /// unreachable source is [`Error::SourceUnavailable`].
+    /// mode its subscription is read first (outside the transaction), an
+    /// unreachable source is [`Error::SourceUnavailable`], and an event left
+    /// `unlinked` is linked after all when its customer's metadata names an
+    /// organization.
     #[tracing::instrument(skip_all, fields(event_id = %event.id, event_type = %event.kind))]
     pub async fn receive(&self, event: Event, payload: String) -> Result<Delivery, Error> {
         let refetched = self.refetch(&event).await?;
+        let customer = self
+            .source
+            .as_ref()
+            .and(event.customer().map(str::to_owned));
         let work = batch::Work::Delivery {
             event,
             payload,
             refetched,
         };
-        let delivery = self.submit(work).await?;
+        let delivery = match (self.submit(work).await?, customer) {
+            (Delivery::Recorded(receipt), Some(customer))
+                if receipt.outcome == Outcome::Unlinked =>
+            {
+                Delivery::Recorded(self.link_by_metadata(receipt, &customer).await)
+            }
+            (delivery, _) => delivery,
+        };
         match &delivery {
             Delivery::Duplicate => self.counters.duplicate(),
             Delivery::Recorded(receipt) => self.observe(receipt),

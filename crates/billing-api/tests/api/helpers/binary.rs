@@ -69,3 +69,24 @@ pub fn run_command(args: &[&str], database_url: &str) -> String {
     );
     text
 }
+
+/// Runs a command of the service binary that reads from the fake Stripe at
+/// `stripe_uri`, on `database_url`; returns what it printed on standard
+/// output and error, once it succeeded.
+pub fn run_against_stripe(args: &[&str], database_url: &str, stripe_uri: &str) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_billing-api"))
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("STRIPE_SECRET_KEY", "sk_test_fake")
+        .env("BILLING__STRIPE__API_BASE", stripe_uri)
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("the binary runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{text}");
+    text
+}

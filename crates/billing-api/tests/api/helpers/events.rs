@@ -96,6 +96,18 @@ pub fn stripe_subscription(id: &str, org: &str, status: &str, price: &str, quant
     sub
 }
 
+/// A complete customer as Stripe's API returns it, from Stripe's own
+/// example object.
+pub fn stripe_customer(id: &str, email: Option<&str>, metadata: Value) -> Value {
+    let mut customer: Value =
+        serde_json::from_str(include_str!("../../../fixtures/stripe/customer.json"))
+            .expect("fixture");
+    customer["id"] = serde_json::json!(id);
+    customer["email"] = serde_json::json!(email);
+    customer["metadata"] = metadata;
+    customer
+}
+
 /// A recorded event in Stripe's own shape, from `tests/fixtures/events`.
 pub fn fixture(name: &str) -> Value {
     let path = format!(

@@ -1,0 +1,241 @@
+//! `billing-api import` against a fake Stripe account: customers and
+//! subscriptions over several pages, a rate limit, customers linked each
+//! way, and one that cannot be linked.
+
+use serde_json::{Value, json};
+use wiremock::matchers::{query_param, query_param_is_missing};
+use wiremock::{MockServer, Request};
+
+use crate::helpers::{
+    Backend, TestApp, answer, run_against_stripe, stripe_call, stripe_customer, stripe_subscription,
+};
+use crate::on_both_backends;
+
+fn list(url: &str, data: Vec<Value>, has_more: bool) -> Value {
+    json!({"object": "list", "data": data, "has_more": has_more, "url": url})
+}
+
+/// A subscription of `customer` on plan pro with `seats`, carrying
+/// `metadata`.
+fn subscription(id: &str, customer: &str, seats: u64, metadata: Value) -> Value {
+    let mut sub = stripe_subscription(id, "unused", "active", "price_pro_monthly", seats);
+    sub["customer"] = json!(customer);
+    sub["metadata"] = metadata;
+    sub
+}
+
+/// Mounts `pages` of `route`, each after the last id of the one before;
+/// the second page answers 429 once first.
+async fn mount_pages(stripe: &MockServer, route: &str, pages: Vec<Vec<Value>>) {
+    let url = route.trim_start_matches("/v1");
+    let mut after: Option<String> = None;
+    let count = pages.len();
+    for (number, data) in pages.into_iter().enumerate() {
+        let last = data.last().map(|o| o["id"].as_str().unwrap().to_owned());
+        let body = list(url, data, number + 1 < count);
+        let call = stripe_call("GET", route).and(query_param("limit", "100"));
+        let call = match &after {
+            Some(id) => call.and(query_param("starting_after", id.as_str())),
+            None => call.and(query_param_is_missing("starting_after")),
+        };
+        if number == 1 {
+            let limited =
+                json!({"error": {"type": "rate_limit_error", "message": "Too many requests"}});
+            let limited_call = stripe_call("GET", route).and(query_param(
+                "starting_after",
+                after.clone().unwrap().as_str(),
+            ));
+            limited_call
+                .respond_with(answer(429, limited))
+                .up_to_n_times(1)
+                .with_priority(1)
+                .mount(stripe)
+                .await;
+        }
+        call.respond_with(answer(200, body)).mount(stripe).await;
+        after = last;
+    }
+}
+
+/// The account: customers linked by `org_id` and by `orgId` metadata, one
+/// a webhook linked before, one whose subscription names its
+/// organization, one linked elsewhere than its metadata says, one without
+/// subscriptions, and one nothing names.
+async fn stripe_account() -> MockServer {
+    let stripe = MockServer::start().await;
+    let customer =
+        |id: &str, email: &str, metadata: Value| stripe_customer(id, Some(email), metadata);
+    let customers = vec![
+        vec![
+            customer("cus_alpha", "ops@alpha.test", json!({"org_id": "alpha"})),
+            customer("cus_beta", "ops@beta.test", json!({"orgId": "beta"})),
+            customer("cus_trigger_gamma", "ops@gamma.test", json!({})),
+        ],
+        vec![
+            customer("cus_delta", "ops@delta.test", json!({})),
+            customer("cus_stray", "stray@example.test", json!({"plan": "pro"})),
+            customer("cus_lead", "lead@example.test", json!({})),
+        ],
+        vec![customer(
+            "cus_moved",
+            "ops@zeta.test",
+            json!({"org_id": "epsilon"}),
+        )],
+    ];
+    mount_pages(&stripe, "/v1/customers", customers).await;
+    let subscriptions = vec![
+        vec![
+            subscription("sub_alpha", "cus_alpha", 2, json!({})),
+            subscription(
+                "sub_beta",
+                "cus_beta",
+                3,
+                json!({"priceId": "price_pro_monthly"}),
+            ),
+            subscription("sub_trigger_gamma", "cus_trigger_gamma", 4, json!({})),
+        ],
+        vec![
+            subscription("sub_delta", "cus_delta", 5, json!({"orgId": "delta"})),
+            subscription("sub_stray", "cus_stray", 6, json!({})),
+        ],
+    ];
+    mount_pages(&stripe, "/v1/subscriptions", subscriptions).await;
+    stripe
+}
+
+/// How often Stripe was asked for `route` after `after`.
+async fn asked(stripe: &MockServer, route: &str, after: &str) -> usize {
+    let requests: Vec<Request> = stripe.received_requests().await.unwrap_or_default();
+    requests
+        .iter()
+        .filter(|r| {
+            r.url.path() == route
+                && r.url
+                    .query_pairs()
+                    .any(|(k, v)| k == "starting_after" && v == after)
+        })
+        .count()
+}
+
+async fn import_adopts_an_account_and_lists_what_it_cannot_link(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // Before the service: gamma checked out through it, and zeta owns the
+    // customer whose metadata now names epsilon.
+    app.deliver(&app.event("checkout.session.completed", "gamma", crate::helpers::now()))
+        .await;
+    let mut zeta = app.event("checkout.session.completed", "zeta", crate::helpers::now());
+    zeta["data"]["object"]["customer"] = json!("cus_moved");
+    app.deliver(&zeta).await;
+    // A webhook of alpha's subscription waited for an organization.
+    let mut waiting = app.event(
+        "customer.subscription.created",
+        "alpha",
+        crate::helpers::now(),
+    );
+    waiting["data"]["object"]["id"] = json!("sub_alpha");
+    waiting["data"]["object"]["customer"] = json!("cus_alpha");
+    waiting["data"]["object"]["metadata"] = json!({});
+    let (status, body) = app.deliver(&waiting).await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("unlinked")),
+        "{body}"
+    );
+    let stripe = stripe_account().await;
+
+    let text = run_against_stripe(&["import"], &app.db.url, &stripe.uri());
+
+    assert!(
+        text.contains(
+            "customers: 7 read, 2 linked by their metadata, 0 already linked, 1 linked elsewhere"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("3 pages, 7 customers in "), "{text}");
+    assert!(text.contains("2 pages, 5 subscriptions in "), "{text}");
+    assert!(
+        text.contains(
+            "cus_moved is linked to zeta but its metadata names epsilon; left linked to zeta"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 customer(s) with subscriptions could not be linked"),
+        "{text}"
+    );
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("cus_stray "))
+        .unwrap_or_else(|| panic!("no row of cus_stray: {text}"));
+    let cells: Vec<&str> = row.split("  ").filter(|c| !c.trim().is_empty()).collect();
+    assert_eq!(
+        cells.iter().map(|c| c.trim()).collect::<Vec<_>>(),
+        [
+            "cus_stray",
+            "stray@example.test",
+            "sub_stray",
+            "billing-api link <org_id> cus_stray, or set its metadata org_id and import again"
+        ],
+        "{text}"
+    );
+    assert!(
+        !text.contains("cus_lead"),
+        "no subscriptions, nothing to do: {text}"
+    );
+    // Each rate-limited page was asked again, and read once it answered.
+    assert_eq!(
+        asked(&stripe, "/v1/customers", "cus_trigger_gamma").await,
+        2
+    );
+    assert_eq!(
+        asked(&stripe, "/v1/subscriptions", "sub_trigger_gamma").await,
+        2
+    );
+
+    for (org, seats) in [("alpha", 2), ("beta", 3), ("gamma", 4), ("delta", 5)] {
+        let answer = app.entitlements_once(org, |b| b["plan"] == "pro").await;
+        assert_eq!(answer["features"]["seats"], seats, "{org}: {answer}");
+    }
+    // The waiting webhook is alpha's now, applied.
+    let (_, history) = app.history("alpha", "").await;
+    let event = history["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event_id"] == waiting["id"]);
+    assert_eq!(
+        event.map(|e| e["outcome"].clone()),
+        Some(json!("applied")),
+        "{history}"
+    );
+    // Stray's subscription stays nobody's.
+    let (_, stray) = app.get_entitlements("stray").await;
+    assert_eq!(stray["plan"], "free", "{stray}");
+
+    // Again: nothing new to link, nothing changes.
+    let again = run_against_stripe(&["import"], &app.db.url, &stripe.uri());
+    assert!(
+        again.contains(
+            "customers: 7 read, 0 linked by their metadata, 2 already linked, 1 linked elsewhere"
+        ),
+        "{again}"
+    );
+    assert!(
+        again.contains("0 granted, 0 revoked, 0 changed, 4 unchanged"),
+        "{again}"
+    );
+    assert!(
+        again.contains("1 customer(s) with subscriptions could not be linked"),
+        "{again}"
+    );
+    let (_, history) = app.history("alpha", "").await;
+    let links = history["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "customer_linked")
+        .count();
+    assert_eq!(links, 1, "linked once, noted once: {history}");
+}
+
+on_both_backends!(import_adopts_an_account_and_lists_what_it_cannot_link);
