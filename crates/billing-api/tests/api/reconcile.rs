@@ -5,6 +5,10 @@ use serde_json::{Value, json};
 use wiremock::matchers::{query_param, query_param_is_missing};
 use wiremock::{MockServer, ResponseTemplate};
 
+use billing_api::import::import;
+use billing_api::progress::Progress;
+use billing_api::reconcile::reconcile;
+
 use crate::helpers::{
     Backend, TestApp, answer, now, run_against_stripe, stripe_call, stripe_subscription,
 };
@@ -148,54 +152,73 @@ async fn many_pages_show_their_progress_and_all_apply(backend: Backend) {
 }
 
 async fn a_page_read_before_a_webhook_does_not_undo_it(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let created = app
-        .build_event("customer.subscription.created", "acme")
-        .at(now() - 60)
-        .quantity(2)
-        .build();
-    app.deliver(&created).await;
-    // Stripe reads the page (2 seats), and takes its time to answer.
-    let stripe = MockServer::start().await;
-    let old = page(
-        vec![stripe_subscription(
-            "sub_trigger_acme",
-            "acme",
-            "active",
-            "price_pro_monthly",
-            2,
-        )],
-        false,
-    );
-    stripe_call("GET", "/v1/subscriptions")
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(old)
-                .set_delay(std::time::Duration::from_millis(1500)),
-        )
-        .mount(&stripe)
-        .await;
-    let api =
-        billing_api::stripe_api::StripeApi::new("sk_test_fake", &stripe.uri(), Default::default())
-            .unwrap();
-    // Meanwhile the customer buys 5 seats and the webhook says so.
-    let webhook = async {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let updated = app
-            .build_event("customer.subscription.updated", "acme")
-            .at(now())
-            .quantity(5)
+    for command in ["reconcile", "import"] {
+        let app = TestApp::spawn(backend).await;
+        let created = app
+            .build_event("customer.subscription.created", "acme")
+            .at(now() - 60)
+            .quantity(2)
             .build();
-        app.deliver(&updated).await
-    };
-    let mut progress = billing_api::progress::Progress::hidden();
-    let (summary, (_, answer)) = tokio::join!(
-        billing_api::reconcile::reconcile(&app.engine, &api, None, false, &mut progress,),
-        webhook
-    );
-    assert_eq!(answer["outcome"], "applied");
-    assert_eq!(summary.unwrap().subscriptions, 1);
-    assert_eq!(app.get_entitlements("acme").await.1["features"]["seats"], 5);
+        app.deliver(&created).await;
+        // Stripe reads the page (2 seats), and takes its time to answer.
+        let stripe = MockServer::start().await;
+        let old = page(
+            vec![stripe_subscription(
+                "sub_trigger_acme",
+                "acme",
+                "active",
+                "price_pro_monthly",
+                2,
+            )],
+            false,
+        );
+        stripe_call("GET", "/v1/subscriptions")
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(old)
+                    .set_delay(std::time::Duration::from_millis(1500)),
+            )
+            .mount(&stripe)
+            .await;
+        let no_customers =
+            json!({"object": "list", "data": [], "has_more": false, "url": "/v1/customers"});
+        stripe_call("GET", "/v1/customers")
+            .respond_with(answer(200, no_customers))
+            .mount(&stripe)
+            .await;
+        let api = billing_api::stripe_api::StripeApi::new(
+            "sk_test_fake",
+            &stripe.uri(),
+            Default::default(),
+        )
+        .unwrap();
+        // Meanwhile the customer buys 5 seats and the webhook says so.
+        let webhook = async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let updated = app
+                .build_event("customer.subscription.updated", "acme")
+                .at(now())
+                .quantity(5)
+                .build();
+            app.deliver(&updated).await
+        };
+        let (mut customers, mut subscriptions) = (Progress::hidden(), Progress::hidden());
+        let run = async {
+            match command {
+                "reconcile" => reconcile(&app.engine, &api, None, false, &mut subscriptions)
+                    .await
+                    .map(|summary| summary.subscriptions),
+                _ => import(&app.engine, &api, &mut customers, &mut subscriptions)
+                    .await
+                    .map(|report| report.subscriptions.subscriptions),
+            }
+        };
+        let (read, (_, answer)) = tokio::join!(run, webhook);
+        assert_eq!(answer["outcome"], "applied", "{command}");
+        assert_eq!(read.unwrap(), 1, "{command}");
+        let (_, entitlements) = app.get_entitlements("acme").await;
+        assert_eq!(entitlements["features"]["seats"], 5, "{command}");
+    }
 }
 
 async fn reconcile_can_be_limited_to_one_organization(backend: Backend) {
