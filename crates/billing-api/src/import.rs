@@ -1,29 +1,34 @@
 //! `billing-api import`: adopts an existing Stripe account. Reads every
 //! customer and links those whose metadata names an organization, then
-//! applies every subscription as `reconcile` does, and ends with what it
-//! could not link. Safe to run again, and while webhooks arrive: a linked
-//! customer is left as it is, and subscriptions pass the same stale guards
-//! as webhooks.
+//! every completed Checkout Session and links the customers of those that
+//! name one, then applies every subscription as `reconcile` does, and ends
+//! with what it could not link. Safe to run again, and while webhooks
+//! arrive: a linked customer is left as it is, and subscriptions pass the
+//! same stale guards as webhooks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use entitlements::{Engine, Error};
 
 use crate::progress::Progress;
 use crate::reconcile::{ReconcileError, Summary, apply_subscriptions, link_by_metadata};
-use crate::stripe_api::{CustomerRecord, StripeApi};
+use crate::stripe_api::{CustomerRecord, StripeApi, StripeFailure};
 
 /// What an import did, and what it leaves to do by hand.
 #[derive(Debug, Default)]
 pub struct ImportReport {
     /// Customers read from Stripe.
     pub customers: usize,
-    /// Customers linked now, by the organization their metadata names.
-    pub linked: usize,
-    /// Customers already linked to the organization their metadata names.
+    /// Completed Checkout Sessions read from Stripe.
+    pub checkouts: usize,
+    /// Customers linked now by the organization their metadata names.
+    pub linked_by_metadata: usize,
+    /// Customers linked now by the organization a checkout of theirs names.
+    pub linked_by_checkout: usize,
+    /// Customers already linked to the organization named for them.
     pub already_linked: usize,
-    /// Customers linked to another organization than their metadata names;
+    /// Customers linked to another organization than one named for them;
     /// left as they were.
     pub conflicts: Vec<Conflict>,
     /// The subscriptions applied.
@@ -32,15 +37,17 @@ pub struct ImportReport {
     pub unlinked: Vec<Unlinked>,
 }
 
-/// A customer whose metadata disagrees with its stored link.
+/// A customer linked to another organization than one named for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {
     /// `cus_...`.
     pub customer: String,
     /// The organization it is linked to.
     pub linked_to: String,
-    /// The organization its metadata names.
-    pub metadata_names: String,
+    /// The organization named for it.
+    pub named: String,
+    /// What named it: "its metadata", or a checkout (`checkout cs_...`).
+    pub named_by: String,
 }
 
 /// A customer with subscriptions that no organization could be found for.
@@ -56,36 +63,62 @@ pub struct Unlinked {
     pub action: String,
 }
 
-/// Imports the account `api` reads into `engine`'s database; `customers`
-/// and `subscriptions` show how far each pass has come.
+/// Where an organization was named for a customer.
+#[derive(Clone, Copy)]
+enum Naming<'a> {
+    Metadata,
+    Checkout(&'a str),
+}
+
+/// Imports the account `api` reads into `engine`'s database, showing each
+/// pass's advance on the `progress` made for what it reads ("customers",
+/// "checkouts", "subscriptions").
 pub async fn import(
     engine: &Engine,
     api: &StripeApi,
-    customers: &mut Progress,
-    subscriptions: &mut Progress,
+    progress: impl Fn(&'static str) -> Progress,
 ) -> Result<ImportReport, ReconcileError> {
     let mut report = ImportReport::default();
+    let mut decided = HashSet::new();
     let mut directory = HashMap::new();
-    let mut page = api.list_customers(None).await?;
-    loop {
-        let (records, more) = page;
-        let next = async {
-            match (more, records.last()) {
-                (true, Some(last)) => Some(api.list_customers(Some(&last.id)).await),
-                _ => None,
+    let customers = pages(
+        progress("customers"),
+        async |after: Option<&str>| api.list_customers(after).await,
+        |record: &CustomerRecord| record.id.clone(),
+        async |records: &[CustomerRecord]| {
+            for record in records {
+                report.customers += 1;
+                if let Ok(Some(org)) = engine.org_named_in(&record.metadata) {
+                    let naming = (&record.id, &org, Naming::Metadata);
+                    adopt(engine, naming, &mut report, &mut decided).await?;
+                }
             }
-        };
-        let (next, linked) = tokio::join!(next, link_page(engine, &records, &mut report));
-        linked?;
-        customers.page(records.len());
-        directory.extend(records.into_iter().map(|r| (r.id.clone(), r)));
-        match next {
-            Some(next) => page = next?,
-            None => break,
-        }
-    }
-    customers.finish();
-    let mut summary = apply_subscriptions(engine, api, None, false, subscriptions).await?;
+            directory.extend(records.iter().map(|r| (r.id.clone(), r.clone())));
+            Ok(())
+        },
+    );
+    customers.await?;
+    let checkouts = pages(
+        progress("checkouts"),
+        async |after: Option<&str>| api.list_completed_checkouts(after).await,
+        |session| session.id.clone(),
+        async |sessions| {
+            for session in sessions {
+                report.checkouts += 1;
+                let (Some(customer), Ok(Some(org))) =
+                    (&session.customer, engine.org_named_by_checkout(session))
+                else {
+                    continue;
+                };
+                let naming = (customer, &org, Naming::Checkout(&session.id));
+                adopt(engine, naming, &mut report, &mut decided).await?;
+            }
+            Ok(())
+        },
+    );
+    checkouts.await?;
+    let mut summary =
+        apply_subscriptions(engine, api, None, false, &mut progress("subscriptions")).await?;
     link_by_metadata(engine, api, &directory, &mut summary).await?;
     report.unlinked = summary
         .unlinked_customers
@@ -104,39 +137,76 @@ pub async fn import(
     Ok(report)
 }
 
-/// Links each customer of a page whose metadata names an organization,
-/// unless it is linked already.
-async fn link_page(
-    engine: &Engine,
-    records: &[CustomerRecord],
-    report: &mut ImportReport,
-) -> Result<(), Error> {
-    for record in records {
-        report.customers += 1;
-        let Ok(Some(org)) = engine.org_named_in(&record.metadata) else {
-            continue;
+/// Reads every page through `read` (given the last id of the page before,
+/// as `id_of` tells it), handing each to `apply` while the next is read,
+/// and tells `progress`.
+async fn pages<T>(
+    mut progress: Progress,
+    read: impl AsyncFn(Option<&str>) -> Result<(Vec<T>, bool), StripeFailure>,
+    id_of: impl Fn(&T) -> String,
+    mut apply: impl AsyncFnMut(&[T]) -> Result<(), Error>,
+) -> Result<(), ReconcileError> {
+    let mut page = read(None).await?;
+    loop {
+        let (items, more) = page;
+        let after = items.last().map(&id_of);
+        let next = async {
+            match (more, &after) {
+                (true, Some(after)) => Some(read(Some(after)).await),
+                _ => None,
+            }
         };
-        let owner = match engine.owner_of_customer(&record.id).await? {
-            None => match engine.link_customer(&org, &record.id, "import").await {
-                Ok(_) => {
-                    report.linked += 1;
-                    continue;
-                }
-                // Linked by a webhook since it was asked.
-                Err(Error::CustomerTaken { owner, .. }) => owner,
-                Err(error) => return Err(error),
-            },
-            Some(owner) => owner,
-        };
-        if owner == org {
-            report.already_linked += 1;
-        } else {
-            report.conflicts.push(Conflict {
-                customer: record.id.clone(),
-                linked_to: owner,
-                metadata_names: org,
-            });
+        let (next, applied) = tokio::join!(next, apply(&items));
+        applied?;
+        progress.page(items.len());
+        match next {
+            Some(next) => page = next?,
+            None => break,
         }
+    }
+    progress.finish();
+    Ok(())
+}
+
+/// Links `customer` to the organization named for it, unless this run
+/// decided it already or it is linked (to it, or to another: a conflict).
+async fn adopt(
+    engine: &Engine,
+    (customer, org, naming): (&String, &String, Naming<'_>),
+    report: &mut ImportReport,
+    decided: &mut HashSet<String>,
+) -> Result<(), Error> {
+    if !decided.insert(customer.clone()) {
+        return Ok(());
+    }
+    let by = match naming {
+        Naming::Metadata => "import: its metadata".to_owned(),
+        Naming::Checkout(session) => format!("import: checkout {session}"),
+    };
+    let owner = match engine.owner_of_customer(customer).await? {
+        None => match engine.link_customer(org, customer, &by).await {
+            Ok(_) => {
+                match naming {
+                    Naming::Metadata => report.linked_by_metadata += 1,
+                    Naming::Checkout(_) => report.linked_by_checkout += 1,
+                }
+                return Ok(());
+            }
+            // Linked by a webhook since it was asked.
+            Err(Error::CustomerTaken { owner, .. }) => owner,
+            Err(error) => return Err(error),
+        },
+        Some(owner) => owner,
+    };
+    if owner == *org {
+        report.already_linked += 1;
+    } else {
+        report.conflicts.push(Conflict {
+            customer: customer.clone(),
+            linked_to: owner,
+            named: org.clone(),
+            named_by: by.trim_start_matches("import: ").to_owned(),
+        });
     }
     Ok(())
 }
@@ -155,18 +225,20 @@ impl fmt::Display for ImportReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "customers: {} read, {} linked by their metadata, {} already linked, {} linked elsewhere",
+            "customers: {} read, {} completed checkouts read; linked {} by their metadata, {} by a checkout; {} already linked, {} linked elsewhere",
             self.customers,
-            self.linked,
+            self.checkouts,
+            self.linked_by_metadata,
+            self.linked_by_checkout,
             self.already_linked,
             self.conflicts.len()
         )?;
         writeln!(f, "subscriptions: {}", self.subscriptions)?;
-        for conflict in &self.conflicts {
+        for c in &self.conflicts {
             writeln!(
                 f,
-                "{} is linked to {} but its metadata names {}; left linked to {}",
-                conflict.customer, conflict.linked_to, conflict.metadata_names, conflict.linked_to
+                "{} is linked to {} but {} names {}; left linked to {}",
+                c.customer, c.linked_to, c.named_by, c.named, c.linked_to
             )?;
         }
         if self.unlinked.is_empty() {

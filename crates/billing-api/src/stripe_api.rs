@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use entitlements::event::Metadata;
+use entitlements::event::{CheckoutSessionObject, Metadata};
 use entitlements::{SnapshotItem, SubscriptionSnapshot, SubscriptionStatus};
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_billing::billing_portal_session::CreateBillingPortalSession;
@@ -13,12 +13,12 @@ use stripe_billing::subscription::{
 };
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionPaymentIntentData,
-    CreateCheckoutSessionSubscriptionData,
+    CreateCheckoutSessionSubscriptionData, ListCheckoutSession,
 };
 use stripe_core::customer::{
     CreateCustomer, ListCustomer, RetrieveCustomer, RetrieveCustomerReturned, UpdateCustomer,
 };
-use stripe_shared::CheckoutSessionMode;
+use stripe_shared::{CheckoutSessionMode, CheckoutSessionStatus};
 
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
@@ -322,6 +322,39 @@ impl StripeApi {
             page.data.into_iter().map(CustomerRecord::from).collect(),
             page.has_more,
         ))
+    }
+
+    /// One page (up to 100) of completed Checkout Sessions after
+    /// `starting_after`, as far as finding their organization needs; and
+    /// whether more follow.
+    pub async fn list_completed_checkouts(
+        &self,
+        starting_after: Option<&str>,
+    ) -> Result<(Vec<CheckoutSessionObject>, bool), StripeFailure> {
+        let mut request = ListCheckoutSession::new()
+            .status(CheckoutSessionStatus::Complete)
+            .limit(100);
+        if let Some(after) = starting_after {
+            request = request.starting_after(after);
+        }
+        let page = self
+            .read(
+                &request,
+                "list_checkout_sessions",
+                "could not list checkout sessions",
+            )
+            .await?;
+        let sessions = page.data.into_iter().map(|session| CheckoutSessionObject {
+            id: session.id.to_string(),
+            mode: Some(session.mode.as_str().to_owned()),
+            client_reference_id: session.client_reference_id,
+            customer: session.customer.map(|c| c.id().to_string()),
+            subscription: session.subscription.map(|s| s.id().to_string()),
+            metadata: session.metadata.unwrap_or_default(),
+            payment_status: Some(session.payment_status.as_str().to_owned()),
+            payment_intent: session.payment_intent.map(|p| p.id().to_string()),
+        });
+        Ok((sessions.collect(), page.has_more))
     }
 
     /// Reads a customer; `None` when it was deleted.

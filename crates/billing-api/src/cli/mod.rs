@@ -59,8 +59,8 @@ enum Command {
         dry_run: bool,
     },
     /// Adopt an existing Stripe account: link every customer whose
-    /// metadata names an organization, apply every subscription, and list
-    /// the customers left to link by hand.
+    /// metadata or completed checkout names an organization, apply every
+    /// subscription, and list the customers left to link by hand.
     Import,
     /// Apply a recorded event again (for example after adding a price to
     /// the catalog).
@@ -201,13 +201,7 @@ fn stripe_api(settings: &Settings, command: &str) -> Result<StripeApi, Box<dyn s
 async fn import_command(settings: Settings) -> CommandResult {
     let api = stripe_api(&settings, "import")?;
     let engine = migrated_engine(&settings).await?;
-    let report = import(
-        &engine,
-        &api,
-        &mut Progress::on_stderr("customers"),
-        &mut Progress::on_stderr("subscriptions"),
-    )
-    .await?;
+    let report = import(&engine, &api, Progress::on_stderr).await?;
     print!("{report}");
     Ok(())
 }

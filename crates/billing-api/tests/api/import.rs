@@ -24,6 +24,19 @@ fn subscription(id: &str, customer: &str, seats: u64, metadata: Value) -> Value 
     sub
 }
 
+/// A completed subscription checkout of `customer` with `metadata`.
+fn checkout(id: &str, customer: &str, metadata: Value) -> Value {
+    let mut session: Value =
+        serde_json::from_str(include_str!("../../fixtures/stripe/checkout_session.json")).unwrap();
+    session["id"] = json!(id);
+    session["mode"] = json!("subscription");
+    session["status"] = json!("complete");
+    session["payment_status"] = json!("paid");
+    session["customer"] = json!(customer);
+    session["metadata"] = metadata;
+    session
+}
+
 /// Mounts `pages` of `route`, each after the last id of the one before;
 /// the second page answers 429 once first.
 async fn mount_pages(stripe: &MockServer, route: &str, pages: Vec<Vec<Value>>) {
@@ -58,9 +71,10 @@ async fn mount_pages(stripe: &MockServer, route: &str, pages: Vec<Vec<Value>>) {
 }
 
 /// The account: customers linked by `org_id` and by `orgId` metadata, one
-/// a webhook linked before, one whose subscription names its
-/// organization, one linked elsewhere than its metadata says, one without
-/// subscriptions, and one nothing names.
+/// by its checkout's metadata (as a widely copied guide makes them), one a
+/// webhook linked before, one whose subscription names its organization,
+/// one linked elsewhere than its metadata says, one without subscriptions,
+/// and one nothing names.
 async fn stripe_account() -> MockServer {
     let stripe = MockServer::start().await;
     let customer =
@@ -76,13 +90,21 @@ async fn stripe_account() -> MockServer {
             customer("cus_stray", "stray@example.test", json!({"plan": "pro"})),
             customer("cus_lead", "lead@example.test", json!({})),
         ],
-        vec![customer(
-            "cus_moved",
-            "ops@zeta.test",
-            json!({"org_id": "epsilon"}),
-        )],
+        vec![
+            customer("cus_moved", "ops@zeta.test", json!({"org_id": "epsilon"})),
+            customer("cus_guide", "ops@guide.test", json!({})),
+        ],
     ];
     mount_pages(&stripe, "/v1/customers", customers).await;
+    let guide = json!({"orgId": "guide", "priceId": "price_pro_monthly"});
+    let checkouts = vec![
+        vec![
+            checkout("cs_alpha", "cus_alpha", json!({"orgId": "alpha"})),
+            checkout("cs_guide", "cus_guide", guide),
+        ],
+        vec![checkout("cs_stray", "cus_stray", json!({}))],
+    ];
+    mount_pages(&stripe, "/v1/checkout/sessions", checkouts).await;
     let subscriptions = vec![
         vec![
             subscription("sub_alpha", "cus_alpha", 2, json!({})),
@@ -97,6 +119,7 @@ async fn stripe_account() -> MockServer {
         vec![
             subscription("sub_delta", "cus_delta", 5, json!({"orgId": "delta"})),
             subscription("sub_stray", "cus_stray", 6, json!({})),
+            subscription("sub_guide", "cus_guide", 7, json!({})),
         ],
     ];
     mount_pages(&stripe, "/v1/subscriptions", subscriptions).await;
@@ -147,12 +170,13 @@ async fn import_adopts_an_account_and_lists_what_it_cannot_link(backend: Backend
 
     assert!(
         text.contains(
-            "customers: 7 read, 2 linked by their metadata, 0 already linked, 1 linked elsewhere"
+            "customers: 8 read, 3 completed checkouts read; linked 2 by their metadata, 1 by a checkout; 0 already linked, 1 linked elsewhere"
         ),
         "{text}"
     );
-    assert!(text.contains("3 pages, 7 customers in "), "{text}");
-    assert!(text.contains("2 pages, 5 subscriptions in "), "{text}");
+    assert!(text.contains("3 pages, 8 customers in "), "{text}");
+    assert!(text.contains("2 pages, 3 checkouts in "), "{text}");
+    assert!(text.contains("2 pages, 6 subscriptions in "), "{text}");
     assert!(
         text.contains(
             "cus_moved is linked to zeta but its metadata names epsilon; left linked to zeta"
@@ -187,12 +211,20 @@ async fn import_adopts_an_account_and_lists_what_it_cannot_link(backend: Backend
         asked(&stripe, "/v1/customers", "cus_trigger_gamma").await,
         2
     );
+    assert_eq!(asked(&stripe, "/v1/checkout/sessions", "cs_guide").await, 2);
     assert_eq!(
         asked(&stripe, "/v1/subscriptions", "sub_trigger_gamma").await,
         2
     );
 
-    for (org, seats) in [("alpha", 2), ("beta", 3), ("gamma", 4), ("delta", 5)] {
+    let entitled = [
+        ("alpha", 2),
+        ("beta", 3),
+        ("gamma", 4),
+        ("delta", 5),
+        ("guide", 7),
+    ];
+    for (org, seats) in entitled {
         let answer = app.entitlements_once(org, |b| b["plan"] == "pro").await;
         assert_eq!(answer["features"]["seats"], seats, "{org}: {answer}");
     }
@@ -216,12 +248,12 @@ async fn import_adopts_an_account_and_lists_what_it_cannot_link(backend: Backend
     let again = run_against_stripe(&["import"], &app.db.url, &stripe.uri());
     assert!(
         again.contains(
-            "customers: 7 read, 0 linked by their metadata, 2 already linked, 1 linked elsewhere"
+            "customers: 8 read, 3 completed checkouts read; linked 0 by their metadata, 0 by a checkout; 3 already linked, 1 linked elsewhere"
         ),
         "{again}"
     );
     assert!(
-        again.contains("0 granted, 0 revoked, 0 changed, 4 unchanged"),
+        again.contains("0 granted, 0 revoked, 0 changed, 5 unchanged"),
         "{again}"
     );
     assert!(

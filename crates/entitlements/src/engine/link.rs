@@ -3,7 +3,7 @@
 
 use super::Engine;
 use crate::clock::now;
-use crate::event::{Event, Metadata, org_id_in};
+use crate::event::{CheckoutSessionObject, Event, Metadata, org_id_in};
 use crate::org::{ORG_ID_RULE, is_valid_org_id};
 use crate::receipt::{Outcome, Receipt};
 use crate::store::{Cause, events, notes, organizations, subscriptions};
@@ -95,12 +95,17 @@ impl Engine {
     /// The organization `metadata` (a Stripe customer's, say) names under
     /// the configured keys; an id that is not valid is an error saying so.
     pub fn org_named_in(&self, metadata: &Metadata) -> Result<Option<String>, String> {
-        match org_id_in(metadata, &self.org_id_keys) {
-            Some(org) if !is_valid_org_id(org) => Err(format!(
-                "organization id {org:?} is not valid: {ORG_ID_RULE}"
-            )),
-            org => Ok(org.map(str::to_owned)),
-        }
+        validated(org_id_in(metadata, &self.org_id_keys))
+    }
+
+    /// The organization a Checkout Session names: in its metadata under the
+    /// configured keys, else as its `client_reference_id`; an id that is
+    /// not valid is an error saying so.
+    pub fn org_named_by_checkout(
+        &self,
+        session: &CheckoutSessionObject,
+    ) -> Result<Option<String>, String> {
+        validated(session.org_id(&self.org_id_keys))
     }
 
     /// In refetch mode, an event left `unlinked` whose customer's metadata
@@ -140,6 +145,16 @@ impl Engine {
                 receipt
             }
         }
+    }
+}
+
+/// `org`, unless it is not a valid organization id.
+fn validated(org: Option<&str>) -> Result<Option<String>, String> {
+    match org {
+        Some(org) if !is_valid_org_id(org) => Err(format!(
+            "organization id {org:?} is not valid: {ORG_ID_RULE}"
+        )),
+        org => Ok(org.map(str::to_owned)),
     }
 }
 
