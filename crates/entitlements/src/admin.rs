@@ -63,10 +63,15 @@ pub struct Overview {
 }
 
 impl Engine {
-    /// Stores a new session.
+    /// Stores a new session, and forgets every expired one: sessions
+    /// nobody signs out of do not pile up.
     pub async fn open_session(&self, session: &Session) -> Result<(), Error> {
-        self.write(async |conn| admin::open_session(conn, session).await)
-            .await
+        let now = clock::now();
+        self.write(async |conn| {
+            admin::forget_expired_sessions(conn, now).await?;
+            admin::open_session(conn, session).await
+        })
+        .await
     }
 
     /// The live session with this digest.
@@ -76,10 +81,9 @@ impl Engine {
             .await
     }
 
-    /// Ends the session (and forgets every expired one).
+    /// Ends the session.
     pub async fn close_session(&self, id_digest: &str) -> Result<(), Error> {
-        let now = clock::now();
-        self.write(async |conn| admin::close_session(conn, id_digest, now).await)
+        self.write(async |conn| admin::close_session(conn, id_digest).await)
             .await
     }
 

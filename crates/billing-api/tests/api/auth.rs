@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use crate::helpers::{
-    ADMIN_TOKEN, Backend, CHECKOUT_TOKEN, READ_TOKEN, TestApp, assert_error, json_of,
+    ADMIN_TOKEN, Backend, CHECKOUT_TOKEN, READ_TOKEN, TestApp, assert_error, json_of, now,
 };
 use crate::on_both_backends;
 
@@ -61,7 +61,38 @@ async fn the_bearer_scheme_is_matched_in_any_case(backend: Backend) {
     }
 }
 
+async fn signing_in_to_the_console_forgets_expired_sessions(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // A sign-in nobody signed out of, which ended a second ago.
+    let ended = entitlements::admin::Session {
+        id_digest: "ended".into(),
+        token_name: "admin".into(),
+        read_only: false,
+        csrf_token: "csrf".into(),
+        expires_at: now() - 1,
+    };
+    app.engine.open_session(&ended).await.unwrap();
+    assert_eq!(app.db.count_rows("admin_sessions").await, 1);
+    let signed_in = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("{}/admin/signin", app.address))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={ADMIN_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    assert_eq!(
+        app.db.count_rows("admin_sessions").await,
+        1,
+        "the new session, not the ended one"
+    );
+}
+
 on_both_backends!(
     routes_need_a_token_with_their_scope,
-    the_bearer_scheme_is_matched_in_any_case
+    the_bearer_scheme_is_matched_in_any_case,
+    signing_in_to_the_console_forgets_expired_sessions
 );

@@ -36,19 +36,16 @@ pub(crate) async fn session(
     Ok(run!(conn, |c| query.first(c).await.optional())?)
 }
 
-/// Ends the session with this digest, and every one expired by `now`.
-pub(crate) async fn close_session(
-    conn: &mut Conn<'_>,
-    id_digest: &str,
-    now: i64,
-) -> Result<(), Error> {
-    let query = diesel::delete(
-        sessions::table.filter(
-            sessions::id_digest
-                .eq(id_digest)
-                .or(sessions::expires_at.le(now)),
-        ),
-    );
+/// Ends the session with this digest.
+pub(crate) async fn close_session(conn: &mut Conn<'_>, id_digest: &str) -> Result<(), Error> {
+    let query = diesel::delete(sessions::table.find(id_digest));
+    run!(conn, |c| query.execute(c).await)?;
+    Ok(())
+}
+
+/// Forgets every session expired by `now`.
+pub(crate) async fn forget_expired_sessions(conn: &mut Conn<'_>, now: i64) -> Result<(), Error> {
+    let query = diesel::delete(sessions::table.filter(sessions::expires_at.le(now)));
     run!(conn, |c| query.execute(c).await)?;
     Ok(())
 }

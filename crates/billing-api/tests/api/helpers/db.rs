@@ -270,3 +270,30 @@ impl OpenTransaction {
         self.0.batch_execute("COMMIT").await.unwrap();
     }
 }
+
+/// A count, as `SELECT count(*) AS n` answers it.
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+impl TestDb {
+    /// How many rows `table` holds, read on a connection of the test's own.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        let query = diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"));
+        let counted: Count = match &self.cleanup {
+            Cleanup::Postgres { .. } => {
+                let mut conn = AsyncPgConnection::establish(&self.url).await.unwrap();
+                query.get_result(&mut conn).await.unwrap()
+            }
+            Cleanup::Sqlite(_) => {
+                use diesel::Connection;
+                let path = self.url.trim_start_matches("sqlite://");
+                let mut conn = diesel::SqliteConnection::establish(path).unwrap();
+                diesel::RunQueryDsl::get_result(query, &mut conn).unwrap()
+            }
+        };
+        counted.n
+    }
+}
