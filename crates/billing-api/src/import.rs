@@ -88,12 +88,18 @@ pub async fn import(
         async |records: &[CustomerRecord]| {
             for record in records {
                 report.customers += 1;
-                if let Ok(Some(org)) = engine.org_named_in(&record.metadata) {
-                    let naming = (&record.id, &org, Naming::Metadata);
-                    adopt(engine, naming, &mut report, &mut decided).await?;
+                match engine.org_named_in(&record.metadata) {
+                    Ok(Some(org)) => {
+                        let naming = (&record.id, &org, Naming::Metadata);
+                        adopt(engine, naming, &mut report, &mut decided).await?;
+                    }
+                    // Kept (only these: an account may have millions) for
+                    // the table of what could not be linked.
+                    _ => {
+                        directory.insert(record.id.clone(), record.clone());
+                    }
                 }
             }
-            directory.extend(records.iter().map(|r| (r.id.clone(), r.clone())));
             Ok(())
         },
     );
@@ -215,7 +221,7 @@ async fn adopt(
 fn action(engine: &Engine, customer: &str, record: Option<&CustomerRecord>) -> String {
     let link = format!("billing-api link <org_id> {customer}");
     match record.map(|r| engine.org_named_in(&r.metadata)) {
-        None => format!("deleted in Stripe; if it still pays: {link}"),
+        None => format!("not among the customers listed (deleted?); if it still pays: {link}"),
         Some(Err(reason)) => format!("fix its metadata ({reason}), or {link}"),
         Some(Ok(_)) => format!("{link}, or set its metadata org_id and import again"),
     }
