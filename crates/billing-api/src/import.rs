@@ -185,10 +185,11 @@ async fn adopt(
     if !decided.insert(customer.clone()) {
         return Ok(());
     }
-    let by = match naming {
-        Naming::Metadata => "import: its metadata".to_owned(),
-        Naming::Checkout(session) => format!("import: checkout {session}"),
+    let named_by = match naming {
+        Naming::Metadata => "its metadata".to_owned(),
+        Naming::Checkout(session) => format!("checkout {session}"),
     };
+    let by = format!("import: {named_by}");
     let owner = match engine.owner_of_customer(customer).await? {
         None => match engine.link_customer(org, customer, &by).await {
             Ok(_) => {
@@ -211,7 +212,7 @@ async fn adopt(
             customer: customer.clone(),
             linked_to: owner,
             named: org.clone(),
-            named_by: by.trim_start_matches("import: ").to_owned(),
+            named_by,
         });
     }
     Ok(())
