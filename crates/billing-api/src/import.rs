@@ -15,16 +15,21 @@ use crate::progress::Progress;
 use crate::reconcile::{ReconcileError, Summary, apply_subscriptions, link_by_metadata};
 use crate::stripe_api::{CustomerRecord, StripeApi, StripeFailure};
 
-/// What an import did, and what it leaves to do by hand.
+/// What an import did (or, dry, would do), and what it leaves to do by
+/// hand.
 #[derive(Debug, Default)]
 pub struct ImportReport {
+    /// Nothing was written.
+    pub dry_run: bool,
     /// Customers read from Stripe.
     pub customers: usize,
     /// Completed Checkout Sessions read from Stripe.
     pub checkouts: usize,
-    /// Customers linked now by the organization their metadata names.
+    /// Customers linked now (dry: it would link) by the organization their
+    /// metadata names.
     pub linked_by_metadata: usize,
-    /// Customers linked now by the organization a checkout of theirs names.
+    /// Customers linked now (dry: it would link) by the organization a
+    /// checkout of theirs names.
     pub linked_by_checkout: usize,
     /// Customers already linked to the organization named for them.
     pub already_linked: usize,
@@ -35,6 +40,9 @@ pub struct ImportReport {
     pub subscriptions: Summary,
     /// Customers with subscriptions but no organization.
     pub unlinked: Vec<Unlinked>,
+    /// Dry: subscriptions of customers it would link, which it therefore
+    /// could not apply.
+    pub awaiting_links: usize,
 }
 
 /// A customer linked to another organization than one named for it.
@@ -70,16 +78,24 @@ enum Naming<'a> {
     Checkout(&'a str),
 }
 
-/// Imports the account `api` reads into `engine`'s database, showing each
+/// Imports the account `api` reads into `engine`'s database (with
+/// `dry_run`, writes nothing and says what it would do), showing each
 /// pass's advance on the `progress` made for what it reads ("customers",
 /// "checkouts", "subscriptions").
 pub async fn import(
     engine: &Engine,
     api: &StripeApi,
+    dry_run: bool,
     progress: impl Fn(&'static str) -> Progress,
 ) -> Result<ImportReport, ReconcileError> {
-    let mut report = ImportReport::default();
-    let mut decided = HashSet::new();
+    let mut report = ImportReport {
+        dry_run,
+        ..ImportReport::default()
+    };
+    let mut decided = Decisions {
+        dry_run,
+        ..Decisions::default()
+    };
     let mut directory = HashMap::new();
     let customers = pages(
         progress("customers"),
@@ -124,8 +140,18 @@ pub async fn import(
     );
     checkouts.await?;
     let mut summary =
-        apply_subscriptions(engine, api, None, false, &mut progress("subscriptions")).await?;
-    link_by_metadata(engine, api, &directory, &mut summary).await?;
+        apply_subscriptions(engine, api, None, dry_run, &mut progress("subscriptions")).await?;
+    if dry_run {
+        // Once their customers were linked, these would apply.
+        for customer in &decided.would_link {
+            if let Some(subscriptions) = summary.unlinked_customers.remove(customer) {
+                report.awaiting_links += subscriptions.len();
+                summary.unlinked -= subscriptions.len();
+            }
+        }
+    } else {
+        link_by_metadata(engine, api, &directory, &mut summary).await?;
+    }
     report.unlinked = summary
         .unlinked_customers
         .iter()
@@ -174,15 +200,27 @@ async fn pages<T>(
     Ok(())
 }
 
-/// Links `customer` to the organization named for it, unless this run
-/// decided it already or it is linked (to it, or to another: a conflict).
+/// What a run has decided of customers so far.
+#[derive(Default)]
+struct Decisions {
+    /// Nothing is written.
+    dry_run: bool,
+    /// Customers decided, whichever way.
+    decided: HashSet<String>,
+    /// Dry: customers it would link.
+    would_link: HashSet<String>,
+}
+
+/// Links `customer` to the organization named for it (dry: notes that it
+/// would), unless this run decided it already or it is linked (to it, or
+/// to another: a conflict).
 async fn adopt(
     engine: &Engine,
     (customer, org, naming): (&String, &String, Naming<'_>),
     report: &mut ImportReport,
-    decided: &mut HashSet<String>,
+    decisions: &mut Decisions,
 ) -> Result<(), Error> {
-    if !decided.insert(customer.clone()) {
+    if !decisions.decided.insert(customer.clone()) {
         return Ok(());
     }
     let named_by = match naming {
@@ -190,20 +228,28 @@ async fn adopt(
         Naming::Checkout(session) => format!("checkout {session}"),
     };
     let by = format!("import: {named_by}");
-    let owner = match engine.owner_of_customer(customer).await? {
+    let linked = match engine.owner_of_customer(customer).await? {
+        None if decisions.dry_run => {
+            decisions.would_link.insert(customer.clone());
+            Ok(())
+        }
         None => match engine.link_customer(org, customer, &by).await {
-            Ok(_) => {
-                match naming {
-                    Naming::Metadata => report.linked_by_metadata += 1,
-                    Naming::Checkout(_) => report.linked_by_checkout += 1,
-                }
-                return Ok(());
-            }
+            Ok(_) => Ok(()),
             // Linked by a webhook since it was asked.
-            Err(Error::CustomerTaken { owner, .. }) => owner,
+            Err(Error::CustomerTaken { owner, .. }) => Err(owner),
             Err(error) => return Err(error),
         },
-        Some(owner) => owner,
+        Some(owner) => Err(owner),
+    };
+    let owner = match linked {
+        Ok(()) => {
+            match naming {
+                Naming::Metadata => report.linked_by_metadata += 1,
+                Naming::Checkout(_) => report.linked_by_checkout += 1,
+            }
+            return Ok(());
+        }
+        Err(owner) => owner,
     };
     if owner == *org {
         report.already_linked += 1;
@@ -230,9 +276,13 @@ fn action(engine: &Engine, customer: &str, record: Option<&CustomerRecord>) -> S
 
 impl fmt::Display for ImportReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (prefix, link) = match self.dry_run {
+            true => ("dry run, nothing changed: ", "would link"),
+            false => ("", "linked"),
+        };
         writeln!(
             f,
-            "customers: {} read, {} completed checkouts read; linked {} by their metadata, {} by a checkout; {} already linked, {} linked elsewhere",
+            "{prefix}customers: {} read, {} completed checkouts read; {link} {} by their metadata, {} by a checkout; {} already linked, {} linked elsewhere",
             self.customers,
             self.checkouts,
             self.linked_by_metadata,
@@ -241,6 +291,13 @@ impl fmt::Display for ImportReport {
             self.conflicts.len()
         )?;
         writeln!(f, "subscriptions: {}", self.subscriptions)?;
+        if self.awaiting_links > 0 {
+            writeln!(
+                f,
+                "{} subscription(s) of customers it would link are not counted above: they apply once linked",
+                self.awaiting_links
+            )?;
+        }
         for c in &self.conflicts {
             writeln!(
                 f,

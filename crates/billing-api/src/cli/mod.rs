@@ -61,7 +61,11 @@ enum Command {
     /// Adopt an existing Stripe account: link every customer whose
     /// metadata or completed checkout names an organization, apply every
     /// subscription, and list the customers left to link by hand.
-    Import,
+    Import {
+        /// Report what it would link and change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Apply a recorded event again (for example after adding a price to
     /// the catalog).
     Replay {
@@ -157,7 +161,7 @@ impl Cli {
             Command::Reconcile { org, dry_run } => {
                 reconcile_command(settings, org.as_deref(), dry_run).await
             }
-            Command::Import => import_command(settings).await,
+            Command::Import { dry_run } => import_command(settings, dry_run).await,
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -198,10 +202,10 @@ fn stripe_api(settings: &Settings, command: &str) -> Result<StripeApi, Box<dyn s
     Ok(api.with_rate_limit(settings.stripe.requests_per_second))
 }
 
-async fn import_command(settings: Settings) -> CommandResult {
+async fn import_command(settings: Settings, dry_run: bool) -> CommandResult {
     let api = stripe_api(&settings, "import")?;
     let engine = migrated_engine(&settings).await?;
-    let report = import(&engine, &api, Progress::on_stderr).await?;
+    let report = import(&engine, &api, dry_run, Progress::on_stderr).await?;
     print!("{report}");
     Ok(())
 }

@@ -140,16 +140,16 @@ async fn asked(stripe: &MockServer, route: &str, after: &str) -> usize {
         .count()
 }
 
-async fn import_adopts_an_account_and_lists_what_it_cannot_link(backend: Backend) {
+/// The service as the account left it before: gamma checked out through
+/// it, zeta owns the customer whose metadata now names epsilon, and a
+/// webhook of alpha's subscription (returned) waits for an organization.
+async fn adopting_app(backend: Backend) -> (TestApp, Value) {
     let app = TestApp::spawn(backend).await;
-    // Before the service: gamma checked out through it, and zeta owns the
-    // customer whose metadata now names epsilon.
     app.deliver(&app.event("checkout.session.completed", "gamma", crate::helpers::now()))
         .await;
     let mut zeta = app.event("checkout.session.completed", "zeta", crate::helpers::now());
     zeta["data"]["object"]["customer"] = json!("cus_moved");
     app.deliver(&zeta).await;
-    // A webhook of alpha's subscription waited for an organization.
     let mut waiting = app.event(
         "customer.subscription.created",
         "alpha",
@@ -164,6 +164,51 @@ async fn import_adopts_an_account_and_lists_what_it_cannot_link(backend: Backend
         (200, Some("unlinked")),
         "{body}"
     );
+    (app, waiting)
+}
+
+async fn a_dry_run_says_what_import_would_do_and_changes_nothing(backend: Backend) {
+    let (app, _) = adopting_app(backend).await;
+    let stripe = stripe_account().await;
+
+    let text = run_against_stripe(&["import", "--dry-run"], &app.db.url, &stripe.uri());
+
+    assert!(
+        text.contains(
+            "dry run, nothing changed: customers: 8 read, 3 completed checkouts read; would link 2 by their metadata, 1 by a checkout; 0 already linked, 1 linked elsewhere"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "6 subscription(s) read; organizations: 2 granted, 0 revoked, 0 changed, 0 unchanged; 1 subscription(s) without an organization"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("3 subscription(s) of customers it would link are not counted above"),
+        "{text}"
+    );
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("cus_")).collect();
+    assert_eq!(
+        rows.len(),
+        2,
+        "the conflict and the one it cannot link: {text}"
+    );
+    assert!(rows.iter().any(|r| r.starts_with("cus_stray ")), "{text}");
+    for org in ["alpha", "beta", "gamma", "delta", "guide"] {
+        let (_, answer) = app.get_entitlements(org).await;
+        assert_eq!(answer["plan"], "free", "{org}: {answer}");
+    }
+    let (_, history) = app.history("alpha", "").await;
+    assert!(
+        !history.to_string().contains("customer_linked"),
+        "{history}"
+    );
+}
+
+async fn import_adopts_an_account_and_lists_what_it_cannot_link(backend: Backend) {
+    let (app, waiting) = adopting_app(backend).await;
     let stripe = stripe_account().await;
 
     let text = run_against_stripe(&["import"], &app.db.url, &stripe.uri());
@@ -270,4 +315,7 @@ async fn import_adopts_an_account_and_lists_what_it_cannot_link(backend: Backend
     assert_eq!(links, 1, "linked once, noted once: {history}");
 }
 
-on_both_backends!(import_adopts_an_account_and_lists_what_it_cannot_link);
+on_both_backends!(
+    a_dry_run_says_what_import_would_do_and_changes_nothing,
+    import_adopts_an_account_and_lists_what_it_cannot_link
+);

@@ -209,7 +209,7 @@ async fn a_page_read_before_a_webhook_does_not_undo_it(backend: Backend) {
                 "reconcile" => reconcile(&app.engine, &api, None, false, &mut subscriptions)
                     .await
                     .map(|summary| summary.subscriptions),
-                _ => import(&app.engine, &api, |_| Progress::hidden())
+                _ => import(&app.engine, &api, false, |_| Progress::hidden())
                     .await
                     .map(|report| report.subscriptions.subscriptions),
             }
