@@ -315,7 +315,67 @@ async fn import_adopts_an_account_and_lists_what_it_cannot_link(backend: Backend
     assert_eq!(links, 1, "linked once, noted once: {history}");
 }
 
+async fn import_in_its_own_process_runs_while_webhooks_arrive(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // 20 pages of 25 subscriptions, each of its own organization (named in
+    // its metadata), and no customers or checkouts to link.
+    let stripe = MockServer::start().await;
+    for route in ["/v1/customers", "/v1/checkout/sessions"] {
+        let empty = list(route.trim_start_matches("/v1"), vec![], false);
+        stripe_call("GET", route)
+            .respond_with(answer(200, empty))
+            .mount(&stripe)
+            .await;
+    }
+    let pages: Vec<Vec<Value>> = (0..20)
+        .map(|page| {
+            (0..25)
+                .map(|n| {
+                    let org = format!("listed-{page}-{n}");
+                    let (id, customer) = (format!("sub_{org}"), format!("cus_{org}"));
+                    subscription(&id, &customer, 2, json!({ "org_id": org }))
+                })
+                .collect()
+        })
+        .collect();
+    mount_pages(&stripe, "/v1/subscriptions", pages).await;
+    let (db_url, stripe_uri) = (app.db.url.clone(), stripe.uri());
+    let import =
+        tokio::task::spawn_blocking(move || run_against_stripe(&["import"], &db_url, &stripe_uri));
+    // Meanwhile other organizations subscribe through webhooks, one after
+    // another until the import is over.
+    let mut answers = Vec::new();
+    while !import.is_finished() {
+        let org = format!("hooked-{}", answers.len());
+        let event = app.event("customer.subscription.created", &org, crate::helpers::now());
+        answers.push(app.deliver(&event).await);
+    }
+    assert!(
+        answers.len() >= 20,
+        "{} webhooks during the import",
+        answers.len()
+    );
+    let text = import.await.unwrap();
+    assert!(
+        text.contains("500 subscription(s) read; organizations: 500 granted"),
+        "{text}"
+    );
+    for (status, body) in &answers {
+        assert_eq!(
+            (*status, body["outcome"].as_str()),
+            (200, Some("applied")),
+            "{body}"
+        );
+    }
+    let last = format!("hooked-{}", answers.len() - 1);
+    for org in ["listed-0-0", "listed-19-24", "hooked-0", &last] {
+        let answer = app.entitlements_once(org, |b| b["plan"] == "pro").await;
+        assert_eq!(answer["plan"], "pro", "{org}: {answer}");
+    }
+}
+
 on_both_backends!(
     a_dry_run_says_what_import_would_do_and_changes_nothing,
-    import_adopts_an_account_and_lists_what_it_cannot_link
+    import_adopts_an_account_and_lists_what_it_cannot_link,
+    import_in_its_own_process_runs_while_webhooks_arrive
 );
