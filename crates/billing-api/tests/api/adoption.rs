@@ -142,6 +142,8 @@ async fn a_customer_linked_by_hand_brings_its_waiting_events(backend: Backend) {
 async fn the_cli_links_a_customer(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (event_id, customer) = stray_subscription(&app, "legacy").await;
+    // Another customer's event waits too, and stays waiting.
+    stray_subscription(&app, "legacy_other").await;
     let text = run_command(&["link", "globex", &customer], &app.db.url);
     assert!(text.contains(&format!("{customer} linked to globex: 1 subscriptions, 1 waiting events applied ({event_id}); plan pro")), "{text}");
     // Another process changed the database: the service's memory follows.

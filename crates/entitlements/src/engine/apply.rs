@@ -351,10 +351,15 @@ pub(super) fn session_org(
 /// An organization id an event names, refused (`invalid`) unless it is one
 /// the API would accept, so that no row is stored that nobody can query.
 pub(super) fn org_from_payload(org_id: Option<&str>) -> Result<Option<String>, Receipt> {
+    valid_org(org_id).map_err(Receipt::invalid)
+}
+
+/// `org_id`, unless it is not a valid organization id (the error says why).
+pub(super) fn valid_org(org_id: Option<&str>) -> Result<Option<String>, String> {
     match org_id {
-        Some(org_id) if !is_valid_org_id(org_id) => Err(Receipt::invalid(format!(
+        Some(org_id) if !is_valid_org_id(org_id) => Err(format!(
             "organization id {org_id:?} is not valid: {ORG_ID_RULE}"
-        ))),
+        )),
         org_id => Ok(org_id.map(str::to_owned)),
     }
 }

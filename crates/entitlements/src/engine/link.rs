@@ -2,9 +2,9 @@
 //! whose events named no organization the service could read.
 
 use super::Engine;
+use super::apply::valid_org;
 use crate::clock::now;
 use crate::event::{CheckoutSessionObject, Event, Metadata, org_id_in};
-use crate::org::{ORG_ID_RULE, is_valid_org_id};
 use crate::receipt::{Outcome, Receipt};
 use crate::store::{Cause, events, notes, organizations, subscriptions};
 use crate::{Error, SourceError};
@@ -47,7 +47,7 @@ impl Engine {
                 let subscriptions = subscriptions::link_customer(conn, customer, org_id).await?;
                 let mut linked = Vec::new();
                 let detail = format!("waited for an organization; customer linked by {by}");
-                for (id, payload) in events::unlinked(conn).await? {
+                for (id, payload) in events::unlinked_of(conn, customer).await? {
                     if customer_of(&payload).as_deref() != Some(customer) {
                         continue;
                     }
@@ -95,7 +95,7 @@ impl Engine {
     /// The organization `metadata` (a Stripe customer's, say) names under
     /// the configured keys; an id that is not valid is an error saying so.
     pub fn org_named_in(&self, metadata: &Metadata) -> Result<Option<String>, String> {
-        validated(org_id_in(metadata, &self.org_id_keys))
+        valid_org(org_id_in(metadata, &self.org_id_keys))
     }
 
     /// The organization a Checkout Session names: in its metadata under the
@@ -105,7 +105,7 @@ impl Engine {
         &self,
         session: &CheckoutSessionObject,
     ) -> Result<Option<String>, String> {
-        validated(session.org_id(&self.org_id_keys))
+        valid_org(session.org_id(&self.org_id_keys))
     }
 
     /// In refetch mode, an event left `unlinked` whose customer's metadata
@@ -145,16 +145,6 @@ impl Engine {
                 receipt
             }
         }
-    }
-}
-
-/// `org`, unless it is not a valid organization id.
-fn validated(org: Option<&str>) -> Result<Option<String>, String> {
-    match org {
-        Some(org) if !is_valid_org_id(org) => Err(format!(
-            "organization id {org:?} is not valid: {ORG_ID_RULE}"
-        )),
-        org => Ok(org.map(str::to_owned)),
     }
 }
 

@@ -81,10 +81,17 @@ pub(crate) async fn exists(conn: &mut Conn<'_>, id: &str) -> Result<bool, Error>
     Ok(found.is_some())
 }
 
-/// Events waiting for an organization, oldest first: `(id, payload)`.
-pub(crate) async fn unlinked(conn: &mut Conn<'_>) -> Result<Vec<(String, String)>, Error> {
+/// Events waiting for an organization whose payload mentions `customer`,
+/// oldest first: `(id, payload)`. A superset (the text may appear
+/// elsewhere, and `_` matches any character): the caller checks the
+/// object's customer.
+pub(crate) async fn unlinked_of(
+    conn: &mut Conn<'_>,
+    customer: &str,
+) -> Result<Vec<(String, String)>, Error> {
     let query = events::table
         .filter(events::outcome.eq("unlinked"))
+        .filter(events::payload.like(format!("%{customer}%")))
         .order((events::created, events::id))
         .select((events::id, events::payload));
     Ok(run!(conn, |c| query.load(c).await)?)
