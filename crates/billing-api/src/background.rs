@@ -1,7 +1,7 @@
 //! What the service does besides answering requests: computing stored
-//! answers again under the rules in force, following other processes'
-//! changes for the answers in memory, and reconciling with Stripe
-//! periodically. The application owns these tasks and stops them when it
+//! answers again under the rules in force, applying what time alone
+//! changed, following other processes' changes for the answers in memory,
+//! and reconciling with Stripe periodically. The application owns these tasks and stops them when it
 //! stops.
 
 use std::sync::Arc;
@@ -29,7 +29,13 @@ impl Background {
         cache: &Arc<AnswerCache>,
         metrics: &Arc<Metrics>,
     ) -> Self {
-        let mut tasks = vec![tokio::spawn(follow_rules(engine.clone()))];
+        let mut tasks = vec![
+            tokio::spawn(follow_rules(engine.clone())),
+            tokio::spawn(sweep_periodically(
+                engine.clone(),
+                Duration::from_millis(settings.sweep.every_ms),
+            )),
+        ];
         if settings.cache.max_orgs > 0 {
             let (db, cache) = (engine.database().clone(), cache.clone());
             let poll = Duration::from_millis(settings.cache.poll_ms);
@@ -76,6 +82,29 @@ async fn follow_rules(engine: Engine) {
         ),
         Err(error) => {
             tracing::error!(%error, "computing answers under the rules in force stopped; reads still do")
+        }
+    }
+}
+
+/// Applies what time alone changed every `every`: each due answer is
+/// recomputed, versioned and announced with no read to prompt it.
+async fn sweep_periodically(engine: Engine, every: Duration) {
+    /// Organizations recomputed in one go; a full batch is followed at once
+    /// by the next.
+    const BATCH: i64 = 100;
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        loop {
+            match engine.sweep(BATCH).await {
+                Ok(done) if done == BATCH as usize => continue,
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "applying what time changed failed; retrying at the next interval");
+                    break;
+                }
+            }
         }
     }
 }

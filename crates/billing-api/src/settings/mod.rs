@@ -40,6 +40,8 @@ pub struct Settings {
     pub cache: CacheSettings,
     /// How internal services learn of changes.
     pub notify: NotifySettings,
+    /// Applying what time alone changes.
+    pub sweep: SweepSettings,
     /// The plan catalog.
     #[serde(default)]
     pub plans: BTreeMap<String, PlanConfig>,
@@ -69,6 +71,15 @@ pub struct CacheSettings {
     pub max_orgs: usize,
     /// On SQLite, how often other processes' changes are looked for.
     pub poll_ms: u64,
+}
+
+/// `[sweep]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSettings {
+    /// How often answers that time alone changed (a grant or pass
+    /// expired, a grace or last period ended) are looked for and applied.
+    pub every_ms: u64,
 }
 
 /// `[notify]`

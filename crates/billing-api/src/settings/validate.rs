@@ -58,6 +58,9 @@ impl Settings {
         if self.cache.poll_ms == 0 {
             return fail("cache.poll_ms", "must be at least 1".into());
         }
+        if self.sweep.every_ms == 0 {
+            return fail("sweep.every_ms", "must be at least 1".into());
+        }
         if let Err(e) = Url::parse(&self.stripe.api_base) {
             return fail("stripe.api_base", format!("not a URL: {e}"));
         }

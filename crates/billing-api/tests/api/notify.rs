@@ -181,6 +181,56 @@ async fn changes_reach_the_endpoint_signed_and_in_order(backend: Backend) {
     );
 }
 
+async fn a_grant_expiring_is_announced_with_no_read(backend: Backend) {
+    let server = receiver(200, 0).await;
+    let url = format!("{}/hooks", server.uri());
+    let app = TestApp::spawn_with(backend, |s| {
+        endpoint(s, url, 3600);
+        s.sweep.every_ms = 200;
+    })
+    .await;
+    let expires = chrono::DateTime::from_timestamp(crate::helpers::now() + 2, 0).unwrap();
+    let (status, body) = app
+        .post_grant(
+            "acme",
+            &json!({"plan": "pro", "expires_at": expires.to_rfc3339()}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    // No read of acme's entitlements: time alone makes version 2.
+    let posts = posts(&server, 2).await;
+    let versions: Vec<(i64, &Value)> = posts
+        .iter()
+        .map(|(_, version, body, _)| (*version, &body["data"]["entitlements"]["plan"]))
+        .collect();
+    assert_eq!(versions, [(1, &json!("pro")), (2, &json!("free"))]);
+    let feed: Value = app
+        .get("/v1/changes", Some(crate::helpers::READ_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let feed: Vec<(&Value, &Value)> = feed["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (&c["version"], &c["entitlements"]["plan"]))
+        .collect();
+    assert_eq!(
+        feed,
+        [(&json!(1), &json!("pro")), (&json!(2), &json!("free"))]
+    );
+    let (_, history) = app.history("acme", "").await;
+    assert!(
+        history["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "grant_expired"),
+        "{history}"
+    );
+}
+
 async fn a_failing_endpoint_gets_each_version_only_after_the_one_before(backend: Backend) {
     let server = receiver(500, 2).await;
     let url = format!("{}/hooks", server.uri());
@@ -479,6 +529,7 @@ on_both_backends!(
     a_backlog_survives_kill_9,
     two_replicas_send_each_message_once,
     changes_reach_the_endpoint_signed_and_in_order,
+    a_grant_expiring_is_announced_with_no_read,
     a_failing_endpoint_gets_each_version_only_after_the_one_before,
     a_version_given_up_is_in_the_history_and_the_next_goes,
     a_backlog_waits_through_a_restart,

@@ -176,6 +176,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    leases (name) {
+        name -> Text,
+        holder -> Text,
+        until_ms -> BigInt,
+    }
+}
+
 diesel::joinable!(subscription_items -> subscriptions (subscription_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -192,4 +200,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     notify_endpoints,
     notify_progress,
     admin_sessions,
+    leases,
 );

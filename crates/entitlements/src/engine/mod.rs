@@ -9,6 +9,7 @@ mod link;
 
 pub use link::Linked;
 mod purchase;
+mod sweep;
 mod transition;
 
 use std::sync::Arc;
@@ -63,6 +64,8 @@ pub struct Engine {
     max_batch: usize,
     /// Metadata keys an organization's id is read from, first found wins.
     pub(crate) org_id_keys: Arc<[String]>,
+    /// Names this engine as the holder of a lease on background work.
+    holder: Arc<str>,
 }
 
 /// Where an organization's id is looked for in metadata unless configured:
@@ -101,6 +104,7 @@ impl Engine {
                 .iter()
                 .map(|k| (*k).to_owned())
                 .collect(),
+            holder: uuid::Uuid::new_v4().simple().to_string().into(),
         }
     }
 
@@ -255,19 +259,25 @@ impl Engine {
             if orgs.is_empty() {
                 return Ok(done);
             }
-            for org_id in &orgs {
-                let (engine, org_id) = (self.clone(), org_id.clone());
-                detached(async move {
-                    engine
-                        .write(async |conn| {
-                            engine.lock_and_recompute(conn, &org_id, Cause::Time).await
-                        })
-                        .await
-                })
-                .await?;
-            }
+            self.recompute_each(&orgs).await?;
             done += orgs.len();
         }
+    }
+
+    /// Locks and recomputes each organization, each in a write transaction
+    /// of its own (so none waits on a long one, and committers locking the
+    /// same organizations never deadlock with it).
+    async fn recompute_each(&self, orgs: &[String]) -> Result<(), Error> {
+        for org_id in orgs {
+            let (engine, org_id) = (self.clone(), org_id.clone());
+            detached(async move {
+                engine
+                    .write(async |conn| engine.lock_and_recompute(conn, &org_id, Cause::Time).await)
+                    .await
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// Runs `work` in a write transaction on one pooled connection.

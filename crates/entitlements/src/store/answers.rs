@@ -122,6 +122,21 @@ pub(crate) async fn computed_under_other_rules(
     Ok(run!(conn, |c| query.load(c).await)?)
 }
 
+/// Up to `limit` organizations whose stored answer time alone has changed
+/// by `now` (see [`EntitlementRow::due`]), the longest due first.
+pub(crate) async fn due_by(
+    conn: &mut Conn<'_>,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<String>, Error> {
+    let query = ents::table
+        .filter(ents::recheck_at.le(now))
+        .select(ents::org_id)
+        .order(ents::recheck_at)
+        .limit(limit);
+    Ok(run!(conn, |c| query.load(c).await)?)
+}
+
 /// The PostgreSQL channel every new version is announced on, as
 /// `<version> <org_id>`.
 pub(crate) const CHANGES_CHANNEL: &str = "billing_entitlements";
