@@ -5,5 +5,5 @@
 mod send;
 mod sign;
 
-pub(crate) use send::{Sender, run};
+pub(crate) use send::{Sender, redact, run};
 pub use sign::SigningKey;

@@ -2,10 +2,11 @@
 //! next version, and records what became of it. Failures are retried after
 //! 1 s, doubling up to 1 h, until `notify.give_up_after_secs`; then the
 //! version is given up (a note in the organization's history) and the
-//! next goes. A slow or dead endpoint holds up only its own sender.
+//! next goes. A slow or dead endpoint holds up only its own sender, and an
+//! organization the endpoint refuses holds up no other.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use entitlements::Engine;
 use entitlements::notify::{Outcome, Outgoing, TAKE_IN_PAGE};
@@ -34,8 +35,63 @@ const GATHER: Duration = Duration::from_millis(20);
 struct Round {
     /// Versions attempted.
     attempted: usize,
-    /// Of them, those the endpoint took.
-    sent: usize,
+    /// Whether the endpoint answered any of them (took it, or refused it
+    /// with less than a 5xx).
+    answered: bool,
+    /// The organizations whose version failed because the endpoint as a
+    /// whole did (unreachable, timed out, a 5xx).
+    unreachable: Vec<String>,
+}
+
+/// Whether the endpoint is down: it has failed as a whole, for more than
+/// one organization, since it last answered. One organization whose
+/// messages always fail is not the endpoint being down: it is retried on
+/// its own backoff while every other organization's messages go.
+#[derive(Debug, Default)]
+struct Health {
+    /// The first organization it failed for since it last answered.
+    failed_for: Option<String>,
+    /// Since when it has been down.
+    down_since: Option<Instant>,
+}
+
+impl Health {
+    /// Takes in a round; returns how long to pause if the endpoint is down:
+    /// as long as it has been down and 1 s more (1, 2, 4 s... when nothing
+    /// else wakes the sender), at most a minute.
+    fn after(&mut self, round: &Round) -> Option<Duration> {
+        if round.answered {
+            *self = Self::default();
+        }
+        for org_id in &round.unreachable {
+            match &self.failed_for {
+                None => self.failed_for = Some(org_id.clone()),
+                Some(first) if first != org_id => {
+                    self.down_since.get_or_insert_with(Instant::now);
+                }
+                Some(_) => {}
+            }
+        }
+        let since = self.down_since?;
+        Some((since.elapsed() + Duration::from_secs(1)).min(MAX_PAUSE))
+    }
+}
+
+/// Why a post failed.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    /// What happened, for the logs and the history; it never holds the
+    /// endpoint's user info or query.
+    reason: String,
+    /// Whether the endpoint as a whole failed (unreachable, timed out, a
+    /// 5xx) rather than refused this one message.
+    unreachable: bool,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
 }
 
 /// What a sender needs.
@@ -65,24 +121,17 @@ pub(crate) async fn run(
             return;
         }
     };
-    // Rounds in a row in which every attempt failed.
-    let mut down = 0_u32;
+    let mut health = Health::default();
     loop {
         let round = sender.round().await.unwrap_or_else(|error| {
             tracing::warn!(%error, endpoint = sender.name, "notifying failed; trying again");
             Round::default()
         });
-        down = match (round.attempted, round.sent) {
-            (0, _) => down,
-            (_, 0) => down + 1,
-            _ => 0,
-        };
-        sender.metrics.notify_down(&sender.name, down > 0);
-        if down > 0 {
-            // The endpoint refuses everything: rather than try every
-            // organization due (and record each failure), the sender
-            // pauses, 1 s doubling to a minute, and tries again then.
-            let pause = Duration::from_secs(1 << (down - 1).min(6)).min(MAX_PAUSE);
+        let pause = health.after(&round);
+        sender.metrics.notify_down(&sender.name, pause.is_some());
+        if let Some(pause) = pause {
+            // The endpoint is down: rather than try every organization due
+            // (and record each failure), the sender pauses.
             tokio::time::sleep(pause).await;
         } else if round.attempted < AT_ONCE {
             // A full round means more are due at once; anything less waits.
@@ -105,8 +154,11 @@ impl Sender {
         let key = SigningKey::parse(endpoint.secret.expose_secret())
             .ok_or_else(|| format!("{}: the secret is not a whsec_ secret", endpoint.name))?;
         let timeout = Duration::from_secs(settings.timeout_secs);
+        // A redirect is not followed: it would turn the POST into a GET
+        // whose 200 loses the message, or post the signed body elsewhere.
         let client = reqwest::Client::builder()
             .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("{}: {e}", endpoint.name))?;
         Ok(Self {
@@ -130,14 +182,18 @@ impl Sender {
             .engine
             .notify_due(&self.name, AT_ONCE, self.lease_ms)
             .await?;
-        let outcomes = futures_util::future::join_all(due.iter().map(|o| self.send(o))).await;
+        let sent = futures_util::future::join_all(due.iter().map(|o| self.send(o))).await;
         let round = Round {
             attempted: due.len(),
-            sent: outcomes
+            answered: sent.iter().any(|(_, r)| *r != Err(true)),
+            unreachable: due
                 .iter()
-                .filter(|o| matches!(o, Outcome::Sent))
-                .count(),
+                .zip(&sent)
+                .filter(|(_, (_, r))| *r == Err(true))
+                .map(|(o, _)| o.change.entitlements.org_id.clone())
+                .collect(),
         };
+        let outcomes = sent.into_iter().map(|(outcome, _)| outcome);
         let reports: Vec<_> = due.into_iter().zip(outcomes).collect();
         self.engine.notify_report(&self.name, &reports).await?;
         let backlog = self.engine.notify_backlog(&self.name).await?;
@@ -145,16 +201,17 @@ impl Sender {
         Ok(round)
     }
 
-    /// Posts one version; says what became of it.
-    async fn send(&self, outgoing: &Outgoing) -> Outcome {
+    /// Posts one version; says what became of it, and whether it failed
+    /// because the endpoint as a whole did.
+    async fn send(&self, outgoing: &Outgoing) -> (Outcome, Result<(), bool>) {
         let view = &outgoing.change.entitlements;
         let (org_id, version) = (&view.org_id, view.version);
-        let error = match self.post(outgoing).await {
+        let (error, unreachable) = match self.post(outgoing).await {
             Ok(()) => {
                 self.metrics.notification(&self.name, "sent");
-                return Outcome::Sent;
+                return (Outcome::Sent, Ok(()));
             }
-            Err(error) => error,
+            Err(failure) => (failure.reason, failure.unreachable),
         };
         let now = chrono::Utc::now();
         let failing_for = now.timestamp() - outgoing.failing_since.unwrap_or(now.timestamp());
@@ -167,7 +224,7 @@ impl Sender {
                 error,
                 "notification given up"
             );
-            return Outcome::GiveUp { error };
+            return (Outcome::GiveUp { error }, Err(unreachable));
         }
         self.metrics.notification(&self.name, "failed");
         tracing::warn!(
@@ -180,14 +237,16 @@ impl Sender {
         let backoff = 1_000_i64
             .saturating_mul(1 << outgoing.attempts.min(22))
             .min(MAX_BACKOFF_MS);
-        Outcome::Retry {
+        let retry = Outcome::Retry {
             at_ms: now.timestamp_millis() + backoff,
             error,
-        }
+        };
+        (retry, Err(unreachable))
     }
 
-    /// Posts the message: a 2xx is success, anything else the reason.
-    pub(crate) async fn post(&self, outgoing: &Outgoing) -> Result<(), String> {
+    /// Posts the message: a 2xx is success, anything else (a redirect
+    /// included) a failure.
+    pub(crate) async fn post(&self, outgoing: &Outgoing) -> Result<(), Failure> {
         let view = outgoing.change.entitlements.clone();
         let now = chrono::Utc::now();
         let body = json!({
@@ -215,10 +274,57 @@ impl Sender {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("{e}"))?;
-        match response.status() {
-            status if status.is_success() => Ok(()),
-            status => Err(format!("answered {status}")),
+            .map_err(|e| Failure {
+                reason: describe(e),
+                unreachable: true,
+            })?;
+        let status = response.status();
+        let reason = if status.is_success() {
+            return Ok(());
+        } else if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| url::Url::parse(&self.url).ok()?.join(l).ok())
+                .map_or_else(|| "nowhere".to_owned(), |l| redact(l.as_str()));
+            format!(
+                "answered {status}, a redirect to {location}, which is not followed: configure the endpoint's final URL"
+            )
+        } else {
+            format!("answered {status}")
+        };
+        Err(Failure {
+            reason,
+            unreachable: status.is_server_error(),
+        })
+    }
+}
+
+/// A request's error and its causes, without the URL (whose user info or
+/// query may hold credentials).
+fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(&error);
+    while let Some(e) = cause {
+        text = format!("{text}: {e}");
+        cause = e.source();
+    }
+    text
+}
+
+/// `url` without its user info, query and fragment, to be logged or
+/// shown: they may hold credentials.
+pub(crate) fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.set_fragment(None);
+            url.to_string()
         }
+        Err(_) => "(a URL that does not parse)".to_owned(),
     }
 }

@@ -101,7 +101,7 @@ pub struct NotifySettings {
 }
 
 /// `[[notify.endpoints]]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointSettings {
     /// Names the endpoint in metrics, logs and the history.
@@ -110,6 +110,15 @@ pub struct EndpointSettings {
     pub url: String,
     /// `whsec_<base64>`: signs them (Standard Webhooks).
     pub secret: SecretString,
+}
+
+impl std::fmt::Debug for EndpointSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointSettings")
+            .field("name", &self.name)
+            .field("url", &crate::notify::redact(&self.url))
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[database]`

@@ -231,6 +231,83 @@ async fn a_grant_expiring_is_announced_with_no_read(backend: Backend) {
     );
 }
 
+async fn a_redirect_is_a_failure_and_is_not_followed(backend: Backend) {
+    for status in [302_u16, 307] {
+        let server = MockServer::start().await;
+        Mock::given(path("/hooks"))
+            .respond_with(
+                ResponseTemplate::new(status).insert_header("location", "/elsewhere?token=abc"),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(path("/elsewhere"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&server)
+            .await;
+        let url = format!("{}/hooks", server.uri());
+        let app = TestApp::spawn_with(backend, |s| endpoint(s, url, 0)).await;
+        grant(&app, "acme", 1).await;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let detail = loop {
+            let (_, history) = app.history("acme", "").await;
+            let note = history["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["action"] == "notify_failed")
+                .map(|n| n["detail"].as_str().unwrap().to_owned());
+            match note {
+                Some(detail) => break detail,
+                None if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                None => panic!("no notify_failed note: {history}"),
+            }
+        };
+        assert!(
+            detail.contains(&format!("answered {status}"))
+                && detail.contains("redirect to http://127.0.0.1:")
+                && detail.contains("/elsewhere, which is not followed"),
+            "{detail}"
+        );
+        assert!(!detail.contains("token=abc"), "{detail}");
+        let requests = server.received_requests().await.unwrap();
+        let paths: Vec<(String, &str)> = requests
+            .iter()
+            .map(|r| (r.method.to_string(), r.url.path()))
+            .collect();
+        assert_eq!(paths, [("POST".to_owned(), "/hooks")], "status {status}");
+    }
+}
+
+async fn an_organization_always_refused_holds_up_no_other(backend: Backend) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::body_string_contains(
+            r#""org_id":"bad""#,
+        ))
+        .respond_with(ResponseTemplate::new(503))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let url = format!("{}/hooks", server.uri());
+    let app = TestApp::spawn_with(backend, |s| endpoint(s, url, 3600)).await;
+    grant(&app, "bad", 1).await;
+    // bad is refused at once and after 1, 2 and 4 s of backoff.
+    tokio::time::sleep(Duration::from_millis(7_500)).await;
+    let granted = Instant::now();
+    grant(&app, "good", 1).await;
+    let posts = posts(&server, 5).await;
+    let delay = granted.elapsed();
+    let orgs: Vec<&str> = posts.iter().map(|(org, ..)| org.as_str()).collect();
+    assert_eq!(orgs, ["bad", "bad", "bad", "bad", "good"]);
+    assert!(delay < Duration::from_secs(3), "good waited {delay:?}");
+}
+
 async fn a_failing_endpoint_gets_each_version_only_after_the_one_before(backend: Backend) {
     let server = receiver(500, 2).await;
     let url = format!("{}/hooks", server.uri());
@@ -530,6 +607,8 @@ on_both_backends!(
     two_replicas_send_each_message_once,
     changes_reach_the_endpoint_signed_and_in_order,
     a_grant_expiring_is_announced_with_no_read,
+    a_redirect_is_a_failure_and_is_not_followed,
+    an_organization_always_refused_holds_up_no_other,
     a_failing_endpoint_gets_each_version_only_after_the_one_before,
     a_version_given_up_is_in_the_history_and_the_next_goes,
     a_backlog_waits_through_a_restart,

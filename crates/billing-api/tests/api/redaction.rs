@@ -21,11 +21,22 @@ async fn logs_and_error_bodies_never_show_secrets() {
         .mount(&stripe)
         .await;
 
+    // An endpoint with credentials in its URL, on a port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("secrets.toml");
     std::fs::write(
         &config,
-        format!("[[auth.tokens]]\nname = \"backend\"\ntoken = \"{TOKEN}\"\nscopes = [\"checkout\", \"entitlements:read\"]\n"),
+        format!(
+            "[[auth.tokens]]\nname = \"backend\"\ntoken = \"{TOKEN}\"\nscopes = [\"checkout\", \"entitlements:read\", \"admin\"]\n\
+             [notify]\ngive_up_after_secs = 0\n\
+             [[notify.endpoints]]\nname = \"app\"\nurl = \"http://user:s3cret@127.0.0.1:{closed}/hooks?token=abc\"\n\
+             secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n"
+        ),
     )
     .unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_billing-api"));
@@ -86,6 +97,33 @@ async fn logs_and_error_bodies_never_show_secrets() {
             .unwrap();
         bodies.push(response.text().await.unwrap());
     }
+    // A grant is notified to the endpoint, fails and is given up.
+    let response = client
+        .post(format!("{base}/v1/orgs/acme/grants"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"features": {"sso": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let history = loop {
+        let history = client
+            .get(format!("{base}/v1/orgs/acme/history"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if history.contains("notify_failed") || std::time::Instant::now() > deadline {
+            break history;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(history.contains("notify_failed"), "{history}");
+    bodies.push(history);
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -96,7 +134,18 @@ async fn logs_and_error_bodies_never_show_secrets() {
         bodies[0].contains("stripe_error") && logs.len() > 5,
         "{bodies:?}"
     );
-    for secret in [API_KEY, SIGNING_SECRET, TOKEN, "SeCrEt"] {
+    assert!(
+        logs.iter().any(|l| l.contains("notification given up")),
+        "{logs:?}"
+    );
+    for secret in [
+        API_KEY,
+        SIGNING_SECRET,
+        TOKEN,
+        "SeCrEt",
+        "s3cret",
+        "token=abc",
+    ] {
         for text in logs.iter().chain(&bodies) {
             assert!(!text.contains(secret), "{secret} leaked in: {text}");
         }
