@@ -83,10 +83,12 @@ impl From<DieselError> for Error {
 
 /// Lock contention and lost connections that drivers report as plain text.
 fn is_transient_message(message: &str) -> bool {
-    const MARKERS: [&str; 6] = [
+    const MARKERS: [&str; 7] = [
         "database is locked",
         "database is busy",
         "deadlock detected",
+        // PostgreSQL's statement_timeout and lock_timeout.
+        "canceling statement due to",
         "connection closed",
         "terminating connection",
         "the database system is",

@@ -134,6 +134,11 @@ pub struct DatabaseSettings {
     /// The most webhook deliveries applied in one transaction (group
     /// commit); 1 gives each its own.
     pub max_batch: usize,
+    /// PostgreSQL: the longest a statement may run; everywhere, the longest
+    /// a webhook waits for its transaction before it is answered 503.
+    pub statement_timeout_ms: u64,
+    /// PostgreSQL: the longest a statement waits for a row lock.
+    pub lock_timeout_ms: u64,
 }
 
 /// `[stripe]`
@@ -370,6 +375,8 @@ impl Settings {
             url: self.database.url.expose_secret().to_owned(),
             max_connections: self.database.max_connections,
             acquire_timeout: Duration::from_secs(self.database.acquire_timeout_secs),
+            statement_timeout: Duration::from_millis(self.database.statement_timeout_ms),
+            lock_timeout: Duration::from_millis(self.database.lock_timeout_ms),
         }
     }
 

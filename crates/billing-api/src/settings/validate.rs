@@ -26,6 +26,12 @@ impl Settings {
         if self.database.max_connections == 0 {
             return fail("database.max_connections", "must be at least 1".into());
         }
+        if self.database.statement_timeout_ms == 0 || self.database.lock_timeout_ms == 0 {
+            return fail(
+                "database.statement_timeout_ms",
+                "it and lock_timeout_ms must be at least 1 (0 would wait forever)".into(),
+            );
+        }
         if self.database.max_batch == 0 {
             return fail("database.max_batch", "must be at least 1".into());
         }

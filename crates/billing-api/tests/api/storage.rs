@@ -61,4 +61,26 @@ async fn a_postgres_outage_answers_503_and_a_redelivery_applies() {
     assert_eq!(app.get_entitlements("acme").await.1["plan"], "pro");
 }
 
-on_both_backends!(every_migration_runs_up_down_and_up_again);
+async fn a_held_row_lock_answers_503_in_bounded_time_and_a_redelivery_applies(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| {
+        s.database.acquire_timeout_secs = 1;
+        s.database.lock_timeout_ms = 300;
+        s.database.statement_timeout_ms = 2_000;
+    })
+    .await;
+    let event = app.event("customer.subscription.created", "acme", now());
+    // A session of its own (psql, a long import) holds acme's row.
+    let holder = app.db.hold_org_lock("acme").await;
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(20), app.deliver(&event))
+        .await
+        .expect("the delivery is answered while the lock is held");
+    assert_error(answered.0, &answered.1, 503, "storage_unavailable");
+    holder.release().await;
+    assert_eq!(app.deliver(&event).await.1["outcome"], "applied");
+    assert_eq!(app.get_entitlements("acme").await.1["plan"], "pro");
+}
+
+on_both_backends!(
+    every_migration_runs_up_down_and_up_again,
+    a_held_row_lock_answers_503_in_bounded_time_and_a_redelivery_applies
+);

@@ -50,6 +50,12 @@ pub struct DatabaseOptions {
     /// How long a caller waits for a connection before the database counts
     /// as unavailable.
     pub acquire_timeout: Duration,
+    /// PostgreSQL: the longest a statement may run (`statement_timeout`);
+    /// everywhere, the longest a delivery waits for its transaction.
+    pub statement_timeout: Duration,
+    /// PostgreSQL: the longest a statement waits for a row lock another
+    /// session holds (`lock_timeout`).
+    pub lock_timeout: Duration,
 }
 
 /// A pool of connections to either backend.
@@ -58,6 +64,7 @@ pub struct Database {
     pool: PoolKind,
     url: String,
     acquire_timeout: Duration,
+    statement_timeout: Duration,
     max_connections: usize,
     /// SQLite's writers in this process take turns here, in order of
     /// arrival, rather than in SQLite's busy handler, which sleeps (1 ms,
@@ -133,6 +140,16 @@ impl Database {
             (Backend::Postgres, target) => {
                 let mut config = ManagerConfig::default();
                 config.recycling_method = RecyclingMethod::Fast;
+                // A held row lock or a runaway statement fails in bounded
+                // time (answered 503) rather than hanging its request.
+                let limits = format!(
+                    "SET statement_timeout = {}; SET lock_timeout = {}",
+                    options.statement_timeout.as_millis(),
+                    options.lock_timeout.as_millis()
+                );
+                config.custom_setup = Box::new(move |target| {
+                    setup_postgres(target.to_owned(), limits.clone()).boxed()
+                });
                 let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
                     target, config,
                 );
@@ -167,6 +184,7 @@ impl Database {
             pool,
             url: url.to_owned(),
             acquire_timeout: options.acquire_timeout,
+            statement_timeout: options.statement_timeout,
             max_connections: options.max_connections,
             write_turns,
         })
@@ -227,6 +245,11 @@ impl Database {
     }
 
     /// The most connections the pool holds.
+    /// The longest a delivery waits for its transaction to be written.
+    pub(crate) fn deadline(&self) -> Duration {
+        self.statement_timeout
+    }
+
     pub(crate) fn max_connections(&self) -> usize {
         self.max_connections
     }
@@ -350,6 +373,17 @@ fn sqlite_pragmas(busy_ms: u128) -> String {
     )
 }
 
+async fn setup_postgres(
+    url: String,
+    limits: String,
+) -> diesel::ConnectionResult<AsyncPgConnection> {
+    let mut conn = AsyncPgConnection::establish(&url).await?;
+    conn.batch_execute(&limits)
+        .await
+        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
+}
+
 async fn setup_sqlite(path: String, pragmas: String) -> diesel::ConnectionResult<SqliteConn> {
     let mut conn = SqliteConn::establish(&path).await?;
     conn.batch_execute(&pragmas)
@@ -385,6 +419,8 @@ mod tests {
             url: url.to_owned(),
             max_connections: 4,
             acquire_timeout: Duration::from_millis(100),
+            statement_timeout: Duration::from_secs(10),
+            lock_timeout: Duration::from_secs(3),
         }
     }
 

@@ -63,13 +63,26 @@ impl Engine {
         let queue = &queues[route(&work) % queues.len()];
         let (reply, answer) = oneshot::channel();
         let job = Job { work, reply };
-        queue
-            .send(job)
-            .await
-            .map_err(|_| Error::Unavailable("the committer stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| Error::Unavailable("the committer dropped a delivery".into()))?
+        let deadline = self.db.deadline();
+        // Past the deadline the caller answers "try again"; a job whose
+        // caller has gone is skipped by its committer if not begun yet, and
+        // recorded once however it ends.
+        let waited = tokio::time::timeout(deadline, async {
+            queue
+                .send(job)
+                .await
+                .map_err(|_| Error::Unavailable("the committer stopped".into()))?;
+            answer
+                .await
+                .map_err(|_| Error::Unavailable("the committer dropped a delivery".into()))?
+        })
+        .await;
+        waited.unwrap_or_else(|_| {
+            Err(Error::Unavailable(format!(
+                "the delivery waited {} ms for its transaction",
+                deadline.as_millis()
+            )))
+        })
     }
 
     /// How many transactions may be written at once: SQLite has one
@@ -113,7 +126,13 @@ impl Engine {
         }
     }
 
-    async fn commit_batch(&self, batch: Vec<Job>) {
+    async fn commit_batch(&self, mut batch: Vec<Job>) {
+        // Callers that stopped waiting (past the deadline) are not applied
+        // for: their redelivery will be.
+        batch.retain(|job| !job.reply.is_closed());
+        if batch.is_empty() {
+            return;
+        }
         let shared = self
             .write_if(
                 async |conn| {
