@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Once, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::answer::Entitlements;
@@ -43,8 +43,13 @@ pub(crate) struct Inner {
     /// Whether the feed is followed now, so that cached answers are
     /// current.
     pub(crate) following: AtomicBool,
+    /// Organizations whose answer is being asked of the service now, with
+    /// how many asks: changes the feed brings for them are kept too.
+    pub(crate) fetching: Mutex<HashMap<String, usize>>,
     calls: AtomicU64,
-    follower: Once,
+    /// The task following the feed; started again if it died (its runtime
+    /// was dropped).
+    follower: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// An answer in hand, and its `ETag` when the service gave one.
@@ -70,8 +75,9 @@ impl Client {
                 http,
                 cache: RwLock::default(),
                 following: AtomicBool::new(false),
+                fetching: Mutex::default(),
                 calls: AtomicU64::new(0),
-                follower: Once::new(),
+                follower: Mutex::default(),
             }),
         })
     }
@@ -81,9 +87,7 @@ impl Client {
     /// hand). If the service cannot be reached, the answer in hand serves
     /// until its `valid_until`.
     pub async fn entitlements(&self, org_id: &str) -> Result<Entitlements, Error> {
-        self.inner.follower.call_once(|| {
-            tokio::spawn(follow::run(Arc::downgrade(&self.inner)));
-        });
+        self.follow();
         let held = self.held(org_id);
         if let Some((answer, _)) = &held
             && self.inner.following.load(Ordering::SeqCst)
@@ -91,14 +95,18 @@ impl Client {
         {
             return Ok(answer.clone());
         }
-        match self
+        let fetching = Fetching::new(&self.inner, org_id);
+        let fetched = self
             .fetch(org_id, held.as_ref().and_then(|(_, etag)| etag.clone()))
-            .await
-        {
+            .await;
+        match fetched {
             Ok(Some(cached)) => {
-                let answer = cached.answer.clone();
+                // A change the feed brought meanwhile is newer, and stays.
                 self.inner.store(org_id, cached);
-                Ok(answer)
+                drop(fetching);
+                self.held(org_id)
+                    .map(|(answer, _)| answer)
+                    .ok_or_else(|| Error::Unreachable("an answer was lost".into()))
             }
             Ok(None) => held
                 .map(|(answer, _)| answer)
@@ -121,6 +129,22 @@ impl Client {
                 default
             }
         }
+    }
+
+    /// Starts following the feed on the caller's runtime, unless a follower
+    /// runs already. One whose runtime was dropped has stopped: answers in
+    /// hand no longer count as current until a new one has caught up.
+    fn follow(&self) {
+        let mut follower = self
+            .inner
+            .follower
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if follower.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
+        }
+        self.inner.following.store(false, Ordering::SeqCst);
+        *follower = Some(tokio::spawn(follow::run(Arc::downgrade(&self.inner))));
     }
 
     /// Whether the change feed is followed now: answers in hand are then
@@ -186,7 +210,52 @@ impl Client {
     }
 }
 
+/// An ask of the service for an organization's answer, in flight until
+/// dropped.
+struct Fetching<'a> {
+    inner: &'a Inner,
+    org_id: &'a str,
+}
+
+impl<'a> Fetching<'a> {
+    fn new(inner: &'a Inner, org_id: &'a str) -> Self {
+        let mut fetching = inner.fetching.lock().unwrap_or_else(|e| e.into_inner());
+        *fetching.entry(org_id.to_owned()).or_default() += 1;
+        Self { inner, org_id }
+    }
+}
+
+impl Drop for Fetching<'_> {
+    fn drop(&mut self) {
+        let mut fetching = self
+            .inner
+            .fetching
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(asks) = fetching.get_mut(self.org_id) {
+            *asks -= 1;
+            if *asks == 0 {
+                fetching.remove(self.org_id);
+            }
+        }
+    }
+}
+
 impl Inner {
+    /// Whether changes of the organization are kept: it is cached or being
+    /// asked for.
+    pub(crate) fn wanted(&self, org_id: &str) -> bool {
+        self.cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(org_id)
+            || self
+                .fetching
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(org_id)
+    }
+
     /// Keeps `cached` unless a newer version is in hand already.
     pub(crate) fn store(&self, org_id: &str, cached: Cached) {
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());

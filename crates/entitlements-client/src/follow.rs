@@ -38,13 +38,9 @@ pub(crate) async fn run(client: Weak<Inner>) {
             Ok(page) => {
                 let caught_up = page.changes.is_empty();
                 for change in page.changes {
-                    let known = inner
-                        .cache
-                        .read()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .contains_key(&change.org_id);
-                    // Only organizations asked for are kept.
-                    if known {
+                    // Only organizations asked for (or being asked for
+                    // now) are kept.
+                    if inner.wanted(&change.org_id) {
                         let cached = Cached {
                             answer: change.entitlements,
                             etag: None,
