@@ -137,6 +137,16 @@ async fn grant(app: &TestApp, org: &str, projects: i64) {
     assert_eq!(status, 201, "{body}");
 }
 
+/// The detail of acme's newest `notify_failed` history note, if any.
+async fn failure_note(app: &TestApp) -> Option<String> {
+    let (_, history) = app.history("acme", "").await;
+    history["entries"]
+        .as_array()?
+        .iter()
+        .find(|e| e["action"] == "notify_failed")
+        .and_then(|n| n["detail"].as_str().map(str::to_owned))
+}
+
 async fn changes_reach_the_endpoint_signed_and_in_order(backend: Backend) {
     let server = receiver(200, 0).await;
     let url = format!("{}/hooks", server.uri());
@@ -249,19 +259,12 @@ async fn a_redirect_is_a_failure_and_is_not_followed(backend: Backend) {
         grant(&app, "acme", 1).await;
         let deadline = Instant::now() + Duration::from_secs(15);
         let detail = loop {
-            let (_, history) = app.history("acme", "").await;
-            let note = history["entries"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|e| e["action"] == "notify_failed")
-                .map(|n| n["detail"].as_str().unwrap().to_owned());
-            match note {
+            match failure_note(&app).await {
                 Some(detail) => break detail,
                 None if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                None => panic!("no notify_failed note: {history}"),
+                None => panic!("no notify_failed note in acme's history"),
             }
         };
         assert!(
@@ -338,15 +341,8 @@ async fn a_version_given_up_is_in_the_history_and_the_next_goes(backend: Backend
     let first = posts(&server, 2).await;
     let versions: Vec<i64> = first.iter().map(|(_, version, ..)| *version).collect();
     assert_eq!(versions, [1, 2]);
-    let (_, history) = app.history("acme", "").await;
-    let note = history["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["action"] == "notify_failed")
-        .cloned();
-    let detail = note.map(|n| n["detail"].to_string()).unwrap_or_default();
-    assert!(detail.contains("not delivered to app"), "{history}");
+    let detail = failure_note(&app).await.unwrap_or_default();
+    assert!(detail.contains("not delivered to app"), "{detail}");
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
     assert!(
         metrics.contains(r#"billing_notify_messages_total{endpoint="app",result="given_up"} 1"#),
