@@ -121,6 +121,9 @@ impl Application {
         engine = engine.with_change_hook(Arc::new(move |org, version| {
             invalidate.invalidate(org, version);
         }));
+        for endpoint in &settings.notify.endpoints {
+            engine.notify_start(&endpoint.name).await?;
+        }
         let background = Background::start(&engine, stripe.as_ref(), &settings, &cache, &metrics);
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener =

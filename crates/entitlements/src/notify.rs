@@ -47,6 +47,15 @@ pub enum Outcome {
 pub const TAKE_IN_PAGE: usize = 1000;
 
 impl Engine {
+    /// Starts the endpoint at the feed's end if it is new to the database,
+    /// so that it is sent every change made from now on (the service does
+    /// this before it serves, not when its sender first runs).
+    pub async fn notify_start(&self, endpoint: &str) -> Result<(), Error> {
+        self.write(async |conn| notify::endpoint_position(conn, endpoint).await)
+            .await
+            .map(drop)
+    }
+
     /// Takes in the changes made since the endpoint last looked (up to
     /// [`TAKE_IN_PAGE`]): each organization changed is due its new versions.
     /// Returns how many changes were taken in.
