@@ -81,16 +81,60 @@ impl Tokens {
     }
 }
 
+/// What a token may do in the admin console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminAccess {
+    /// The token's configured name.
+    pub name: String,
+    /// Which token it is (a digest of its digest), kept with a session.
+    pub fingerprint: String,
+    /// It may only look (`admin:read` without `admin`).
+    pub read_only: bool,
+}
+
 impl Tokens {
-    /// Who may sign in to the admin console with this token: its name,
-    /// and whether it may only look (`admin:read` without `admin`).
-    pub fn admin_access(&self, presented: &str) -> Option<(&str, bool)> {
-        if let Ok(name) = self.authorize(Some(presented), Scope::Admin) {
-            return Some((name, false));
-        }
-        let name = self.authorize(Some(presented), Scope::AdminRead).ok()?;
-        Some((name, true))
+    /// Who may sign in to the admin console with this token.
+    pub fn admin_access(&self, presented: &str) -> Option<AdminAccess> {
+        let read_only = match self.authorize(Some(presented), Scope::Admin) {
+            Ok(_) => false,
+            Err(_) => {
+                self.authorize(Some(presented), Scope::AdminRead).ok()?;
+                true
+            }
+        };
+        let digest = digest(presented);
+        let (_, name, _) = self.entries.iter().find(|(d, ..)| *d == digest)?;
+        Some(AdminAccess {
+            name: name.clone(),
+            fingerprint: fingerprint(&digest),
+            read_only,
+        })
     }
+
+    /// What the token a session signed in with (by name and fingerprint)
+    /// may do now: `None` once it is removed, replaced or has neither
+    /// admin scope.
+    pub fn admin_access_now(&self, name: &str, presented_fingerprint: &str) -> Option<bool> {
+        let (_, _, scopes) = self.entries.iter().find(|(digest, entry, _)| {
+            entry == name
+                && bool::from(
+                    fingerprint(digest)
+                        .as_bytes()
+                        .ct_eq(presented_fingerprint.as_bytes()),
+                )
+        })?;
+        if scopes.contains(&Scope::Admin) {
+            Some(false)
+        } else {
+            scopes.contains(&Scope::AdminRead).then_some(true)
+        }
+    }
+}
+
+/// A token's fingerprint: its digest digested again, so that what the
+/// database keeps leads back to neither the token nor its digest.
+fn fingerprint(digest: &[u8; 32]) -> String {
+    hex::encode(Sha256::digest(digest))
 }
 
 fn digest(token: &str) -> [u8; 32] {

@@ -23,6 +23,9 @@ pub struct Session {
     pub csrf_token: String,
     /// When it ends (unix seconds).
     pub expires_at: i64,
+    /// Which token signed in (a digest of its digest): a session whose
+    /// token is replaced ends.
+    pub token_fingerprint: String,
 }
 
 /// An event as the console lists it.
@@ -84,6 +87,13 @@ impl Engine {
     /// Ends the session.
     pub async fn close_session(&self, id_digest: &str) -> Result<(), Error> {
         self.write(async |conn| admin::close_session(conn, id_digest).await)
+            .await
+    }
+
+    /// Ends every session the token named `token_name` signed in; returns
+    /// how many.
+    pub async fn close_sessions_of(&self, token_name: &str) -> Result<usize, Error> {
+        self.write(async |conn| admin::close_sessions_of(conn, token_name).await)
             .await
     }
 

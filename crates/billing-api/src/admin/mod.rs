@@ -34,6 +34,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(sign_in))
     });
     mount(cfg, "/admin/signout", Method::POST, sign_out);
+    mount(
+        cfg,
+        "/admin/signout/everywhere",
+        Method::POST,
+        sign_out_everywhere,
+    );
     mount(cfg, "/admin", Method::GET, overview);
     mount(cfg, "/admin/attention", Method::GET, attention);
     mount(cfg, "/admin/orgs", Method::GET, search);
@@ -147,7 +153,7 @@ async fn sign_in(
     state: web::Data<AppState>,
     form: web::Form<SignIn>,
 ) -> HttpResponse {
-    let Some((name, read_only)) = state.tokens.admin_access(form.token.trim()) else {
+    let Some(access) = state.tokens.admin_access(form.token.trim()) else {
         let peer = req
             .connection_info()
             .realip_remote_addr()
@@ -165,8 +171,7 @@ async fn sign_in(
             pages::sign_in(Some(refusal)),
         );
     };
-    let name = name.to_owned();
-    session::open(&req, &state, &name, read_only)
+    session::open(&req, &state, access)
         .await
         .unwrap_or_else(|error| failure(&error, None))
 }
@@ -181,13 +186,32 @@ async fn sign_out(
     state: web::Data<AppState>,
     form: web::Form<Csrf>,
 ) -> HttpResponse {
+    end_sessions(&req, &state, &form.csrf_token, false).await
+}
+
+/// Ends every session of the operator's token, in every browser (after a
+/// lost laptop, say); read-only operators may too.
+async fn sign_out_everywhere(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<Csrf>,
+) -> HttpResponse {
+    end_sessions(&req, &state, &form.csrf_token, true).await
+}
+
+async fn end_sessions(
+    req: &HttpRequest,
+    state: &AppState,
+    csrf_token: &str,
+    everywhere: bool,
+) -> HttpResponse {
     respond(
         async {
-            let session = operator(&req, &state).await?;
-            if !session::csrf_matches(&session, &form.csrf_token) {
+            let session = operator(req, state).await?;
+            if !session::csrf_matches(&session, csrf_token) {
                 return Err(session::see_other("/admin").finish());
             }
-            session::close(&state, &session)
+            session::close(state, &session, everywhere)
                 .await
                 .map_err(|e| failure(&e, Some(&session)))
         }

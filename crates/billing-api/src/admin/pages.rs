@@ -45,6 +45,10 @@ pub(crate) fn layout(title: &str, session: Option<&Session>, now: i64, body: Mar
                             }
                             (csrf(session))
                             button type="submit" { "Sign out" }
+                            button type="submit" formaction="/admin/signout/everywhere"
+                                title="End every session of this token, in every browser" {
+                                "Sign out everywhere"
+                            }
                         }
                     }
                 }

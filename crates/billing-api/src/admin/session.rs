@@ -7,13 +7,16 @@ use entitlements::admin::Session;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::auth::AdminAccess;
 use crate::error::ApiError;
 use crate::startup::AppState;
 
 /// The cookie holding the session id.
 pub(crate) const COOKIE: &str = "billing_admin";
 
-/// The signed-in operator of a request, if any.
+/// The signed-in operator of a request, if any, with what their token may
+/// do now: a session whose token was removed, replaced or lost both admin
+/// scopes is ended here.
 pub(crate) async fn current(
     req: &HttpRequest,
     state: &AppState,
@@ -22,9 +25,32 @@ pub(crate) async fn current(
         return Ok(None);
     };
     let digest = digest(cookie.value());
-    state
+    let found = state
         .with_engine(async move |engine| engine.session(&digest).await)
-        .await
+        .await?;
+    let Some(mut session) = found else {
+        return Ok(None);
+    };
+    match state
+        .tokens
+        .admin_access_now(&session.token_name, &session.token_fingerprint)
+    {
+        Some(read_only) => {
+            session.read_only = read_only;
+            Ok(Some(session))
+        }
+        None => {
+            tracing::info!(
+                operator = session.token_name,
+                "session ended: its token is gone or no longer has an admin scope"
+            );
+            let digest = session.id_digest;
+            state
+                .with_engine(async move |engine| engine.close_session(&digest).await)
+                .await?;
+            Ok(None)
+        }
+    }
 }
 
 /// Starts a session for the token's holder; the answer sets its cookie
@@ -32,8 +58,7 @@ pub(crate) async fn current(
 pub(crate) async fn open(
     req: &HttpRequest,
     state: &AppState,
-    token_name: &str,
-    read_only: bool,
+    access: AdminAccess,
 ) -> Result<HttpResponse, ApiError> {
     // At least a minute, so that a sign-in can ever be used.
     let lifetime = i64::try_from(state.settings.auth.admin_session_secs)
@@ -44,17 +69,19 @@ pub(crate) async fn open(
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
+    let (name, read_only) = (access.name.clone(), access.read_only);
     let session = Session {
         id_digest: digest(&id),
-        token_name: token_name.to_owned(),
+        token_name: access.name,
         read_only,
         csrf_token: uuid::Uuid::new_v4().simple().to_string(),
         expires_at: chrono::Utc::now().timestamp() + lifetime,
+        token_fingerprint: access.fingerprint,
     };
     state
         .with_engine(async move |engine| engine.open_session(&session).await)
         .await?;
-    tracing::info!(operator = token_name, read_only, "operator signed in");
+    tracing::info!(operator = name, read_only, "operator signed in");
     let cookie = Cookie::build(COOKIE, id)
         .path("/admin")
         .http_only(true)
@@ -65,13 +92,21 @@ pub(crate) async fn open(
     Ok(see_other("/admin").cookie(cookie).finish())
 }
 
-/// Ends the session; the answer clears the cookie and goes to sign-in.
-pub(crate) async fn close(state: &AppState, session: &Session) -> Result<HttpResponse, ApiError> {
-    let digest = session.id_digest.clone();
-    state
-        .with_engine(async move |engine| engine.close_session(&digest).await)
+/// Ends the session, or with `everywhere` every session of its token (in
+/// every browser); the answer clears the cookie and goes to sign-in.
+pub(crate) async fn close(
+    state: &AppState,
+    session: &Session,
+    everywhere: bool,
+) -> Result<HttpResponse, ApiError> {
+    let (digest, name) = (session.id_digest.clone(), session.token_name.clone());
+    let ended = state
+        .with_engine(async move |engine| match everywhere {
+            true => engine.close_sessions_of(&name).await,
+            false => engine.close_session(&digest).await.map(|()| 1),
+        })
         .await?;
-    tracing::info!(operator = session.token_name, "operator signed out");
+    tracing::info!(operator = session.token_name, ended, "operator signed out");
     let mut gone = Cookie::build(COOKIE, "").path("/admin").finish();
     gone.make_removal();
     Ok(see_other("/admin/signin").cookie(gone).finish())

@@ -6,6 +6,8 @@ use crate::helpers::{
     ADMIN_TOKEN, Backend, CHECKOUT_TOKEN, READ_TOKEN, TestApp, assert_error, json_of, now,
 };
 use crate::on_both_backends;
+use billing_api::auth::Scope;
+use billing_api::settings::{Settings, TokenSettings};
 
 async fn routes_need_a_token_with_their_scope(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -70,6 +72,7 @@ async fn signing_in_to_the_console_forgets_expired_sessions(backend: Backend) {
         read_only: false,
         csrf_token: "csrf".into(),
         expires_at: now() - 1,
+        token_fingerprint: String::new(),
     };
     app.engine.open_session(&ended).await.unwrap();
     assert_eq!(app.db.count_rows("admin_sessions").await, 1);
@@ -91,8 +94,135 @@ async fn signing_in_to_the_console_forgets_expired_sessions(backend: Backend) {
     );
 }
 
+/// A console client with no redirects followed, so that each answer's
+/// `Location` can be read.
+fn console_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Signs in with `token`; returns the session's cookie.
+async fn sign_in(app: &TestApp, token: &str) -> String {
+    let answer = post_form(app, "/admin/signin", "", &format!("token={token}")).await;
+    assert_eq!(answer.status(), 303);
+    let cookie = answer.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+/// Posts a form (of URL-safe values) with the session's cookie.
+async fn post_form(app: &TestApp, path: &str, cookie: &str, form: &str) -> reqwest::Response {
+    console_client()
+        .post(format!("{}{path}", app.address))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The console's overview as the session sees it: status, where it
+/// sends the browser, the page, and the page's CSRF token.
+async fn overview(app: &TestApp, cookie: &str) -> (u16, String, String, String) {
+    let answer = console_client()
+        .get(format!("{}/admin", app.address))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    let location = answer
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let page = answer.text().await.unwrap();
+    let csrf = page
+        .split(r#"name="csrf_token" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_owned();
+    (status, location, page, csrf)
+}
+
+/// Settings with one more operator token, `ops`, with these scopes.
+fn with_ops_token(settings: &mut Settings, token: &str, scopes: Vec<Scope>) {
+    settings.auth.tokens.push(TokenSettings {
+        name: "ops".into(),
+        token: token.to_owned().into(),
+        scopes,
+    });
+}
+
+async fn a_console_session_follows_its_token(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| {
+        with_ops_token(s, "ops-token-1", vec![Scope::Admin]);
+    })
+    .await;
+    let cookie = sign_in(&app, "ops-token-1").await;
+    let (status, _, page, _) = overview(&app, &cookie).await;
+    assert_eq!(status, 200);
+    assert!(!page.contains("(read-only)"), "{page}");
+
+    // Downgraded to admin:read: the same session may now only look.
+    let app = app
+        .restart_with(|s| with_ops_token(s, "ops-token-1", vec![Scope::AdminRead]))
+        .await;
+    let (status, _, page, csrf) = overview(&app, &cookie).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("(read-only)"), "{page}");
+    let form = format!("csrf_token={csrf}&plan=pro");
+    let grant = post_form(&app, "/admin/orgs/acme/grants", &cookie, &form).await;
+    assert_eq!(grant.status(), 403);
+    assert_eq!(app.db.count_rows("grants").await, 0, "nothing granted");
+
+    // The token replaced under the same name: the session ends.
+    let app = app
+        .restart_with(|s| with_ops_token(s, "ops-token-2", vec![Scope::Admin]))
+        .await;
+    let (status, location, ..) = overview(&app, &cookie).await;
+    assert_eq!((status, location.as_str()), (303, "/admin/signin"));
+    assert_eq!(app.db.count_rows("admin_sessions").await, 0, "ended");
+
+    // Signed in again, then the token removed: ended too.
+    let cookie = sign_in(&app, "ops-token-2").await;
+    assert_eq!(overview(&app, &cookie).await.0, 200);
+    let app = app.restart_with(|_| {}).await;
+    let (status, location, ..) = overview(&app, &cookie).await;
+    assert_eq!((status, location.as_str()), (303, "/admin/signin"));
+    assert_eq!(app.db.count_rows("admin_sessions").await, 0, "ended");
+}
+
+async fn signing_out_everywhere_ends_every_session_of_the_token(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| {
+        with_ops_token(s, "ops-token-1", vec![Scope::AdminRead]);
+    })
+    .await;
+    let (laptop, phone) = (
+        sign_in(&app, ADMIN_TOKEN).await,
+        sign_in(&app, ADMIN_TOKEN).await,
+    );
+    let colleague = sign_in(&app, "ops-token-1").await;
+    let (_, _, _, csrf) = overview(&app, &phone).await;
+    let form = format!("csrf_token={csrf}");
+    let answer = post_form(&app, "/admin/signout/everywhere", &phone, &form).await;
+    assert_eq!(answer.status(), 303);
+    assert_eq!(answer.headers()["location"], "/admin/signin");
+    for cookie in [&laptop, &phone] {
+        let (status, location, ..) = overview(&app, cookie).await;
+        assert_eq!((status, location.as_str()), (303, "/admin/signin"));
+    }
+    assert_eq!(overview(&app, &colleague).await.0, 200, "another token's");
+    assert_eq!(app.db.count_rows("admin_sessions").await, 1);
+}
+
 on_both_backends!(
     routes_need_a_token_with_their_scope,
     the_bearer_scheme_is_matched_in_any_case,
-    signing_in_to_the_console_forgets_expired_sessions
+    signing_in_to_the_console_forgets_expired_sessions,
+    a_console_session_follows_its_token,
+    signing_out_everywhere_ends_every_session_of_the_token
 );

@@ -173,6 +173,7 @@ diesel::table! {
         read_only -> Bool,
         csrf_token -> Text,
         expires_at -> BigInt,
+        token_fingerprint -> Text,
     }
 }
 

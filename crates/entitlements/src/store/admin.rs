@@ -43,6 +43,15 @@ pub(crate) async fn close_session(conn: &mut Conn<'_>, id_digest: &str) -> Resul
     Ok(())
 }
 
+/// Ends every session of the token named `token_name`.
+pub(crate) async fn close_sessions_of(
+    conn: &mut Conn<'_>,
+    token_name: &str,
+) -> Result<usize, Error> {
+    let query = diesel::delete(sessions::table.filter(sessions::token_name.eq(token_name)));
+    Ok(run!(conn, |c| query.execute(c).await)?)
+}
+
 /// Forgets every session expired by `now`.
 pub(crate) async fn forget_expired_sessions(conn: &mut Conn<'_>, now: i64) -> Result<(), Error> {
     let query = diesel::delete(sessions::table.filter(sessions::expires_at.le(now)));
