@@ -27,6 +27,9 @@ pub enum ApiError {
     /// The body is larger than the route accepts.
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// The body did not arrive within the deadline (milliseconds).
+    #[error("the request body did not arrive within {0} ms")]
+    BodyTimeout(u64),
     /// No bearer token, or one that is not configured.
     #[error("a valid bearer token is required")]
     Unauthorized,
@@ -114,6 +117,7 @@ impl ApiError {
             ApiError::Signature(e) => (StatusCode::BAD_REQUEST, e.code()),
             ApiError::MalformedEvent(_) => (StatusCode::BAD_REQUEST, "malformed_event"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),

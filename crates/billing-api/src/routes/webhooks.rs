@@ -14,6 +14,11 @@ use crate::startup::AppState;
 /// Stripe's events are far smaller; anything larger is refused unread.
 pub const MAX_BODY: usize = 1024 * 1024;
 
+/// What is set aside for a body before it arrives, whatever length it
+/// declares: the buffer grows as bytes come, so a client declaring 1 MiB
+/// and sending nothing holds no more than this.
+const FIRST_BUFFER: usize = 16 * 1024;
+
 /// Mounts the route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     super::mount(cfg, "/webhooks/stripe", Method::POST, receive);
@@ -26,6 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     responses(
         (status = 200, description = "`{\"received\": true, \"outcome\": ...}` or `{\"received\": true, \"duplicate\": true}`", body = Object),
         (status = 400, description = "Bad signature or not a Stripe event; nothing stored", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within `server.body_timeout_ms`", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 503, description = "Storage or Stripe unavailable; nothing stored, Stripe retries", body = ErrorBody),
     ))]
@@ -34,7 +40,13 @@ pub(crate) async fn receive(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_limited(&req, payload).await?;
+    let deadline = state.settings.server.body_timeout_ms;
+    let body = tokio::time::timeout(
+        std::time::Duration::from_millis(deadline),
+        read_limited(&req, payload),
+    )
+    .await
+    .map_err(|_| ApiError::BodyTimeout(deadline))??;
     let signature = req.headers().get("Stripe-Signature").map(|v| v.as_bytes());
     state
         .verifier
@@ -63,7 +75,8 @@ pub(crate) async fn receive(
 }
 
 /// Reads the raw body, refusing more than [`MAX_BODY`] bytes (by the
-/// declared length when there is one, so large bodies are not read).
+/// declared length when there is one, so large bodies are not read), into
+/// a buffer that grows as the bytes arrive.
 async fn read_limited(
     req: &HttpRequest,
     mut payload: web::Payload,
@@ -76,7 +89,7 @@ async fn read_limited(
     if declared.is_some_and(|n| n > MAX_BODY) {
         return Err(ApiError::PayloadTooLarge(MAX_BODY));
     }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(8 * 1024));
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(FIRST_BUFFER).min(FIRST_BUFFER));
     while let Some(chunk) = payload.next().await {
         let chunk =
             chunk.map_err(|e| ApiError::InvalidRequest(format!("could not read the body: {e}")))?;

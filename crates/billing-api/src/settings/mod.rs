@@ -60,6 +60,9 @@ pub struct ServerSettings {
     pub workers: Option<usize>,
     /// On SIGTERM/SIGINT, how long requests in flight may take to finish.
     pub shutdown_timeout_secs: u64,
+    /// How long a webhook's body may take to arrive once its headers
+    /// have (a client holding a connection open is answered 408).
+    pub body_timeout_ms: u64,
 }
 
 /// `[cache]`
