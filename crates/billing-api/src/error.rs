@@ -66,7 +66,7 @@ pub enum ApiError {
     Stripe(#[from] StripeFailure),
     /// Stripe could not be asked for state the request needs; retry later.
     #[error(
-        "Stripe could not be asked for the subscription; nothing was recorded, retry later: {0}"
+        "Stripe could not be asked for what the event needs; nothing was recorded, retry later: {0}"
     )]
     StripeUnavailable(String),
     /// No Stripe key is configured.

@@ -7,6 +7,7 @@ mod background;
 pub mod cache;
 mod checkout;
 pub mod cli;
+mod dispute;
 pub mod error;
 pub mod import;
 pub mod metrics;

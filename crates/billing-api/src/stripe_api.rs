@@ -15,6 +15,7 @@ use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionPaymentIntentData,
     CreateCheckoutSessionSubscriptionData, ListCheckoutSession,
 };
+use stripe_core::charge::RetrieveCharge;
 use stripe_core::customer::{
     CreateCustomer, ListCustomer, RetrieveCustomer, RetrieveCustomerReturned, UpdateCustomer,
 };
@@ -373,6 +374,22 @@ impl StripeApi {
             RetrieveCustomerReturned::Customer(customer) => Some(customer.into()),
             RetrieveCustomerReturned::DeletedCustomer(_) => None,
         })
+    }
+
+    /// The customer a charge belongs to (`None` for a charge with none),
+    /// retrying rate limits and server errors with backoff.
+    pub async fn retrieve_charge_customer(
+        &self,
+        id: &str,
+    ) -> Result<Option<String>, StripeFailure> {
+        let charge = self
+            .read(
+                &RetrieveCharge::new(id),
+                "retrieve_charge",
+                "could not be asked for the charge",
+            )
+            .await?;
+        Ok(charge.customer.map(|customer| customer.id().to_string()))
     }
 
     /// Reads a subscription's current state, retrying rate limits and

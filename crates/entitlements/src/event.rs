@@ -66,10 +66,15 @@ impl Event {
         T::deserialize(&self.data.object).map_err(|e| format!("data.object: {e}"))
     }
 
-    /// The Stripe customer the object names, as an id or expanded.
+    /// The customer its object names: its own `customer` (an id or
+    /// expanded), or a dispute's expanded charge's.
     pub fn customer(&self) -> Option<&str> {
-        let customer = &self.data.object["customer"];
-        customer.as_str().or_else(|| customer["id"].as_str())
+        let object = &self.data.object;
+        let customer = &object["customer"];
+        customer
+            .as_str()
+            .or_else(|| customer["id"].as_str())
+            .or_else(|| object["charge"]["customer"].as_str())
     }
 }
 

@@ -54,7 +54,8 @@ pub(crate) async fn receive(
     let event = Event::parse(&body).map_err(|e| ApiError::MalformedEvent(e.to_string()))?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::MalformedEvent("body is not UTF-8".into()))?;
-    let text = text.to_owned();
+    let (event, text) =
+        crate::dispute::with_charge_customer(state.stripe.as_ref(), event, text.to_owned()).await?;
     let kind = event.kind.clone();
     let delivery = state
         .with_engine(async move |engine| engine.receive(event, text).await)

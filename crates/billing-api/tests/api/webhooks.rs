@@ -254,7 +254,96 @@ async fn prices_in_no_plan_grant_nothing(backend: Backend) {
     assert_eq!(plan_of(&app, "acme").await, ("free".into(), 0));
 }
 
+/// The outcome of event `id` as `org`'s history shows it, if it does.
+async fn outcome_in_history(app: &TestApp, org: &str, id: &str) -> Option<String> {
+    let (_, history) = app.history(org, "").await;
+    history["entries"]
+        .as_array()?
+        .iter()
+        .find(|e| e["kind"] == "event" && e["event_id"] == id)
+        .map(|e| e["outcome"].as_str().unwrap_or_default().to_owned())
+}
+
+/// A dispute of a subscription's invoice payment: the charge named by id
+/// only, as Stripe sends it, and no purchase of its payment intent.
+fn invoice_dispute(kind: &str, id: &str) -> Value {
+    let mut dispute = crate::helpers::fixture(kind);
+    dispute["id"] = json!(id);
+    dispute["data"]["object"]["charge"] = json!("ch_Invoice1");
+    dispute["data"]["object"]["payment_intent"] = json!("pi_Invoice1");
+    dispute
+}
+
+async fn a_dispute_finds_its_organization_through_its_charge(backend: Backend) {
+    let (app, stripe) = TestApp::spawn_with_stripe(backend, |_| {}).await;
+    let mut charge: Value =
+        serde_json::from_str(include_str!("../../fixtures/stripe/charge.json")).unwrap();
+    charge["id"] = json!("ch_Invoice1");
+    charge["customer"] = json!("cus_trigger_acme");
+    crate::helpers::stripe_call("GET", "/v1/charges/ch_Invoice1")
+        .and(wiremock::matchers::header(
+            "authorization",
+            "Bearer sk_test_fake",
+        ))
+        .respond_with(crate::helpers::answer(200, charge))
+        .expect(2)
+        .mount(&stripe)
+        .await;
+
+    // Before acme's checkout links its customer, the dispute waits...
+    let created = invoice_dispute("charge.dispute.created", "evt_dispute_1");
+    assert_eq!(app.deliver(&created).await.1["outcome"], "unlinked");
+    // ...and linking the customer applies it against acme.
+    let (status, body) = app
+        .post_json(
+            "/v1/orgs/acme/customer",
+            &json!({"customer_id": "cus_trigger_acme"}),
+            Some(crate::helpers::ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["events_applied"], json!(["evt_dispute_1"]), "{body}");
+    assert_eq!(
+        outcome_in_history(&app, "acme", "evt_dispute_1")
+            .await
+            .as_deref(),
+        Some("applied")
+    );
+    // Once linked, a dispute applies at once.
+    let closed = invoice_dispute("charge.dispute.closed", "evt_dispute_2");
+    let (status, body) = app.deliver(&closed).await;
+    assert_eq!(
+        (status, &body["outcome"]),
+        (200, &json!("applied")),
+        "{body}"
+    );
+    assert_eq!(
+        outcome_in_history(&app, "acme", "evt_dispute_2")
+            .await
+            .as_deref(),
+        Some("applied")
+    );
+}
+
+async fn a_dispute_whose_charge_cannot_be_read_is_refused_for_a_retry(backend: Backend) {
+    let (app, stripe) = TestApp::spawn_with_stripe(backend, |_| {}).await;
+    crate::helpers::stripe_call("GET", "/v1/charges/ch_Invoice1")
+        .respond_with(wiremock::ResponseTemplate::new(500))
+        .mount(&stripe)
+        .await;
+    let created = invoice_dispute("charge.dispute.created", "evt_dispute_1");
+    let (status, body) = app.deliver(&created).await;
+    assert_error(status, &body, 503, "stripe_unavailable");
+    assert_eq!(
+        app.db.count_rows("webhook_events").await,
+        0,
+        "nothing stored"
+    );
+}
+
 on_both_backends!(
+    a_dispute_finds_its_organization_through_its_charge,
+    a_dispute_whose_charge_cannot_be_read_is_refused_for_a_retry,
     a_subscription_grants_and_its_deletion_revokes,
     a_duplicate_delivery_changes_nothing,
     concurrent_deliveries_of_one_event_apply_it_once,

@@ -263,7 +263,8 @@ impl TestApp {
         self.post_json("/v1/checkout/sessions", body, token).await
     }
 
-    async fn post_json(&self, route: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
+    /// Posts `body` as JSON to `route`.
+    pub async fn post_json(&self, route: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
         let mut request = self
             .client
             .post(format!("{}{route}", self.address))
