@@ -3,8 +3,9 @@
 //! SQLite the history of changes read every little while.
 
 use std::pin::pin;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
 
@@ -29,8 +30,13 @@ pub enum Signal {
     },
 }
 
-/// How often the watcher checks that a quiet `LISTEN` connection lives.
-const PING_EVERY: Duration = Duration::from_secs(10);
+/// How often the watcher notifies itself to prove notifications arrive.
+const BEAT_EVERY: Duration = Duration::from_millis(200);
+/// How long without its own heartbeat before the watcher counts itself
+/// lost: within the second in which changes are promised to be seen.
+const LOST_AFTER: Duration = Duration::from_millis(800);
+/// How a heartbeat's payload starts; a change's starts with its version.
+const BEAT: &str = "beat ";
 /// How long a lost watcher waits before it tries again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Most changes read per SQLite poll.
@@ -51,40 +57,70 @@ impl Database {
         }
     }
 
-    /// Follows the channel on a connection of its own until it fails.
+    /// Follows the channel on a connection of its own until it fails or
+    /// stops hearing its own heartbeat: a second connection notifies the
+    /// channel every [`BEAT_EVERY`], so a half-open listening connection,
+    /// or a pooler that does not pass notifications on, is noticed within
+    /// [`LOST_AFTER`] rather than by a query that still works.
     async fn listen(&self, on: &mut (impl FnMut(Signal) + Send)) -> Error {
-        let mut conn = match AsyncPgConnection::establish(self.url()).await {
-            Ok(conn) => conn,
-            Err(error) => return Error::Unavailable(error.to_string()),
+        let connect = async || {
+            AsyncPgConnection::establish(self.url())
+                .await
+                .map_err(|error| Error::Unavailable(error.to_string()))
         };
-        let listen = diesel::sql_query(format!("LISTEN {CHANGES_CHANNEL}"));
-        if let Err(error) = listen.execute(&mut conn).await {
-            return error.into();
-        }
-        on(Signal::Following);
+        let connected = async {
+            let mut listener = connect().await?;
+            let beater = connect().await?;
+            diesel::sql_query(format!("LISTEN {CHANGES_CHANNEL}"))
+                .execute(&mut listener)
+                .await?;
+            Ok::<_, Error>((listener, beater))
+        };
+        let (mut listener, mut beater) = match tokio::time::timeout(LOST_AFTER * 4, connected).await
+        {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(error)) => return error,
+            Err(_) => return Error::Unavailable("connecting to listen took too long".into()),
+        };
+        let beat = format!("{BEAT}{}", uuid::Uuid::new_v4().simple());
+        let mut stream = pin!(listener.notifications_stream());
+        let mut ticks = tokio::time::interval(BEAT_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let started = Instant::now();
+        let mut heard = None;
         loop {
-            let quiet = {
-                let mut stream = pin!(conn.notifications_stream());
-                match tokio::time::timeout(PING_EVERY, stream.next()).await {
-                    Ok(Some(Ok(note))) => {
+            tokio::select! {
+                note = stream.next() => match note {
+                    Some(Ok(note)) if note.payload == beat => {
+                        if heard.is_none() {
+                            on(Signal::Following);
+                        }
+                        heard = Some(Instant::now());
+                    }
+                    Some(Ok(note)) => {
                         if let Some(changed) = parse(&note.payload) {
                             on(changed);
                         }
-                        false
                     }
-                    Ok(Some(Err(error))) => return error.into(),
-                    Ok(None) => {
-                        return Error::Unavailable("the listening connection closed".into());
+                    Some(Err(error)) => return error.into(),
+                    None => return Error::Unavailable("the listening connection closed".into()),
+                },
+                _ = ticks.tick() => {
+                    if heard.unwrap_or(started).elapsed() > LOST_AFTER {
+                        return Error::Unavailable(format!(
+                            "no notification came back within {} ms",
+                            LOST_AFTER.as_millis()
+                        ));
                     }
-                    Err(_) => true,
-                }
-            };
-            if quiet {
-                let ping = diesel::sql_query("SELECT 1").execute(&mut conn);
-                match tokio::time::timeout(PING_EVERY, ping).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(error)) => return error.into(),
-                    Err(_) => return Error::Unavailable("the listening connection hangs".into()),
+                    let send = diesel::sql_query("SELECT pg_notify($1, $2)")
+                        .bind::<Text, _>(CHANGES_CHANNEL)
+                        .bind::<Text, _>(&beat)
+                        .execute(&mut beater);
+                    match tokio::time::timeout(LOST_AFTER, send).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(error)) => return error.into(),
+                        Err(_) => return Error::Unavailable("the heartbeat hangs".into()),
+                    }
                 }
             }
         }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, READ_TOKEN, TestApp, json_of, now};
+use crate::helpers::{Backend, PgProxy, READ_TOKEN, TestApp, json_of, now};
 use crate::on_both_backends;
 
 /// The second replica: the service binary on the test app's database.
@@ -28,11 +28,16 @@ impl Drop for Replica {
 
 impl Replica {
     fn start(app: &TestApp) -> Replica {
+        Replica::start_on(&app.db.url)
+    }
+
+    /// A replica reaching the database at `url`.
+    fn start_on(url: &str) -> Replica {
         let mut command = Command::new(env!("CARGO_BIN_EXE_billing-api"));
         command
             .current_dir(std::env::temp_dir())
             .env("PORT", "0")
-            .env("DATABASE_URL", &app.db.url)
+            .env("DATABASE_URL", url)
             .env("BILLING__LOG__FORMAT", "json");
         let (child, _logs, port) = crate::helpers::spawn_service(command);
         Replica {
@@ -171,6 +176,39 @@ async fn a_replica_that_cannot_follow_reads_from_the_database() {
         .once("/readyz", |b| b["answers"] == "from memory")
         .await;
     assert_eq!(ready["answers"], "from memory");
+    assert_eq!(replica.get(path).await["plan"], "pro");
+}
+
+/// PostgreSQL only. Behind a pooler that does not pass notifications on
+/// (or over a half-open connection) every query still works: the replica
+/// notices within a second that its own heartbeat does not come back, and
+/// answers from the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_hears_no_notifications_reads_from_the_database() {
+    if !crate::helpers::postgres_configured() {
+        eprintln!("TEST_DATABASE_URL is not set: skipped");
+        return;
+    }
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let proxy = PgProxy::start(&app.db.url).await;
+    let replica = Replica::start_on(&proxy.url);
+    replica
+        .once("/readyz", |b| b["answers"] == "from memory")
+        .await;
+    let path = "/v1/entitlements/gamma";
+    assert_eq!(replica.get(path).await["plan"], "free");
+
+    proxy.drop_notifications();
+    let (ready, took) = replica
+        .once("/readyz", |b| b["answers"] != "from memory")
+        .await;
+    assert_eq!(
+        ready["answers"],
+        "from the database: other processes' changes are not followed now"
+    );
+    assert!(took < Duration::from_secs(2), "noticed after {took:?}");
+    app.deliver(&app.event("customer.subscription.created", "gamma", now() - 10))
+        .await;
     assert_eq!(replica.get(path).await["plan"], "pro");
 }
 
