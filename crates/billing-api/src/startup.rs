@@ -104,6 +104,10 @@ impl Application {
         if applied > 0 {
             tracing::info!(applied, "migrations applied");
         }
+        let recorded = engine.record_missing_terms().await?;
+        if recorded > 0 {
+            tracing::info!(recorded, "purchases recorded without terms given today's");
+        }
         let metrics = Arc::new(Metrics::default());
         let stripe = match settings.stripe.secret_key.expose_secret() {
             "" => None,

@@ -81,6 +81,16 @@ pub struct Plan {
     pub access_secs: Option<i64>,
 }
 
+/// What a one-time purchase was sold with, recorded when it is made so
+/// that later catalog edits change new purchases only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terms {
+    /// The plan's features for the units bought.
+    pub features: Features,
+    /// How long it grants from its payment (seconds); `None` forever.
+    pub access_secs: Option<i64>,
+}
+
 /// All plans, indexed by price.
 #[derive(Debug, Clone)]
 pub struct Catalog {
@@ -209,6 +219,14 @@ impl Catalog {
 }
 
 impl Plan {
+    /// The terms a purchase of `quantity` units of this plan is sold with.
+    pub fn terms(&self, quantity: i64) -> Terms {
+        Terms {
+            features: self.features_for(quantity),
+            access_secs: self.access_secs,
+        }
+    }
+
     /// The features this plan grants for an item of `quantity` units.
     pub fn features_for(&self, quantity: i64) -> Features {
         self.features

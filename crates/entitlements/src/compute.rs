@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Catalog, FeatureValue, Features, merge};
+use crate::catalog::{Catalog, FeatureValue, Features, Terms, merge};
 use crate::kinds::SubscriptionStatus;
 
 /// The state of one subscription as the service last applied it.
@@ -51,6 +51,10 @@ pub struct PurchaseState {
     pub paid_at: Option<i64>,
     /// Fully refunded, or under a dispute not won.
     pub withdrawn: bool,
+    /// What it was sold with; `None` takes its plan's terms in today's
+    /// catalog (a purchase recorded before terms were, or of a plan no
+    /// catalog had yet).
+    pub terms: Option<Terms>,
 }
 
 /// Access given by hand, not revoked.
@@ -330,20 +334,28 @@ pub fn compute(catalog: &Catalog, sources: &Sources, now: i64, policy: Policy) -
         let (Some(paid_at), false) = (purchase.paid_at, purchase.withdrawn) else {
             continue;
         };
-        let Some(plan) = catalog.plan(&purchase.plan) else {
-            continue;
+        let today;
+        let terms = match &purchase.terms {
+            Some(terms) => terms,
+            None => match catalog.plan(&purchase.plan) {
+                Some(plan) => {
+                    today = plan.terms(purchase.quantity);
+                    &today
+                }
+                None => continue,
+            },
         };
-        let until = plan.access_secs.map(|secs| paid_at.saturating_add(secs));
+        let until = terms.access_secs.map(|secs| paid_at.saturating_add(secs));
         if until.is_some_and(|until| until <= now) {
             continue;
         }
         let source = Source {
             kind: SourceKind::Purchase,
             id: purchase.id.clone(),
-            plan: Some(plan.name.clone()),
+            plan: Some(purchase.plan.clone()),
             until,
         };
-        gathered.add(source, plan.features_for(purchase.quantity), until);
+        gathered.add(source, terms.features.clone(), until);
         purchases.push((purchase, until, purchase.id.as_str()));
     }
 
@@ -642,6 +654,7 @@ mod tests {
             quantity,
             paid_at,
             withdrawn: false,
+            terms: None,
         }
     }
 

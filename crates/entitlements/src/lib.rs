@@ -24,7 +24,7 @@ mod store;
 mod view;
 mod watch;
 
-pub use catalog::{Catalog, FeatureValue, Features, PlanConfig, PlanMode};
+pub use catalog::{Catalog, FeatureValue, Features, PlanConfig, PlanMode, Terms};
 pub use compute::{Policy, Source, SourceKind};
 pub use counters::Counters;
 pub use db::{Backend, Database, DatabaseOptions};

@@ -1,5 +1,6 @@
 //! The command line: `serve` (default), `migrate`, `check-config`,
-//! `trigger`, `reconcile`, `import`, `replay`, `link`, `grant`, `notify`.
+//! `trigger`, `reconcile`, `import`, `replay`, `link`, `grant`, `reterm`,
+//! `notify`.
 
 mod grant;
 mod notify;
@@ -86,6 +87,13 @@ enum Command {
         #[command(subcommand)]
         command: GrantCommand,
     },
+    /// Give every purchase of a payment plan the terms (features, access
+    /// days) the catalog has today. Purchases otherwise keep the terms
+    /// they were sold with, whatever the catalog says later.
+    Reterm {
+        /// The payment plan.
+        plan: String,
+    },
     /// Send a notification to internal services again.
     Notify {
         #[command(subcommand)]
@@ -162,6 +170,7 @@ impl Cli {
                 reconcile_command(settings, org.as_deref(), dry_run).await
             }
             Command::Import { dry_run } => import_command(settings, dry_run).await,
+            Command::Reterm { plan } => reterm(settings, &plan).await,
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -254,6 +263,15 @@ async fn link(settings: Settings, org_id: &str, customer: &str) -> CommandResult
         view.plan,
         view.status,
         view.version
+    );
+    Ok(())
+}
+
+async fn reterm(settings: Settings, plan: &str) -> CommandResult {
+    let engine = migrated_engine(&settings).await?;
+    let (orgs, purchases) = engine.reterm(plan).await?;
+    println!(
+        "{purchases} purchase(s) of {plan} given today's terms; {orgs} organization(s) recomputed"
     );
     Ok(())
 }

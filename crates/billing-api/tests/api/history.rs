@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, READ_TOKEN, TestApp, now, replay_with_catalog};
+use crate::helpers::{Backend, READ_TOKEN, TestApp, now, run_with_catalog};
 use crate::on_both_backends;
 
 async fn page(app: &TestApp, query: &str) -> Value {
@@ -130,7 +130,7 @@ async fn replay_recomputes_the_events_organization_and_keeps_its_outcome(backend
 
     // The operator adds the price to the catalog and replays the event.
     let catalog = "[plans.pro]\nprices = [\"price_pro_monthly\", \"price_pro_2027\"]\n";
-    let replay = |event: &str| replay_with_catalog(&app.db.url, catalog, event);
+    let replay = |event: &str| run_with_catalog(&app.db.url, catalog, &["replay", event]);
     let output = replay(&event_id);
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, READ_TOKEN, TestApp, fixture, json_of, now, replay_with_catalog};
+use crate::helpers::{Backend, READ_TOKEN, TestApp, fixture, json_of, now, run_with_catalog};
 use crate::on_both_backends;
 
 const ORG: &str = "fixture-org";
@@ -429,7 +429,11 @@ async fn a_purchase_of_a_plan_added_later_grants_once_replayed(backend: Backend)
     assert_eq!(state(&app, ORG).await, free());
 
     let catalog = "[plans.founders]\nmode = \"payment\"\nprices = [\"price_founders\"]\nfeatures = { seats = 9, sso = true, projects = 9 }\n";
-    let output = replay_with_catalog(&app.db.url, catalog, event["id"].as_str().unwrap());
+    let output = run_with_catalog(
+        &app.db.url,
+        catalog,
+        &["replay", event["id"].as_str().unwrap()],
+    );
     assert!(output.status.success(), "{output:?}");
     assert!(
         String::from_utf8_lossy(&output.stdout).contains("entitlements granted to version 1"),
@@ -450,6 +454,111 @@ async fn a_purchase_of_a_plan_added_later_grants_once_replayed(backend: Backend)
             change["features"]["seats"].as_i64()
         ),
         (Some("founders"), Some("purchased"), Some(9))
+    );
+}
+
+/// The answer's features `seats` and `projects` and its `valid_until`.
+async fn terms_of(app: &TestApp, org: &str) -> (Option<&'static str>, i64, i64, Value) {
+    let body = app.get_entitlements(org).await.1;
+    let granted = match body["status"].as_str() {
+        Some("purchased") => Some("purchased"),
+        _ => None,
+    };
+    (
+        granted,
+        body["features"]["seats"].as_i64().unwrap(),
+        body["features"]["projects"].as_i64().unwrap(),
+        body["valid_until"].clone(),
+    )
+}
+
+/// A purchase keeps what it was sold with: a shorter pass, fewer projects
+/// or a renamed plan in a later catalog change new purchases only, until
+/// `billing-api reterm` gives the old ones today's terms.
+async fn a_purchase_keeps_the_terms_it_was_sold_with(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let paid = now() - 10 * DAY;
+    let pass = app
+        .build_event("checkout.session.completed", "acme")
+        .plan("pass")
+        .quantity(3)
+        .purchase("cs_pass_acme")
+        .at(paid)
+        .build();
+    deliver(&app, "acme", &pass).await;
+    let deal = lifetime(
+        &app,
+        "checkout.session.completed",
+        "initech",
+        "cs_deal",
+        now() - DAY,
+    );
+    deliver(&app, "initech", &deal).await;
+    // As recorded before terms were: it takes today's at the next start.
+    app.db
+        .execute("UPDATE purchases SET terms = NULL WHERE id = 'cs_deal'")
+        .await;
+    let app = app.restart_with(|_| {}).await;
+
+    // The pass now lasts five days with one project, and the lifetime deal
+    // is sold under another name.
+    let app = app
+        .restart_with(|s| {
+            let pass = s.plans.get_mut("pass").unwrap();
+            pass.access_days = Some(5);
+            pass.features.insert("projects".into(), json!(1));
+            let deal = s.plans.remove("lifetime").unwrap();
+            s.plans.insert("lifetime_v2".into(), deal);
+        })
+        .await;
+    let until = json!(chrono::DateTime::from_timestamp(paid + 30 * DAY, 0));
+    assert_eq!(
+        terms_of(&app, "acme").await,
+        (Some("purchased"), 3, 100, until)
+    );
+    assert_eq!(state(&app, "initech").await, purchased("lifetime", 5));
+
+    // A pass sold now is sold on today's terms.
+    let sold_now = now() - 10;
+    let newer = app
+        .build_event("checkout.session.completed", "globex")
+        .plan("pass")
+        .quantity(2)
+        .purchase("cs_pass_globex")
+        .at(sold_now)
+        .build();
+    deliver(&app, "globex", &newer).await;
+    let until = json!(chrono::DateTime::from_timestamp(sold_now + 5 * DAY, 0));
+    assert_eq!(
+        terms_of(&app, "globex").await,
+        (Some("purchased"), 2, 1, until)
+    );
+
+    // Re-terming the passes by hand ends acme's (paid ten days ago).
+    let version = app.get_entitlements("acme").await.1["version"].as_i64();
+    let catalog = "[plans.pass]\naccess_days = 5\nfeatures = { seats = { per_unit = 1 }, sso = true, projects = 1 }\n";
+    let output = run_with_catalog(&app.db.url, catalog, &["reterm", "pass"]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "2 purchase(s) of pass given today's terms; 2 organization(s) recomputed\n"
+    );
+    let body = app
+        .entitlements_once("acme", |b| b["status"] != "purchased")
+        .await;
+    assert_eq!(
+        (body["plan"].as_str(), body["status"].as_str()),
+        (Some("free"), Some("none")),
+        "{body}"
+    );
+    assert_eq!(body["version"].as_i64(), version.map(|v| v + 1));
+    assert_eq!(terms_of(&app, "globex").await.0, Some("purchased"));
+
+    let output = run_with_catalog(&app.db.url, "", &["reterm", "pro"]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("plan \"pro\" is no payment plan"),
+        "{output:?}"
     );
 }
 
@@ -474,5 +583,6 @@ on_both_backends!(
     a_purchase_beside_a_subscription_is_a_second_source,
     a_purchase_needs_its_plan_and_names_its_organization,
     a_purchase_of_a_plan_added_later_grants_once_replayed,
+    a_purchase_keeps_the_terms_it_was_sold_with,
     purchase_changes_are_counted_by_source_kind
 );

@@ -115,6 +115,7 @@ diesel::table! {
         paid_at -> Nullable<BigInt>,
         last_event_created -> BigInt,
         updated_at -> BigInt,
+        terms -> Nullable<Text>,
     }
 }
 

@@ -7,11 +7,13 @@
 use super::apply::{link_customer, org_from_payload, session_org};
 use super::{Engine, conclude};
 use crate::Error;
+use crate::catalog::PlanMode;
+use crate::clock;
 use crate::db::Conn;
 use crate::event::{CheckoutSessionObject, Event, PaymentObject};
 use crate::kinds::EventKind;
 use crate::receipt::{Outcome, Receipt};
-use crate::store::purchases::{self, FAILED, PAID, PENDING, PaymentRow, PurchaseRow};
+use crate::store::purchases::{self, FAILED, PAID, PENDING, PaymentRow, PurchaseRow, Reterm};
 use crate::store::{Cause, organizations};
 
 /// The most units one purchase buys.
@@ -88,6 +90,12 @@ impl Engine {
             paid_at,
             last_event_created: event.created,
             updated_at: now,
+            // Sold with today's terms; later catalog edits do not reach it.
+            terms: current.and_then(|row| row.terms).or_else(|| {
+                self.catalog
+                    .plan(plan)
+                    .map(|plan| purchases::write_terms(&plan.terms(quantity)))
+            }),
         };
         purchases::save(conn, &row).await?;
         if self.catalog.plan(plan).is_none() {
@@ -211,5 +219,55 @@ fn mark(
                 (true, false) => "dispute lost; access stays withdrawn".into(),
             }))
         }
+    }
+}
+
+impl Engine {
+    /// Records today's terms for the purchases stored without them (made
+    /// before terms were recorded); returns how many. They were granting
+    /// by today's catalog already, so no answer changes.
+    pub async fn record_missing_terms(&self) -> Result<usize, Error> {
+        let mut recorded = 0;
+        for plan in self.catalog.plans().filter(|p| p.mode == PlanMode::Payment) {
+            recorded += self
+                .write(async |conn| {
+                    purchases::set_terms(conn, plan, Reterm::Missing, clock::now()).await
+                })
+                .await?;
+        }
+        Ok(recorded)
+    }
+
+    /// Gives every purchase of `plan` the terms of today's catalog, the one
+    /// exception to a purchase keeping what it was sold with, and
+    /// recomputes each organization concerned in a transaction of its own;
+    /// returns how many organizations and purchases. Running it again
+    /// finishes what an interrupted run left.
+    pub async fn reterm(&self, plan: &str) -> Result<(usize, usize), Error> {
+        let Some(plan) = self
+            .catalog
+            .plan(plan)
+            .filter(|p| p.mode == PlanMode::Payment)
+        else {
+            return Err(Error::Catalog(format!(
+                "plan {plan:?} is no payment plan of the catalog"
+            )));
+        };
+        let orgs = self
+            .db
+            .read(async |conn| purchases::orgs_of_plan(conn, &plan.name).await)
+            .await?;
+        let mut retermed = 0;
+        for org_id in &orgs {
+            retermed += self
+                .write(async |conn| {
+                    let now = organizations::lock(conn, org_id, clock::now()).await?;
+                    let n = purchases::set_terms(conn, plan, Reterm::OfOrg(org_id), now).await?;
+                    self.recompute(conn, org_id, Cause::Time, now).await?;
+                    Ok(n)
+                })
+                .await?;
+        }
+        Ok((orgs.len(), retermed))
     }
 }

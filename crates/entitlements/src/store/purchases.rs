@@ -4,6 +4,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::Error;
+use crate::catalog::{Plan, Terms};
 use crate::compute::PurchaseState;
 use crate::db::schema::{payments as pays, purchases};
 use crate::db::{Conn, Prepared, run};
@@ -29,6 +30,8 @@ pub(crate) struct PurchaseRow {
     pub paid_at: Option<i64>,
     pub last_event_created: i64,
     pub updated_at: i64,
+    /// [`Terms`] as JSON.
+    pub terms: Option<String>,
 }
 
 /// A `payments` row: what refunds and disputes did to one payment.
@@ -117,6 +120,7 @@ pub(crate) async fn of_org(conn: &mut Conn<'_>, org_id: &str) -> Result<Vec<Purc
             purchases::paid_at,
             pays::refunded.nullable(),
             pays::disputed.nullable(),
+            purchases::terms,
         ));
     type Loaded = (
         String,
@@ -126,18 +130,96 @@ pub(crate) async fn of_org(conn: &mut Conn<'_>, org_id: &str) -> Result<Vec<Purc
         Option<i64>,
         Option<bool>,
         Option<bool>,
+        Option<String>,
     );
     let rows: Vec<Loaded> = run!(conn, |c| query.load(c).await)?;
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .map(
-            |(id, plan, quantity, status, paid_at, refunded, disputed)| PurchaseState {
-                id,
-                plan,
-                quantity,
-                paid_at: paid_at.filter(|_| status == PAID),
-                withdrawn: refunded.unwrap_or(false) || disputed.unwrap_or(false),
+            |(id, plan, quantity, status, paid_at, refunded, disputed, terms)| {
+                Ok(PurchaseState {
+                    terms: terms.as_deref().map(read_terms).transpose()?,
+                    id,
+                    plan,
+                    quantity,
+                    paid_at: paid_at.filter(|_| status == PAID),
+                    withdrawn: refunded.unwrap_or(false) || disputed.unwrap_or(false),
+                })
             },
         )
-        .collect())
+        .collect()
+}
+
+/// Terms as stored.
+pub(crate) fn write_terms(terms: &Terms) -> String {
+    serde_json::to_string(terms).unwrap_or_default()
+}
+
+fn read_terms(text: &str) -> Result<Terms, Error> {
+    serde_json::from_str(text)
+        .map_err(|error| Error::Corrupt(format!("a purchase's stored terms: {error}")))
+}
+
+/// Which purchases of a plan [`set_terms`] gives today's terms.
+pub(crate) enum Reterm<'a> {
+    /// Those recorded without terms, of any organization.
+    Missing,
+    /// Every one of this organization's.
+    OfOrg(&'a str),
+}
+
+/// Records today's terms of `plan` for its purchases that `which` names,
+/// one statement per quantity bought; returns how many.
+pub(crate) async fn set_terms(
+    conn: &mut Conn<'_>,
+    plan: &Plan,
+    which: Reterm<'_>,
+    now: i64,
+) -> Result<usize, Error> {
+    let of_plan = purchases::table
+        .filter(purchases::plan.eq(&plan.name))
+        .select(purchases::quantity)
+        .distinct();
+    let quantities: Vec<i64> = match which {
+        Reterm::Missing => {
+            let query = of_plan.filter(purchases::terms.is_null());
+            run!(conn, |c| query.load(c).await)?
+        }
+        Reterm::OfOrg(org_id) => {
+            let query = of_plan.filter(purchases::org_id.eq(org_id));
+            run!(conn, |c| query.load(c).await)?
+        }
+    };
+    let mut recorded = 0;
+    for quantity in quantities {
+        let terms = write_terms(&plan.terms(quantity));
+        let set = (purchases::terms.eq(&terms), purchases::updated_at.eq(now));
+        let of_quantity = purchases::plan
+            .eq(&plan.name)
+            .and(purchases::quantity.eq(quantity));
+        recorded += match which {
+            Reterm::Missing => {
+                let query = diesel::update(purchases::table)
+                    .filter(of_quantity.and(purchases::terms.is_null()))
+                    .set(set);
+                run!(conn, |c| query.execute(c).await)?
+            }
+            Reterm::OfOrg(org_id) => {
+                let query = diesel::update(purchases::table)
+                    .filter(of_quantity.and(purchases::org_id.eq(org_id)))
+                    .set(set);
+                run!(conn, |c| query.execute(c).await)?
+            }
+        };
+    }
+    Ok(recorded)
+}
+
+/// The organizations with a purchase of `plan`.
+pub(crate) async fn orgs_of_plan(conn: &mut Conn<'_>, plan: &str) -> Result<Vec<String>, Error> {
+    let query = purchases::table
+        .filter(purchases::plan.eq(plan))
+        .select(purchases::org_id)
+        .distinct()
+        .order(purchases::org_id);
+    Ok(run!(conn, |c| query.load(c).await)?)
 }

@@ -37,15 +37,16 @@ pub fn spawn_service(
     (child, lines, port)
 }
 
-/// Runs `billing-api replay <event_id>` on `db_url` with `catalog` (TOML)
-/// layered over the development configuration.
-pub fn replay_with_catalog(db_url: &str, catalog: &str, event_id: &str) -> std::process::Output {
+/// Runs `billing-api <args>` on `db_url` with `catalog` (TOML) layered over
+/// the development configuration.
+pub fn run_with_catalog(db_url: &str, catalog: &str, args: &[&str]) -> std::process::Output {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let config = dir.path().join("catalog.toml");
     std::fs::write(&config, catalog).expect("the catalog is written");
     let config = config.to_str().expect("a UTF-8 path");
     std::process::Command::new(env!("CARGO_BIN_EXE_billing-api"))
-        .args(["--config", config, "replay", event_id])
+        .args(["--config", config])
+        .args(args)
         .env("DATABASE_URL", db_url)
         .current_dir(dir.path())
         .output()
