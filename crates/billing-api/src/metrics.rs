@@ -235,6 +235,12 @@ impl Metrics {
                 cache.size as u64,
             ),
             (
+                "billing_rules_in_force",
+                "gauge",
+                "1 while this process's catalog is the one in force; 0: it serves stored answers and computes none.",
+                u64::from(!engine.rules_outdated()),
+            ),
+            (
                 "billing_cache_following",
                 "gauge",
                 "1 while other processes' changes are followed; 0: every answer is read from the database.",

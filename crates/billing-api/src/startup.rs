@@ -104,6 +104,8 @@ impl Application {
         if applied > 0 {
             tracing::info!(applied, "migrations applied");
         }
+        // The replica that starts last decides the rules answers follow.
+        engine.activate_rules().await?;
         let recorded = engine.record_missing_terms().await?;
         if recorded > 0 {
             tracing::info!(recorded, "purchases recorded without terms given today's");

@@ -1,6 +1,6 @@
 //! Counts of what the engine did, for metrics.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::compute::SourceKind;
 use crate::receipt::Outcome;
@@ -8,9 +8,11 @@ use crate::receipt::Outcome;
 /// Slots of entitlement changes: one per kind of source, then `none`.
 const CHANGE_SLOTS: usize = SourceKind::ALL.len() + 1;
 
-/// Monotonic counters, shared by every clone of an engine.
+/// Monotonic counters, and whether the engine's rules are in force,
+/// shared by every clone of an engine.
 #[derive(Debug, Default)]
 pub struct Counters {
+    outdated: AtomicBool,
     outcomes: [AtomicU64; Outcome::ALL.len()],
     duplicates: AtomicU64,
     unknown_prices: AtomicU64,
@@ -20,6 +22,18 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Whether another process's rules are in force: this one serves what
+    /// is stored and computes nothing (see `Engine::follow_rules_in_force`).
+    pub fn rules_outdated(&self) -> bool {
+        self.outdated.load(Ordering::Acquire)
+    }
+
+    /// Records whether this process's rules are outdated; returns whether
+    /// that changed.
+    pub(crate) fn set_rules_outdated(&self, outdated: bool) -> bool {
+        self.outdated.swap(outdated, Ordering::AcqRel) != outdated
+    }
+
     pub(crate) fn outcome(&self, outcome: Outcome) {
         self.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
     }

@@ -1,6 +1,6 @@
 //! The command line: `serve` (default), `migrate`, `check-config`,
 //! `trigger`, `reconcile`, `import`, `replay`, `link`, `grant`, `reterm`,
-//! `notify`.
+//! `catalog`, `notify`.
 
 mod grant;
 mod notify;
@@ -87,6 +87,11 @@ enum Command {
         #[command(subcommand)]
         command: GrantCommand,
     },
+    /// Which catalog answers are computed under.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
     /// Give every purchase of a payment plan the terms (features, access
     /// days) the catalog has today. Purchases otherwise keep the terms
     /// they were sold with, whatever the catalog says later.
@@ -99,6 +104,15 @@ enum Command {
         #[command(subcommand)]
         command: NotifyCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum CatalogCommand {
+    /// Put this configuration's catalog (and grace period) in force for
+    /// every replica: those with another catalog serve stored answers and
+    /// compute none until one with this catalog starts or this is run
+    /// with theirs. A replica starting puts its own in force.
+    Activate,
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +185,9 @@ impl Cli {
             }
             Command::Import { dry_run } => import_command(settings, dry_run).await,
             Command::Reterm { plan } => reterm(settings, &plan).await,
+            Command::Catalog {
+                command: CatalogCommand::Activate,
+            } => activate_catalog(settings).await,
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -263,6 +280,16 @@ async fn link(settings: Settings, org_id: &str, customer: &str) -> CommandResult
         view.plan,
         view.status,
         view.version
+    );
+    Ok(())
+}
+
+async fn activate_catalog(settings: Settings) -> CommandResult {
+    let engine = migrated_engine(&settings).await?;
+    engine.activate_rules().await?;
+    let plans = engine.catalog().plans().count();
+    println!(
+        "this catalog ({plans} plans) is in force: replicas with another one compute no answers"
     );
     Ok(())
 }

@@ -44,7 +44,12 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, Ap
         (_, true) => "from memory",
         (_, false) => "from the database: other processes' changes are not followed now",
     };
-    Ok(HttpResponse::Ok().json(json!({"status": "ready", "answers": answers})))
+    let rules = if state.engine.counters().rules_outdated() {
+        "outdated: another replica's catalog is in force; stored answers are served, none is computed here"
+    } else {
+        "in force"
+    };
+    Ok(HttpResponse::Ok().json(json!({"status": "ready", "answers": answers, "rules": rules})))
 }
 
 /// Prometheus metrics.

@@ -14,7 +14,10 @@ async fn health_and_readiness_answer(backend: Backend) {
     let ready = app.readyz_once(|b| b["answers"] == "from memory").await;
     assert_eq!(
         ready,
-        (200, json!({"status": "ready", "answers": "from memory"}))
+        (
+            200,
+            json!({"status": "ready", "answers": "from memory", "rules": "in force"})
+        )
     );
     app.engine.database().revert_all_migrations().await.unwrap();
     let (status, body) = json_of(app.get("/readyz", None).await).await;

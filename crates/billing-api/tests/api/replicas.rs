@@ -17,6 +17,8 @@ struct Replica {
     child: Child,
     base: String,
     client: reqwest::Client,
+    /// Holds the configuration file it was started with.
+    _config: Option<tempfile::TempDir>,
 }
 
 impl Drop for Replica {
@@ -33,7 +35,20 @@ impl Replica {
 
     /// A replica reaching the database at `url`.
     fn start_on(url: &str) -> Replica {
+        Replica::start_configured(url, None)
+    }
+
+    /// A replica reaching the database at `url`, with `config` (TOML)
+    /// layered over the development configuration.
+    fn start_configured(url: &str, config: Option<&str>) -> Replica {
         let mut command = Command::new(env!("CARGO_BIN_EXE_billing-api"));
+        let dir = config.map(|config| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("replica.toml");
+            std::fs::write(&path, config).unwrap();
+            command.arg("--config").arg(path);
+            dir
+        });
         command
             .current_dir(std::env::temp_dir())
             .env("PORT", "0")
@@ -44,6 +59,7 @@ impl Replica {
             child,
             base: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::new(),
+            _config: dir,
         }
     }
 
@@ -212,4 +228,120 @@ async fn a_replica_that_hears_no_notifications_reads_from_the_database() {
     assert_eq!(replica.get(path).await["plan"], "pro");
 }
 
-on_both_backends!(a_change_on_one_replica_reaches_the_others_memory);
+/// The answer's version and its `projects` and `seats`, from `base`.
+async fn version_projects_seats(
+    client: &reqwest::Client,
+    base: &str,
+    org: &str,
+) -> (i64, i64, i64) {
+    let response = client
+        .get(format!("{base}/v1/entitlements/{org}"))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let body = json_of(response).await.1;
+    (
+        body["version"].as_i64().unwrap(),
+        body["features"]["projects"].as_i64().unwrap(),
+        body["features"]["seats"].as_i64().unwrap(),
+    )
+}
+
+/// What `base` answers for `org` once it is `want`, or after five seconds.
+async fn settled(
+    client: &reqwest::Client,
+    base: &str,
+    org: &str,
+    want: (i64, i64, i64),
+) -> (i64, i64, i64) {
+    let start = Instant::now();
+    loop {
+        let got = version_projects_seats(client, base, org).await;
+        if got == want || start.elapsed() > Duration::from_secs(5) {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A rolling deploy that changes the catalog: the replica started last
+/// puts its catalog in force; the older one serves what is stored and
+/// computes nothing, so reads through either never flip the answer, and
+/// an event the older one receives is computed under the rules in force.
+async fn a_rolling_deploy_with_another_catalog_does_not_flip_answers(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let subscribed = app.event("customer.subscription.created", "acme", now() - 20);
+    app.deliver(&subscribed).await;
+    let old = (app.address.clone(), app.client.clone());
+    assert_eq!(
+        version_projects_seats(&old.1, &old.0, "acme").await,
+        (1, 100, 1)
+    );
+
+    let newer = Replica::start_configured(
+        &app.db.url,
+        Some("[plans.pro]\nfeatures = { seats = { per_unit = 1 }, sso = true, projects = 77 }\n"),
+    );
+    newer.once("/readyz", |b| b["status"] == "ready").await;
+    let (_, ready) = app.readyz_once(|b| b["rules"] != "in force").await;
+    assert_eq!(
+        ready["rules"],
+        "outdated: another replica's catalog is in force; stored answers are served, none is computed here"
+    );
+    assert_eq!(newer.get("/readyz").await["rules"], "in force");
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(metrics.contains("billing_rules_in_force 0\n"), "{metrics}");
+    assert!(newer.metrics().await.contains("billing_rules_in_force 1\n"));
+
+    // Reads through both, in turns: one answer, under the newer catalog.
+    let (newer_base, newer_client) = (newer.base.clone(), newer.client.clone());
+    assert_eq!(
+        settled(&old.1, &old.0, "acme", (2, 77, 1)).await,
+        (2, 77, 1)
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            version_projects_seats(&newer_client, &newer_base, "acme").await,
+            (2, 77, 1)
+        );
+        assert_eq!(
+            version_projects_seats(&old.1, &old.0, "acme").await,
+            (2, 77, 1)
+        );
+    }
+
+    // An event through the older replica is recorded there and computed
+    // by the newer one.
+    let mut updated = app
+        .build_event("customer.subscription.updated", "acme")
+        .at(now() - 10)
+        .quantity(3)
+        .build();
+    updated["id"] = json!("evt_rolling_update");
+    let (status, receipt) = app.deliver(&updated).await;
+    assert_eq!(
+        (status, receipt["outcome"].as_str()),
+        (200, Some("applied")),
+        "{receipt}"
+    );
+    assert_eq!(
+        settled(&old.1, &old.0, "acme", (3, 77, 3)).await,
+        (3, 77, 3)
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            version_projects_seats(&newer_client, &newer_base, "acme").await,
+            (3, 77, 3)
+        );
+        assert_eq!(
+            version_projects_seats(&old.1, &old.0, "acme").await,
+            (3, 77, 3)
+        );
+    }
+}
+
+on_both_backends!(
+    a_change_on_one_replica_reaches_the_others_memory,
+    a_rolling_deploy_with_another_catalog_does_not_flip_answers
+);

@@ -186,6 +186,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    rules_in_force (name) {
+        name -> Text,
+        rules -> Text,
+        activated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(subscription_items -> subscriptions (subscription_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -203,4 +211,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     notify_progress,
     admin_sessions,
     leases,
+    rules_in_force,
 );

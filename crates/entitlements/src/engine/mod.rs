@@ -5,6 +5,7 @@
 mod apply;
 mod batch;
 mod by_hand;
+mod in_force;
 mod link;
 
 pub use link::Linked;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use crate::Error;
 use crate::catalog::Catalog;
 use crate::clock::now;
-use crate::compute::{Policy, Source, SourceKind, Sources, compute, default_entitlement};
+use crate::compute::{Computed, Policy, Source, SourceKind, Sources, compute, default_entitlement};
 use crate::counters::Counters;
 use crate::db::{Conn, Database};
 use crate::event::Event;
@@ -41,6 +42,10 @@ enum Refetched {
     /// reason.
     Unreadable(String),
 }
+
+/// How a receipt says its organization was left to another process.
+const DEFERRED: &str =
+    "recorded; another replica's catalog is in force and computes the entitlements within a second";
 
 /// The domain service: owns the database, the catalog and the rules.
 #[derive(Clone)]
@@ -422,6 +427,9 @@ impl Engine {
         cause: Cause<'_>,
         now: i64,
     ) -> Result<Recomputed, Error> {
+        if self.counters.rules_outdated() {
+            return self.defer(conn, org_id, now).await;
+        }
         let (grants, expired) = grants::unrevoked(conn, org_id, now).await?;
         let sources = Sources {
             subscriptions: subscriptions::of_org(conn, org_id).await?,
@@ -485,6 +493,31 @@ impl Engine {
             unknown_prices: computed.unknown_prices,
             change,
             version,
+            deferred: false,
+        })
+    }
+
+    /// Leaves an organization to a process whose rules are in force (see
+    /// [`Engine::follow_rules_in_force`]): its answer is marked due, and
+    /// that process's sweep computes it within a second.
+    async fn defer(
+        &self,
+        conn: &mut Conn<'_>,
+        org_id: &str,
+        now: i64,
+    ) -> Result<Recomputed, Error> {
+        let nothing = Computed {
+            entitlement: default_entitlement(&self.catalog),
+            recheck_at: Some(now),
+            unknown_prices: Vec::new(),
+        };
+        let mut row = EntitlementRow::new(org_id, &nothing, 0, now, &self.rules)?;
+        row.rules = None;
+        Ok(Recomputed {
+            unknown_prices: Vec::new(),
+            change: None,
+            version: answers::defer(conn, &row, now).await?,
+            deferred: true,
         })
     }
 
@@ -501,7 +534,9 @@ impl Engine {
             answers::get(&mut pooled.conn(), org_id).await?
         };
         let row = match row {
-            Some(row) if row.due(now, &self.rules) => {
+            // An outdated process serves what is stored, never rewriting
+            // it under its own rules.
+            Some(row) if row.due(now, &self.rules) && !self.counters.rules_outdated() => {
                 self.write(async |conn| {
                     self.lock_and_recompute(conn, org_id, Cause::Time).await?;
                     answers::get(conn, org_id).await
@@ -637,6 +672,8 @@ pub(crate) struct Recomputed {
     change: Option<Change>,
     /// The version in force afterwards.
     version: i64,
+    /// Left to a process whose rules are in force.
+    deferred: bool,
 }
 
 /// What [`Engine::replay`] did.
@@ -662,6 +699,9 @@ pub enum Replay {
 /// the entitlements moved, and prices that no plan lists.
 fn conclude(mut receipt: Receipt, recomputed: Recomputed) -> Receipt {
     receipt.change = recomputed.change;
+    if recomputed.deferred {
+        receipt = receipt.note(DEFERRED);
+    }
     if recomputed.unknown_prices.is_empty() {
         return receipt;
     }

@@ -22,7 +22,24 @@ impl Engine {
     /// many. One process at a time sweeps (it holds a lease, which another
     /// takes over once it lapses); with nothing due, a sweep is one indexed
     /// read.
+    ///
+    /// Each sweep first reads which rules are in force: a process whose
+    /// rules are not sweeps nothing and gives up its lease, and one whose
+    /// rules have just come into force first brings every answer under
+    /// them.
     pub async fn sweep(&self, limit: i64) -> Result<usize, Error> {
+        let was_outdated = self.counters.rules_outdated();
+        if !self.follow_rules_in_force().await? {
+            if !was_outdated {
+                let holder = self.holder.clone();
+                self.write(async |conn| leases::release(conn, LEASE, &holder).await)
+                    .await?;
+            }
+            return Ok(0);
+        }
+        if was_outdated {
+            self.follow_rules().await?;
+        }
         let now = now();
         let due = self
             .db

@@ -107,6 +107,25 @@ pub(crate) async fn settle(
     Ok(())
 }
 
+/// Leaves the organization's answer to be computed by a process whose
+/// rules are in force: it is marked due at `now` (the sweep recomputes it
+/// within a second), stored as `default` at version 0 if there was none;
+/// returns its version.
+pub(crate) async fn defer(
+    conn: &mut Conn<'_>,
+    default: &EntitlementRow,
+    now: i64,
+) -> Result<i64, Error> {
+    let query = diesel::insert_into(ents::table)
+        .values(default)
+        .on_conflict(ents::org_id)
+        .do_update()
+        .set(ents::recheck_at.eq(now))
+        .returning(ents::version)
+        .cached();
+    Ok(run!(conn, |c| query.get_result(c).await)?)
+}
+
 /// Up to `limit` organizations whose stored answer was computed under
 /// other rules than `rules`.
 pub(crate) async fn computed_under_other_rules(

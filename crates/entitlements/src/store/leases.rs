@@ -38,3 +38,11 @@ pub(crate) async fn take(
     .cached();
     Ok(run!(conn, |c| renew.execute(c).await)? == 1)
 }
+
+/// Gives up the lease `name` if `holder` holds it, so that another takes
+/// it over at once.
+pub(crate) async fn release(conn: &mut Conn<'_>, name: &str, holder: &str) -> Result<(), Error> {
+    let query = diesel::delete(leases::table.find(name).filter(leases::holder.eq(holder))).cached();
+    run!(conn, |c| query.execute(c).await)?;
+    Ok(())
+}

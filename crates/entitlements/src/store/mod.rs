@@ -14,6 +14,7 @@ pub(crate) mod notes;
 pub(crate) mod notify;
 pub(crate) mod organizations;
 pub(crate) mod purchases;
+pub(crate) mod rules;
 pub(crate) mod subscriptions;
 
 /// What caused a change of entitlements or a note, named in its history
