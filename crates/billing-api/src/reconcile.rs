@@ -126,7 +126,7 @@ pub(crate) async fn apply_subscriptions(
     progress.expect(engine.stored_subscriptions(only_org).await?);
     let mut summary = Summary::default();
     let mut orgs: BTreeMap<String, Movement> = BTreeMap::new();
-    let mut page = read_page(api, customer.as_deref(), None).await?;
+    let mut page = read_page(engine, api, customer.as_deref(), None).await?;
     loop {
         let (reads, more) = page;
         let after = reads.last().map(|read| read.subscription.id.clone());
@@ -136,7 +136,9 @@ pub(crate) async fn apply_subscriptions(
             .collect();
         let next = async {
             match (more, &after) {
-                (true, Some(after)) => Some(read_page(api, customer.as_deref(), Some(after)).await),
+                (true, Some(after)) => {
+                    Some(read_page(engine, api, customer.as_deref(), Some(after)).await)
+                }
                 _ => None,
             }
         };
@@ -190,24 +192,20 @@ pub(crate) async fn apply_subscriptions(
     Ok(summary)
 }
 
-/// One page of subscriptions after `after`, each stamped with the time
-/// of its request: the page shows Stripe's state as of then, however long
-/// it takes to apply, so a webhook applied meanwhile is newer than it.
+/// One page of subscriptions after `after`, each stamped on Stripe's
+/// clock, not this host's: no older than its own timestamps and the newest
+/// event recorded before the request. An event recorded by then is in
+/// the page; one created later is newer than it.
 async fn read_page(
+    engine: &Engine,
     api: &StripeApi,
     customer: Option<&str>,
     after: Option<&str>,
-) -> Result<(Vec<SubscriptionRead>, bool), StripeFailure> {
-    let read_at_ms = chrono::Utc::now().timestamp_millis();
+) -> Result<(Vec<SubscriptionRead>, bool), ReconcileError> {
+    let heard = engine.stripe_time_heard().await?;
     let (page, more) = api.list_subscriptions(customer, after).await?;
-    let reads = page
-        .into_iter()
-        .map(|subscription| SubscriptionRead {
-            subscription,
-            read_at_ms,
-        })
-        .collect();
-    Ok((reads, more))
+    let reads = page.into_iter().map(|read| read.not_before(heard));
+    Ok((reads.collect(), more))
 }
 
 impl fmt::Display for Summary {

@@ -8,7 +8,7 @@
 //! arrival.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -29,6 +29,9 @@ pub struct Refetcher {
 struct Slot {
     /// Arrivals so far; each waiter takes the next number.
     arrivals: AtomicU64,
+    /// The newest `created` of the events that have arrived (unix seconds):
+    /// a read begun after it was raised is no older on Stripe's clock.
+    newest_event: AtomicI64,
     /// The last read: how many arrivals it covers, and its result.
     last: tokio::sync::Mutex<Option<(u64, Result<SubscriptionRead, StripeFailure>)>>,
 }
@@ -44,10 +47,17 @@ impl Refetcher {
         }
     }
 
-    /// The subscription's state, read after this call began.
-    pub async fn read(&self, subscription_id: &str) -> Result<SubscriptionRead, StripeFailure> {
+    /// The subscription's state, read after this call began for an event
+    /// created at `after`, stamped on Stripe's clock: the newest of the
+    /// object's timestamps and of the events that arrived before the read.
+    pub async fn read(
+        &self,
+        subscription_id: &str,
+        after: i64,
+    ) -> Result<SubscriptionRead, StripeFailure> {
         let claim = Claim::new(self, subscription_id);
         let slot = &claim.slot;
+        slot.newest_event.fetch_max(after, Ordering::SeqCst);
         let ticket = slot.arrivals.fetch_add(1, Ordering::SeqCst) + 1;
         let mut last = slot.last.lock().await;
         match &*last {
@@ -56,14 +66,12 @@ impl Refetcher {
                 tokio::time::sleep(self.window).await;
                 // Everyone who has arrived by now arrived before this read.
                 let covered = slot.arrivals.load(Ordering::SeqCst);
-                let result =
-                    self.api
-                        .retrieve_subscription(subscription_id)
-                        .await
-                        .map(|subscription| SubscriptionRead {
-                            subscription,
-                            read_at_ms: chrono::Utc::now().timestamp_millis(),
-                        });
+                let newest = slot.newest_event.load(Ordering::SeqCst);
+                let result = self
+                    .api
+                    .retrieve_subscription(subscription_id)
+                    .await
+                    .map(|read| read.not_before(newest));
                 *last = Some((covered, result.clone()));
                 result
             }
@@ -79,9 +87,10 @@ impl SubscriptionSource for Refetcher {
     fn read<'a>(
         &'a self,
         subscription_id: &'a str,
+        after: i64,
     ) -> BoxFuture<'a, Result<SubscriptionRead, SourceError>> {
         Box::pin(async move {
-            self.read(subscription_id).await.map_err(|failure| {
+            self.read(subscription_id, after).await.map_err(|failure| {
                 if failure.is_permanent() {
                     SourceError::Unreadable(format!(
                         "subscription {subscription_id} cannot be read: {failure}"
@@ -156,7 +165,8 @@ mod tests {
         let api = StripeApi::new("sk_test_fake", &stripe.uri(), Arc::new(Metrics::default()))
             .expect("client builds");
         let refetcher = Refetcher::new(api, Duration::from_millis(1));
-        let reads = futures_util::future::join(refetcher.read("sub_1"), refetcher.read("sub_1"));
+        let reads =
+            futures_util::future::join(refetcher.read("sub_1", 0), refetcher.read("sub_1", 0));
         let outcome = tokio::time::timeout(Duration::from_millis(300), reads).await;
         assert!(outcome.is_err(), "the fake Stripe answers far later");
         assert!(refetcher.lock_slots().is_empty());

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use entitlements::event::{CheckoutSessionObject, Metadata};
-use entitlements::{SnapshotItem, SubscriptionSnapshot, SubscriptionStatus};
+use entitlements::{SnapshotItem, SubscriptionRead, SubscriptionSnapshot, SubscriptionStatus};
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_billing::billing_portal_session::CreateBillingPortalSession;
 use stripe_billing::subscription::{
@@ -283,7 +283,7 @@ impl StripeApi {
         &self,
         customer: Option<&str>,
         starting_after: Option<&str>,
-    ) -> Result<(Vec<SubscriptionSnapshot>, bool), StripeFailure> {
+    ) -> Result<(Vec<SubscriptionRead>, bool), StripeFailure> {
         let mut request = ListSubscription::new()
             .status(ListSubscriptionStatus::All)
             .limit(100);
@@ -300,10 +300,7 @@ impl StripeApi {
                 "could not list subscriptions",
             )
             .await?;
-        Ok((
-            page.data.into_iter().map(to_domain).collect(),
-            page.has_more,
-        ))
+        Ok((page.data.into_iter().map(to_read).collect(), page.has_more))
     }
 
     /// One page (up to 100) of customers after `starting_after`, and
@@ -394,10 +391,7 @@ impl StripeApi {
 
     /// Reads a subscription's current state, retrying rate limits and
     /// server errors with backoff.
-    pub async fn retrieve_subscription(
-        &self,
-        id: &str,
-    ) -> Result<SubscriptionSnapshot, StripeFailure> {
+    pub async fn retrieve_subscription(&self, id: &str) -> Result<SubscriptionRead, StripeFailure> {
         let sub = self
             .read(
                 &RetrieveSubscription::new(id),
@@ -405,7 +399,7 @@ impl StripeApi {
                 "could not be asked for the subscription",
             )
             .await?;
-        Ok(to_domain(sub))
+        Ok(to_read(sub))
     }
 }
 
@@ -448,6 +442,25 @@ impl StripeApi {
             .await;
         self.metrics.stripe_call(operation, result.is_ok());
         result.map_err(|e| failure(what, e))
+    }
+}
+
+/// A subscription as read, stamped with the newest of its own timestamps
+/// (created, started, a period begun, canceled, ended, a trial begun, an
+/// item added): Stripe's clock showed at least that when it answered,
+/// whatever this host's clock says.
+fn to_read(sub: stripe_shared::Subscription) -> SubscriptionRead {
+    let items = sub.items.data.iter();
+    let shown = [Some(sub.created), Some(sub.start_date), sub.canceled_at]
+        .into_iter()
+        .chain([sub.ended_at, sub.trial_start])
+        .flatten()
+        .chain(items.flat_map(|i| [i.created, i.current_period_start]))
+        .max()
+        .unwrap_or_default();
+    SubscriptionRead {
+        subscription: to_domain(sub),
+        read_at_ms: shown.saturating_mul(1000),
     }
 }
 

@@ -8,6 +8,7 @@ use wiremock::{MockServer, ResponseTemplate};
 use billing_api::import::import;
 use billing_api::progress::Progress;
 use billing_api::reconcile::reconcile;
+use billing_api::stripe_api::StripeApi;
 
 use crate::helpers::{
     Backend, TestApp, answer, now, run_against_stripe, stripe_call, stripe_subscription,
@@ -187,12 +188,7 @@ async fn a_page_read_before_a_webhook_does_not_undo_it(backend: Backend) {
                 .mount(&stripe)
                 .await;
         }
-        let api = billing_api::stripe_api::StripeApi::new(
-            "sk_test_fake",
-            &stripe.uri(),
-            Default::default(),
-        )
-        .unwrap();
+        let api = StripeApi::new("sk_test_fake", &stripe.uri(), Default::default()).unwrap();
         // Meanwhile the customer buys 5 seats and the webhook says so.
         let webhook = async {
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -220,6 +216,72 @@ async fn a_page_read_before_a_webhook_does_not_undo_it(backend: Backend) {
         let (_, entitlements) = app.get_entitlements("acme").await;
         assert_eq!(entitlements["features"]["seats"], 5, "{command}");
     }
+}
+
+/// Stripe, whose clock reads `offset` seconds from this host's, listing
+/// acme's subscription of `seats` seats, its period begun a day ago on
+/// Stripe's clock; and a client for it.
+async fn stripe_listing_acme(offset: i64, seats: u64) -> (MockServer, StripeApi) {
+    let stripe = MockServer::start().await;
+    let mut sub = stripe_subscription(
+        "sub_trigger_acme",
+        "acme",
+        "active",
+        "price_pro_monthly",
+        seats,
+    );
+    let began = now() + offset - 86_400;
+    sub["items"]["data"][0]["current_period_start"] = json!(began);
+    sub["items"]["data"][0]["current_period_end"] = json!(began + 30 * 86_400);
+    stripe_call("GET", "/v1/subscriptions")
+        .respond_with(answer(200, page(vec![sub], false)))
+        .mount(&stripe)
+        .await;
+    let api = StripeApi::new("sk_test_fake", &stripe.uri(), Default::default()).unwrap();
+    (stripe, api)
+}
+
+async fn reconcile_once(app: &TestApp, api: &StripeApi) -> usize {
+    let mut progress = Progress::hidden();
+    let summary = reconcile(&app.engine, api, None, false, &mut progress).await;
+    summary.unwrap().subscriptions
+}
+
+/// This host's clock runs ten minutes ahead of Stripe's: the webhook of a
+/// change made just after the page was listed is newer than the page.
+async fn an_event_just_after_a_reconcile_applies_with_this_host_ahead_of_stripe(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let stripe_now = now() - 600;
+    let (_stripe, api) = stripe_listing_acme(-600, 2).await;
+    assert_eq!(reconcile_once(&app, &api).await, 1);
+    assert_eq!(app.get_entitlements("acme").await.1["features"]["seats"], 2);
+    let updated = app
+        .build_event("customer.subscription.updated", "acme")
+        .at(stripe_now + 1)
+        .quantity(5)
+        .build();
+    assert_eq!(app.deliver(&updated).await.1["outcome"], "applied");
+    assert_eq!(app.get_entitlements("acme").await.1["features"]["seats"], 5);
+}
+
+/// This host's clock runs ten minutes behind Stripe's: a page listed after
+/// the last webhook was heard repairs the change whose webhook was lost.
+async fn a_reconcile_repairs_a_lost_change_with_this_host_behind_stripe(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let stripe_now = now() + 600;
+    let created = app
+        .build_event("customer.subscription.created", "acme")
+        .at(stripe_now - 60)
+        .quantity(2)
+        .build();
+    app.deliver(&created).await;
+    // The account is busy: another organization's webhook came last.
+    let other = app.event("customer.subscription.created", "beta", stripe_now);
+    app.deliver(&other).await;
+    // The upgrade to 5 seats carries no timestamp; its webhook never came.
+    let (_stripe, api) = stripe_listing_acme(600, 5).await;
+    assert_eq!(reconcile_once(&app, &api).await, 1);
+    assert_eq!(app.get_entitlements("acme").await.1["features"]["seats"], 5);
 }
 
 async fn reconcile_can_be_limited_to_one_organization(backend: Backend) {
@@ -305,6 +367,8 @@ on_both_backends!(
     reconcile_repairs_what_webhooks_missed,
     many_pages_show_their_progress_and_all_apply,
     a_page_read_before_a_webhook_does_not_undo_it,
+    an_event_just_after_a_reconcile_applies_with_this_host_ahead_of_stripe,
+    a_reconcile_repairs_a_lost_change_with_this_host_behind_stripe,
     reconcile_can_be_limited_to_one_organization,
     reconcile_never_removes_a_purchase_or_a_grant,
     serve_reconciles_periodically_when_configured

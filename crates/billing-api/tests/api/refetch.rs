@@ -9,6 +9,8 @@ use crate::helpers::{
     Backend, TestApp, answer, assert_error, now, stripe_call, stripe_subscription,
 };
 use crate::on_both_backends;
+use billing_api::refetch::Refetcher;
+use billing_api::stripe_api::StripeApi;
 
 /// A subscription source that answers the reads it was given, in order.
 #[derive(Default)]
@@ -24,6 +26,7 @@ impl entitlements::SubscriptionSource for Scripted {
     fn read<'a>(
         &'a self,
         _: &'a str,
+        _: i64,
     ) -> futures_util::future::BoxFuture<
         'a,
         Result<entitlements::SubscriptionRead, entitlements::SourceError>,
@@ -57,6 +60,16 @@ fn stripe_state(status: &str, quantity: u64) -> Value {
         "price_pro_monthly",
         quantity,
     )
+}
+
+/// `engine`'s receipt for `event`, a new one.
+async fn receive(engine: &entitlements::Engine, event: &Value) -> entitlements::Receipt {
+    let payload = event.to_string();
+    let parsed = entitlements::Event::parse(payload.as_bytes()).unwrap();
+    match engine.receive(parsed, payload).await.unwrap() {
+        entitlements::Delivery::Recorded(receipt) => receipt,
+        entitlements::Delivery::Duplicate => panic!("a new event"),
+    }
 }
 
 async fn refetching_app(backend: Backend) -> (TestApp, MockServer) {
@@ -184,7 +197,7 @@ async fn a_subscription_stripe_does_not_have_makes_the_event_invalid(backend: Ba
 }
 
 async fn an_older_read_with_a_checkout_does_not_revive_a_canceled_subscription(backend: Backend) {
-    use entitlements::{Delivery, Event, Outcome, Receipt, SubscriptionRead};
+    use entitlements::{Outcome, Receipt, SubscriptionRead};
     let app = TestApp::spawn(backend).await;
     let reads = Arc::new(Scripted::default());
     let engine = billing_api::startup::engine(&app.settings)
@@ -198,16 +211,7 @@ async fn an_older_read_with_a_checkout_does_not_revive_a_canceled_subscription(b
             subscription: object.into(),
             read_at_ms,
         });
-        let payload = event.to_string();
-        let parsed = Event::parse(payload.as_bytes()).unwrap();
-        match engine
-            .receive(parsed.clone(), payload.clone())
-            .await
-            .unwrap()
-        {
-            Delivery::Recorded(receipt) => receipt,
-            Delivery::Duplicate => panic!("a new event"),
-        }
+        receive(&engine, event).await
     };
     let t = now();
     let read = t * 1000;
@@ -250,6 +254,48 @@ async fn an_older_read_with_a_checkout_does_not_revive_a_canceled_subscription(b
     assert_eq!(receipt.outcome, Outcome::Stale, "{receipt:?}");
 }
 
+/// Two replicas read the subscription for two events a second apart; the
+/// first replica's read comes back last, with the older state. Reads are
+/// ordered on Stripe's clock (the events they were read for), not by when
+/// each replica's clock saw them come back.
+async fn a_slow_read_on_another_replica_does_not_overwrite_a_newer_one(backend: Backend) {
+    let (app, stripe) = refetching_app(backend).await;
+    let t = now();
+    let state = |seats| {
+        let mut state = stripe_state("active", seats);
+        state["items"]["data"][0]["current_period_start"] = json!(t - 86_400);
+        state
+    };
+    let slow = answer(200, state(2)).set_delay(std::time::Duration::from_millis(1500));
+    let mocks = [(slow, 1), (answer(200, state(5)), 2)];
+    for (response, priority) in mocks {
+        let mock = stripe_call("GET", SUB_PATH).respond_with(response);
+        let mock = if priority == 1 {
+            mock.up_to_n_times(1)
+        } else {
+            mock
+        };
+        mock.with_priority(priority).mount(&stripe).await;
+    }
+    let replica = async || {
+        let api = StripeApi::new("sk_test_fake", &stripe.uri(), Default::default()).unwrap();
+        let refetcher = Refetcher::new(api, std::time::Duration::from_millis(10));
+        let engine = billing_api::startup::engine(&app.settings).await.unwrap();
+        engine.with_source(Arc::new(refetcher))
+    };
+    let (first, second) = (replica().await, replica().await);
+    let older = app.event("customer.subscription.updated", "acme", t);
+    let newer = app.event("customer.subscription.updated", "acme", t + 1);
+    let late = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        receive(&second, &newer).await
+    };
+    let (slow, fast) = tokio::join!(receive(&first, &older), late);
+    assert_eq!(fast.outcome, entitlements::Outcome::Applied, "{fast:?}");
+    assert_eq!(slow.outcome, entitlements::Outcome::Stale, "{slow:?}");
+    assert_eq!(app.get_entitlements("acme").await.1["features"]["seats"], 5);
+}
+
 async fn an_event_of_the_other_mode_is_rejected_without_a_read(backend: Backend) {
     let (app, stripe) = refetching_app(backend).await;
     stripe_call("GET", SUB_PATH)
@@ -289,6 +335,7 @@ on_both_backends!(
     when_stripe_cannot_be_read_the_webhook_answers_503_and_records_nothing,
     a_subscription_stripe_does_not_have_makes_the_event_invalid,
     an_older_read_with_a_checkout_does_not_revive_a_canceled_subscription,
+    a_slow_read_on_another_replica_does_not_overwrite_a_newer_one,
     an_event_of_the_other_mode_is_rejected_without_a_read,
     a_checkout_grants_at_once_with_the_subscription_read_from_stripe
 );

@@ -201,7 +201,7 @@ impl Engine {
         if event.livemode != self.livemode || self.is_recorded(&event.id).await? {
             return Ok(None);
         }
-        match source.read(&id).await {
+        match source.read(&id, event.created).await {
             Ok(fresh) => Ok(Some(Refetched::State(fresh))),
             Err(SourceError::Unreadable(reason)) => Ok(Some(Refetched::Unreadable(reason))),
             Err(SourceError::Unavailable(reason)) => Err(Error::SourceUnavailable(reason)),
@@ -571,6 +571,15 @@ impl Engine {
         let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
         let lists = history::before(&mut conn, org_id, before, fetch).await?;
         Ok(merge_page(lists, limit))
+    }
+
+    /// Stripe's clock as last heard (unix seconds): the newest `created` of
+    /// the recorded events, 0 before any. A read of Stripe begun after this
+    /// call is no older than that, whatever this host's clock says.
+    pub async fn stripe_time_heard(&self) -> Result<i64, Error> {
+        let mut pooled = self.db.get().await?;
+        let newest = events::newest_created(&mut pooled.conn()).await?;
+        Ok(newest.unwrap_or_default())
     }
 
     /// How many subscriptions are stored, of one organization or all.

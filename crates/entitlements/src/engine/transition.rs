@@ -3,11 +3,14 @@
 //! database, no clock: `apply.rs` locks, calls this, saves and recomputes.
 //!
 //! The rules:
-//! - A state read from Stripe is ordered by when it was read; a payload by
-//!   its event's `created`, where equal seconds are not stale (a checkout
-//!   fires several events in one second). A reconciliation's read is also
-//!   older than any event applied since its second began: webhooks are the
-//!   first source of truth. No read moves the read time backwards.
+//! - Everything is ordered on Stripe's clock, never this host's: a payload
+//!   by its event's `created`, where equal seconds are not stale (a checkout
+//!   fires several events in one second); a state read from Stripe by its
+//!   stamp, the newest Stripe time known to precede the read (its own
+//!   timestamps, the event it was read for, the newest event recorded
+//!   before it). A reconciliation's read is older than an applied event
+//!   created in or after its stamp's second: webhooks are the first source
+//!   of truth. No read moves the read time backwards.
 //! - Nothing revives a terminal status (`canceled`, `incomplete_expired`).
 //! - Dunning belongs to an invoice: its failure starts it, a newer
 //!   invoice's failure starts it afresh, and only a payment of that invoice
@@ -94,7 +97,12 @@ pub(crate) fn transition(current: &SubscriptionRow, input: Input<'_>) -> Result<
             {
                 end_dunning(&mut row);
             }
-            take_state(&mut row, state, source.created, read_at_ms);
+            take_state(
+                &mut row,
+                state,
+                (source.created, source.id.is_some()),
+                read_at_ms,
+            );
         }
         Input::PaymentFailed {
             invoice,
@@ -159,14 +167,22 @@ fn staleness(
             "event created at {} is older than the applied one of {last}",
             source.created
         )),
+        (None, Some(last_read), _) if source.created < last_read.div_euclid(1000) => Some(format!(
+            "event created at {} is older than the state read at {}",
+            source.created,
+            last_read.div_euclid(1000)
+        )),
         _ => None,
     }
 }
 
+/// Stores `state`; `created` is the time of its event (`from_event`) or
+/// read, and only an event moves the last event's time: a reconciliation
+/// is ordered by its read time alone.
 fn take_state(
     row: &mut SubscriptionRow,
     state: &SubscriptionSnapshot,
-    created: i64,
+    (created, from_event): (i64, bool),
     read_at_ms: Option<i64>,
 ) {
     if state.customer.is_some() {
@@ -176,10 +192,12 @@ fn take_state(
     row.current_period_start = state.current_period_start;
     row.current_period_end = state.current_period_end;
     row.cancel_at_period_end = state.cancel_at_period_end;
-    row.last_event_created = Some(
-        row.last_event_created
-            .map_or(created, |last| last.max(created)),
-    );
+    if from_event {
+        row.last_event_created = Some(
+            row.last_event_created
+                .map_or(created, |last| last.max(created)),
+        );
+    }
     if let Some(read) = read_at_ms {
         row.state_read_at = Some(row.state_read_at.map_or(read, |last| last.max(read)));
     }

@@ -81,6 +81,13 @@ pub(crate) async fn exists(conn: &mut Conn<'_>, id: &str) -> Result<bool, Error>
     Ok(found.is_some())
 }
 
+/// The newest `created` of any recorded event (unix seconds).
+pub(crate) async fn newest_created(conn: &mut Conn<'_>) -> Result<Option<i64>, Error> {
+    let query = events::table.select(diesel::dsl::max(events::created));
+    let newest: Option<i64> = run!(conn, |c| query.first(c).await)?;
+    Ok(newest)
+}
+
 /// Events waiting for an organization whose payload mentions `customer`,
 /// oldest first: `(id, payload)`. A superset (the text may appear
 /// elsewhere, and `_` matches any character): the caller checks the
