@@ -399,7 +399,7 @@ fn history(page: &OrgPage<'_>, session: &Session) -> Markup {
                                 }
                                 @if let Some(detail) = &event.detail { p { (detail) } }
                                 @if !session.read_only {
-                                    form method="post" action={"/admin/events/" (event.id) "/replay"} class="inline" {
+                                    form method="post" action={"/admin/events/" (path_segment(&event.id)) "/replay"} class="inline" {
                                         (csrf(session))
                                         input type="hidden" name="org_id" value=(org);
                                         button type="submit" aria-label={"Replay " (event.id)} { "Replay" }
@@ -438,11 +438,21 @@ fn csrf(session: &Session) -> Markup {
 
 /// The organization page's path.
 pub(crate) fn org_href(org_id: &str) -> String {
-    format!("/admin/orgs/{}", url_escape(org_id))
+    format!("/admin/orgs/{}", path_segment(org_id))
 }
 
-fn url_escape(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+/// `text` as one path segment: every byte but the unreserved ones
+/// percent-encoded (a form's `+` for a space would be a literal `+` here).
+fn path_segment(text: &str) -> String {
+    let mut segment = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            segment.push(char::from(byte));
+        } else {
+            segment.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    segment
 }
 
 fn pretty(payload: &str) -> String {

@@ -219,7 +219,45 @@ async fn signing_out_everywhere_ends_every_session_of_the_token(backend: Backend
     assert_eq!(app.db.count_rows("admin_sessions").await, 1);
 }
 
+/// An event id with characters a path must encode is replayed from its
+/// organization's page: the form's action names that very event.
+async fn the_console_replays_an_event_whose_id_needs_encoding(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut event = app.event("customer.subscription.created", "acme", now());
+    let id = "evt_odd id/?#+%";
+    event["id"] = json!(id);
+    assert_eq!(app.deliver(&event).await.1["outcome"], "applied");
+    let cookie = sign_in(&app, ADMIN_TOKEN).await;
+    let (_, _, _, csrf) = overview(&app, &cookie).await;
+    let org_page = async || {
+        let answer = console_client()
+            .get(format!("{}/admin/orgs/acme", app.address))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        answer.text().await.unwrap()
+    };
+    let page = org_page().await;
+    let action = page
+        .split(r#"form method="post" action=""#)
+        .filter_map(|rest| rest.split('"').next())
+        .find(|action| action.ends_with("/replay"))
+        .expect("a replay form")
+        .to_owned();
+    assert_eq!(action, "/admin/events/evt_odd%20id%2F%3F%23%2B%25/replay");
+    let form = format!("csrf_token={csrf}&org_id=acme");
+    let answer = post_form(&app, &action, &cookie, &form).await;
+    assert_eq!(answer.status(), 303);
+    let page = org_page().await;
+    assert!(
+        page.contains("entitlements unchanged at version 1"),
+        "{page}"
+    );
+}
+
 on_both_backends!(
+    the_console_replays_an_event_whose_id_needs_encoding,
     routes_need_a_token_with_their_scope,
     the_bearer_scheme_is_matched_in_any_case,
     signing_in_to_the_console_forgets_expired_sessions,
