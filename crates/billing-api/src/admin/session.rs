@@ -86,7 +86,7 @@ pub(crate) async fn open(
         .path("/admin")
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(req.connection_info().scheme() == "https")
+        .secure(state.settings.auth.secure_cookie || req.connection_info().scheme() == "https")
         .max_age(CookieAge::seconds(lifetime))
         .finish();
     Ok(see_other("/admin").cookie(cookie).finish())

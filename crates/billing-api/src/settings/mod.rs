@@ -225,6 +225,11 @@ pub struct AuthSettings {
     pub tokens: Vec<TokenSettings>,
     /// How long a sign-in to the admin console lasts, in seconds.
     pub admin_session_secs: u64,
+    /// Whether the console's cookie is always `Secure` (sent over HTTPS
+    /// only); when false, only when the request came over HTTPS (as its
+    /// proxy's `X-Forwarded-Proto` says). On in production.
+    #[serde(default)]
+    pub secure_cookie: bool,
 }
 
 /// `[[auth.tokens]]`

@@ -133,6 +133,24 @@ fn production_refuses_development_defaults() {
 }
 
 #[test]
+fn the_console_cookie_is_secure_in_production_only_by_default() {
+    let development = Settings::load(&sources(&[])).unwrap();
+    assert!(!development.auth.secure_cookie);
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.toml");
+    let token = "[[auth.tokens]]\nname = \"ops\"\ntoken = \"a-real-token\"\nscopes = [\"admin\"]\n";
+    std::fs::write(&tokens, token).unwrap();
+    let mut s = sources(&[
+        ("STRIPE_SECRET_KEY", "sk_live_1"),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_real"),
+    ]);
+    s.environment = "production".into();
+    s.config_file = Some(tokens);
+    let production = Settings::load(&s).unwrap();
+    assert!(production.auth.secure_cookie);
+}
+
+#[test]
 fn redirects_must_stay_on_allowed_origins() {
     let settings = Settings::load(&sources(&[])).unwrap();
     assert!(settings.redirect_allowed("http://localhost:3000/anything?x=1"));

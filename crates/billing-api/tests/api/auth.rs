@@ -105,10 +105,25 @@ fn console_client() -> reqwest::Client {
 
 /// Signs in with `token`; returns the session's cookie.
 async fn sign_in(app: &TestApp, token: &str) -> String {
+    let cookie = set_cookie(app, token).await;
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+/// The `Set-Cookie` header of a sign-in with `token` over plain HTTP.
+async fn set_cookie(app: &TestApp, token: &str) -> String {
     let answer = post_form(app, "/admin/signin", "", &format!("token={token}")).await;
     assert_eq!(answer.status(), 303);
-    let cookie = answer.headers()["set-cookie"].to_str().unwrap();
-    cookie.split(';').next().unwrap().to_owned()
+    answer.headers()["set-cookie"].to_str().unwrap().to_owned()
+}
+
+/// With `auth.secure_cookie` the console's cookie is `Secure` even when
+/// the request does not look like HTTPS (a proxy that says nothing).
+async fn the_console_cookie_is_secure_when_configured(backend: Backend) {
+    let plain = TestApp::spawn(backend).await;
+    assert!(!set_cookie(&plain, ADMIN_TOKEN).await.contains("Secure"));
+    let secure = TestApp::spawn_with(backend, |s| s.auth.secure_cookie = true).await;
+    let cookie = set_cookie(&secure, ADMIN_TOKEN).await;
+    assert!(cookie.contains("; Secure"), "{cookie}");
 }
 
 /// Posts a form (of URL-safe values) with the session's cookie.
@@ -257,6 +272,7 @@ async fn the_console_replays_an_event_whose_id_needs_encoding(backend: Backend) 
 }
 
 on_both_backends!(
+    the_console_cookie_is_secure_when_configured,
     the_console_replays_an_event_whose_id_needs_encoding,
     routes_need_a_token_with_their_scope,
     the_bearer_scheme_is_matched_in_any_case,
