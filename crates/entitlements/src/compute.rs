@@ -379,10 +379,16 @@ pub fn compute(catalog: &Catalog, sources: &Sources, now: i64, policy: Policy) -
         grants.push((grant, grant.expires_at, grant.id.as_str()));
     }
 
+    // Nothing grants less than the default plan's numbers (a paid plan's
+    // item of quantity 0 keeps the free plan's seats); its flags count only
+    // when no plan is granted, since one may restrict (a watermark).
     let floor = default_entitlement(catalog);
-    if !gathered.plan_granted {
-        merge(&mut gathered.features, floor.features.clone());
-    }
+    let floor_features = floor
+        .features
+        .iter()
+        .filter(|(_, value)| !gathered.plan_granted || matches!(value, FeatureValue::Limit(_)));
+    let floor_features = floor_features.map(|(name, value)| (name.clone(), value.clone()));
+    merge(&mut gathered.features, floor_features.collect());
     let (plan, status) = match (
         &primary,
         longest(purchases.into_iter()),
@@ -535,6 +541,15 @@ mod tests {
         assert_eq!((e.plan.as_str(), e.status.as_str()), ("free", "none"));
         assert_eq!(e.features["projects"], FeatureValue::Limit(3));
         assert_eq!(e.valid_until, None);
+    }
+
+    #[test]
+    fn a_paid_item_of_no_units_grants_no_fewer_than_the_default_plan() {
+        let e = entitlement(&[sub("sub_1", "active", "price_pro", 0)]);
+        assert_eq!(e.plan, "pro");
+        assert_eq!(e.features["seats"], FeatureValue::Limit(1), "free's seats");
+        assert_eq!(e.features["sso"], FeatureValue::Flag(true));
+        assert_eq!(e.features["projects"], FeatureValue::Limit(100));
     }
 
     #[test]
@@ -705,7 +720,8 @@ mod tests {
 
         let after = at(&sources, pass_ends).entitlement;
         assert_eq!(after.features["seats"], FeatureValue::Limit(5));
-        assert_eq!(after.features["projects"], FeatureValue::Limit(0));
+        // Lifetime lists no projects: it keeps the free plan's 3.
+        assert_eq!(after.features["projects"], FeatureValue::Limit(3));
         assert_eq!(after.valid_until, None);
     }
 

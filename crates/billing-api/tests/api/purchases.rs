@@ -500,13 +500,13 @@ async fn a_purchase_keeps_the_terms_it_was_sold_with(backend: Backend) {
         .await;
     let app = app.restart_with(|_| {}).await;
 
-    // The pass now lasts five days with one project, and the lifetime deal
+    // The pass now lasts five days with ten projects, and the lifetime deal
     // is sold under another name.
     let app = app
         .restart_with(|s| {
             let pass = s.plans.get_mut("pass").unwrap();
             pass.access_days = Some(5);
-            pass.features.insert("projects".into(), json!(1));
+            pass.features.insert("projects".into(), json!(10));
             let deal = s.plans.remove("lifetime").unwrap();
             s.plans.insert("lifetime_v2".into(), deal);
         })
@@ -531,12 +531,12 @@ async fn a_purchase_keeps_the_terms_it_was_sold_with(backend: Backend) {
     let until = json!(chrono::DateTime::from_timestamp(sold_now + 5 * DAY, 0));
     assert_eq!(
         terms_of(&app, "globex").await,
-        (Some("purchased"), 2, 1, until)
+        (Some("purchased"), 2, 10, until)
     );
 
     // Re-terming the passes by hand ends acme's (paid ten days ago).
     let version = app.get_entitlements("acme").await.1["version"].as_i64();
-    let catalog = "[plans.pass]\naccess_days = 5\nfeatures = { seats = { per_unit = 1 }, sso = true, projects = 1 }\n";
+    let catalog = "[plans.pass]\naccess_days = 5\nfeatures = { seats = { per_unit = 1 }, sso = true, projects = 10 }\n";
     let output = run_with_catalog(&app.db.url, catalog, &["reterm", "pass"]);
     assert!(output.status.success(), "{output:?}");
     assert_eq!(
