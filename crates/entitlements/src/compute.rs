@@ -365,9 +365,13 @@ pub fn compute(catalog: &Catalog, sources: &Sources, now: i64, policy: Policy) -
             continue;
         }
         let mut features = grant.features.clone();
+        // A plan the catalog no longer has grants nothing: such a grant
+        // counts by its own features alone, if it has any.
         let plan = grant.plan.as_deref().and_then(|name| catalog.plan(name));
-        if let Some(plan) = plan {
-            merge(&mut features, plan.features_for(grant.quantity));
+        match plan {
+            Some(plan) => merge(&mut features, plan.features_for(grant.quantity)),
+            None if features.is_empty() => continue,
+            None => {}
         }
         let source = Source {
             kind: SourceKind::Grant,
@@ -400,7 +404,13 @@ pub fn compute(catalog: &Catalog, sources: &Sources, now: i64, policy: Policy) -
             sub.status.as_ref().map_or("", SubscriptionStatus::as_str),
         ),
         (None, Some(purchase), _) => (purchase.plan.clone(), PURCHASED),
-        (None, None, Some(grant)) => (grant.plan.clone().unwrap_or(floor.plan.clone()), GRANTED),
+        (None, None, Some(grant)) => {
+            let plan = grant
+                .plan
+                .clone()
+                .filter(|name| catalog.plan(name).is_some());
+            (plan.unwrap_or(floor.plan.clone()), GRANTED)
+        }
         (None, None, None) => (floor.plan.clone(), NO_SUBSCRIPTION),
     };
     let subscription = primary.as_ref().map(|(sub, _, window)| (*sub, window));
@@ -794,6 +804,32 @@ mod tests {
             (expired.status.as_str(), expired.features["sso"]),
             ("none", FeatureValue::Flag(false))
         );
+    }
+
+    #[test]
+    fn a_grant_of_a_plan_the_catalog_no_longer_has_grants_only_its_own_features() {
+        let gone = grant("grant_gone", Some("enterprise"), Features::new(), None);
+        let sources = Sources {
+            grants: vec![gone.clone()],
+            ..Sources::default()
+        };
+        let e = at(&sources, NOW).entitlement;
+        assert_eq!((e.plan.as_str(), e.status.as_str()), ("free", "none"));
+        assert!(e.sources.is_empty(), "{:?}", e.sources);
+
+        let projects: Features = [("projects".to_owned(), FeatureValue::Limit(500))].into();
+        let with_own = GrantState {
+            features: projects,
+            ..gone
+        };
+        let sources = Sources {
+            grants: vec![with_own],
+            ..Sources::default()
+        };
+        let e = at(&sources, NOW).entitlement;
+        assert_eq!((e.plan.as_str(), e.status.as_str()), ("free", "granted"));
+        assert_eq!(e.features["projects"], FeatureValue::Limit(500));
+        assert_eq!(e.features["seats"], FeatureValue::Limit(1));
     }
 
     #[test]
