@@ -391,7 +391,7 @@ pub fn compute(catalog: &Catalog, sources: &Sources, now: i64, policy: Policy) -
         .features
         .iter()
         .filter(|(_, value)| !gathered.plan_granted || matches!(value, FeatureValue::Limit(_)));
-    let floor_features = floor_features.map(|(name, value)| (name.clone(), value.clone()));
+    let floor_features = floor_features.map(|(name, value)| (name.clone(), *value));
     merge(&mut gathered.features, floor_features.collect());
     let (plan, status) = match (
         &primary,

@@ -8,7 +8,7 @@
 
 use crate::engine::Engine;
 use crate::feed::FeedChange;
-use crate::store::{Cause, feed, notes, notify};
+use crate::store::{Cause, feed, installation, notes, notify};
 use crate::{Error, clock};
 
 /// A version due for an endpoint, held by the caller until it reports.
@@ -97,9 +97,15 @@ impl Engine {
     ) -> Result<Vec<Outgoing>, Error> {
         let now_ms = clock::now_ms();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let due = self
+        let (installation, due) = self
             .database()
-            .read(async |conn| notify::due(conn, endpoint, now_ms, limit).await)
+            .read(async |conn| {
+                let installation = installation::id(conn).await?;
+                Ok((
+                    installation,
+                    notify::due(conn, endpoint, now_ms, limit).await?,
+                ))
+            })
             .await?;
         if due.is_empty() {
             return Ok(Vec::new());
@@ -126,7 +132,7 @@ impl Engine {
         for (pending, row) in held {
             let change = FeedChange::from_row(row)?;
             outgoing.push(Outgoing {
-                message_id: format!("msg_{}", change.position),
+                message_id: message_id(&installation, change.position),
                 change,
                 attempts: u32::try_from(pending.attempts).unwrap_or_default(),
                 failing_since: pending.failing_since,
@@ -180,18 +186,29 @@ impl Engine {
         .await
     }
 
-    /// The message `message_id` (`msg_<feed position>`) names, to send
-    /// again by hand.
+    /// The message `message_id` names, to send again by hand: one of this
+    /// database's (`msg_<installation>_<feed position>`, or `msg_<feed
+    /// position>` as ids were before they named the database).
     pub async fn notify_message(&self, message_id: &str) -> Result<Option<Outgoing>, Error> {
-        let Some(position) = message_id
-            .strip_prefix("msg_")
-            .and_then(|n| n.parse::<i64>().ok())
-        else {
+        let Some(named) = message_id.strip_prefix("msg_") else {
+            return Ok(None);
+        };
+        let (database, position) = match named.split_once('_') {
+            Some((database, position)) => (Some(database), position),
+            None => (None, named),
+        };
+        let Ok(position) = position.parse::<i64>() else {
             return Ok(None);
         };
         let row = self
             .database()
-            .read(async |conn| feed::at_position(conn, position).await)
+            .read(async |conn| {
+                let ours = installation::id(conn).await?;
+                if database.is_some_and(|database| database != ours) {
+                    return Ok(None);
+                }
+                feed::at_position(conn, position).await
+            })
             .await?;
         row.map(|row| {
             Ok(Outgoing {
@@ -210,4 +227,10 @@ impl Engine {
             .read(async |conn| notify::backlog(conn, endpoint).await)
             .await
     }
+}
+
+/// The id of the message carrying the feed's change at `position`: unique
+/// across databases, since it names this one's installation.
+fn message_id(installation: &str, position: i64) -> String {
+    format!("msg_{installation}_{position}")
 }

@@ -191,6 +191,29 @@ async fn changes_reach_the_endpoint_signed_and_in_order(backend: Backend) {
     );
 }
 
+/// A database rebuilt from nothing numbers its feed from 1 again; its
+/// messages still carry ids a receiver has never seen.
+async fn message_ids_differ_between_databases(backend: Backend) {
+    let server = receiver(200, 0).await;
+    let url = format!("{}/hooks", server.uri());
+    let mut apps = Vec::new();
+    for _ in 0..2 {
+        let app = TestApp::spawn_with(backend, |s| endpoint(s, url.clone(), 3600)).await;
+        grant(&app, "acme", 7).await;
+        apps.push(app);
+    }
+    let posts = posts(&server, 2).await;
+    let ids: Vec<&str> = posts
+        .iter()
+        .map(|(.., request)| request.headers["webhook-id"].to_str().unwrap())
+        .collect();
+    assert_eq!(
+        posts.iter().map(|(_, v, ..)| *v).collect::<Vec<_>>(),
+        [1, 1]
+    );
+    assert_ne!(ids[0], ids[1]);
+}
+
 async fn a_grant_expiring_is_announced_with_no_read(backend: Backend) {
     let server = receiver(200, 0).await;
     let url = format!("{}/hooks", server.uri());
@@ -599,6 +622,7 @@ async fn two_replicas_send_each_message_once(backend: Backend) {
 }
 
 on_both_backends!(
+    message_ids_differ_between_databases,
     a_backlog_survives_kill_9,
     two_replicas_send_each_message_once,
     changes_reach_the_endpoint_signed_and_in_order,

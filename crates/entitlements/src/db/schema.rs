@@ -194,6 +194,12 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    installation (id) {
+        id -> Text,
+    }
+}
+
 diesel::joinable!(subscription_items -> subscriptions (subscription_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -212,4 +218,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     admin_sessions,
     leases,
     rules_in_force,
+    installation,
 );

@@ -9,6 +9,7 @@ pub(crate) mod events;
 pub(crate) mod feed;
 pub(crate) mod grants;
 pub(crate) mod history;
+pub(crate) mod installation;
 pub(crate) mod leases;
 pub(crate) mod notes;
 pub(crate) mod notify;

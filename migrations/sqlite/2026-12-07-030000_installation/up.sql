@@ -1,0 +1,7 @@
+-- A random id of this database, made once: notification message ids name
+-- it beside the feed position, so a rebuilt database (positions from 1
+-- again) never reuses an id a receiver has already seen.
+CREATE TABLE installation (
+    id TEXT PRIMARY KEY
+);
+INSERT INTO installation (id) VALUES (lower(hex(randomblob(8))));
