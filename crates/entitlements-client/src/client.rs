@@ -35,8 +35,15 @@ pub struct Client {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// How many organizations' answers are kept unless told otherwise.
+const MAX_CACHED: usize = 100_000;
+
 pub(crate) struct Inner {
     pub(crate) base: String,
+    /// The service's URL, parsed, for paths with an organization's id.
+    url: reqwest::Url,
+    /// At most this many answers are kept.
+    max_cached: usize,
     pub(crate) token: String,
     pub(crate) http: reqwest::Client,
     pub(crate) cache: RwLock<HashMap<String, Cached>>,
@@ -67,10 +74,16 @@ impl Client {
             .connect_timeout(Duration::from_secs(2))
             .build()
             .map_err(|e| Error::Settings(e.to_string()))?;
-        reqwest::Url::parse(base_url).map_err(|e| Error::Settings(format!("{base_url}: {e}")))?;
+        let url = reqwest::Url::parse(base_url)
+            .map_err(|e| Error::Settings(format!("{base_url}: {e}")))?;
+        if url.cannot_be_a_base() {
+            return Err(Error::Settings(format!("{base_url}: not an http(s) URL")));
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 base: base_url.trim_end_matches('/').to_owned(),
+                url,
+                max_cached: MAX_CACHED,
                 token: token.to_owned(),
                 http,
                 cache: RwLock::default(),
@@ -80,6 +93,17 @@ impl Client {
                 follower: Mutex::default(),
             }),
         })
+    }
+
+    /// The same client keeping at most `max` organizations' answers (100,000
+    /// unless set): past that, an answer in hand is dropped for a new one,
+    /// and asked of the service again when next needed. Set it before the
+    /// first answer is asked for.
+    pub fn with_max_cached(mut self, max: usize) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.max_cached = max.max(1);
+        }
+        self
     }
 
     /// The organization's entitlements: from memory while the feed is
@@ -153,6 +177,13 @@ impl Client {
         self.inner.following.load(Ordering::SeqCst)
     }
 
+    /// How many organizations' answers are in hand (at most the bound of
+    /// [`Client::with_max_cached`]).
+    pub fn cached(&self) -> usize {
+        let cache = self.inner.cache.read().unwrap_or_else(|e| e.into_inner());
+        cache.len()
+    }
+
     /// How many times an answer was asked of the service (the change feed
     /// not counted): what the cache saved is what this did not grow by.
     pub fn calls(&self) -> u64 {
@@ -169,7 +200,12 @@ impl Client {
     /// `GET /v1/entitlements/{org}`: the answer, or `None` for `304`.
     async fn fetch(&self, org_id: &str, etag: Option<String>) -> Result<Option<Cached>, Error> {
         self.inner.calls.fetch_add(1, Ordering::SeqCst);
-        let url = format!("{}/v1/entitlements/{org_id}", self.inner.base);
+        let mut url = self.inner.url.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments
+                .pop_if_empty()
+                .extend(["v1", "entitlements", org_id]);
+        }
         let mut request = self
             .inner
             .http
@@ -256,12 +292,21 @@ impl Inner {
                 .contains_key(org_id)
     }
 
-    /// Keeps `cached` unless a newer version is in hand already.
+    /// Keeps `cached` unless a newer version is in hand already; a new
+    /// organization in a full cache takes the place of another one.
     pub(crate) fn store(&self, org_id: &str, cached: Cached) {
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         match cache.get(org_id) {
             Some(held) if held.answer.version > cached.answer.version => {}
-            _ => {
+            Some(_) => {
+                cache.insert(org_id.to_owned(), cached);
+            }
+            None => {
+                if cache.len() >= self.max_cached
+                    && let Some(other) = cache.keys().next().cloned()
+                {
+                    cache.remove(&other);
+                }
                 cache.insert(org_id.to_owned(), cached);
             }
         }

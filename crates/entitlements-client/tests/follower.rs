@@ -1,7 +1,8 @@
 //! The follower against a fake service whose timing the test sets: a
 //! change that comes while an organization's first answer is being asked
 //! for is kept, and a follower that died (its runtime dropped) is started
-//! again instead of leaving stale answers served as current.
+//! again instead of leaving stale answers served as current. An
+//! organization's id is one path segment, and the cache has a bound.
 
 use std::time::{Duration, Instant};
 
@@ -93,4 +94,50 @@ async fn a_follower_whose_runtime_was_dropped_is_started_again() {
     // Version 2 came meanwhile, unseen by a dead follower: it is asked for.
     assert_eq!(client.entitlements("acme").await.unwrap().version, 2);
     assert_eq!(client.calls(), 2);
+}
+
+/// `org`'s answer, for any organization.
+fn answer_of(org: &str) -> Value {
+    let mut answer = answer(1);
+    answer["org_id"] = json!(org);
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organization_id_is_one_path_segment() {
+    let server = MockServer::start().await;
+    feed(&server, None, json!([]), "0", 0).await;
+    feed(&server, Some("0"), json!([]), "0", 2_000).await;
+    let org = "a b/../c?d#e";
+    Mock::given(method("GET"))
+        .and(path("/v1/entitlements/a%20b%2F..%2Fc%3Fd%23e"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer_of(org)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = Client::new(&server.uri(), "token").unwrap();
+    assert_eq!(client.entitlements(org).await.unwrap().org_id, org);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_keeps_at_most_its_bound() {
+    let server = MockServer::start().await;
+    feed(&server, None, json!([]), "0", 0).await;
+    feed(&server, Some("0"), json!([]), "0", 2_000).await;
+    let orgs = ["acme", "beta", "gamma", "delta"];
+    for org in orgs {
+        Mock::given(method("GET"))
+            .and(path(format!("/v1/entitlements/{org}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(answer_of(org)))
+            .mount(&server)
+            .await;
+    }
+    let client = Client::new(&server.uri(), "token")
+        .unwrap()
+        .with_max_cached(2);
+    for org in orgs {
+        assert_eq!(client.entitlements(org).await.unwrap().org_id, org);
+        assert!(client.cached() <= 2, "{}", client.cached());
+    }
+    assert_eq!(client.cached(), 2);
 }
