@@ -22,6 +22,9 @@ pub struct Outgoing {
     pub attempts: u32,
     /// Since when attempts fail (unix seconds).
     pub failing_since: Option<i64>,
+    /// Until when (unix ms) the sender holds it: its report counts only
+    /// while nobody else took it since (0 for a message sent by hand).
+    pub held_until_ms: i64,
 }
 
 /// What became of an attempt.
@@ -116,18 +119,28 @@ impl Engine {
                 let mut held = Vec::with_capacity(due.len());
                 for pending in &due {
                     let (org_id, version) = (pending.org_id.as_str(), pending.sent_version + 1);
-                    if !notify::lease(conn, endpoint, pending, now_ms, now_ms + lease_ms).await? {
+                    let until_ms = now_ms + lease_ms;
+                    if !notify::lease(conn, endpoint, pending, now_ms, until_ms).await? {
                         continue;
                     }
                     match feed::at_version(conn, org_id, version).await? {
                         Some(row) => held.push((pending, row)),
                         // Never stored (nothing to say): on to the next.
-                        None => notify::sent(conn, endpoint, org_id, version).await?,
+                        None => {
+                            let held = notify::Held {
+                                endpoint,
+                                org_id,
+                                version,
+                                until_ms,
+                            };
+                            notify::sent(conn, &held).await?;
+                        }
                     }
                 }
                 Ok(held)
             })
             .await?;
+        let held_until_ms = now_ms + lease_ms;
         let mut outgoing = Vec::with_capacity(held.len());
         for (pending, row) in held {
             let change = FeedChange::from_row(row)?;
@@ -136,6 +149,7 @@ impl Engine {
                 change,
                 attempts: u32::try_from(pending.attempts).unwrap_or_default(),
                 failing_since: pending.failing_since,
+                held_until_ms,
             });
         }
         Ok(outgoing)
@@ -158,8 +172,16 @@ impl Engine {
             for (outgoing, outcome) in reports {
                 let view = &outgoing.change.entitlements;
                 let (org_id, version) = (view.org_id.as_str(), view.version);
+                let held = notify::Held {
+                    endpoint,
+                    org_id,
+                    version,
+                    until_ms: outgoing.held_until_ms,
+                };
                 match outcome {
-                    Outcome::Sent => notify::sent(conn, endpoint, org_id, version).await?,
+                    Outcome::Sent => {
+                        notify::sent(conn, &held).await?;
+                    }
                     Outcome::Retry { at_ms, error } => {
                         let failure = notify::Failure {
                             attempts: i32::try_from(outgoing.attempts + 1).unwrap_or(i32::MAX),
@@ -167,10 +189,13 @@ impl Engine {
                             error,
                             retry_at_ms: *at_ms,
                         };
-                        notify::failed(conn, endpoint, org_id, &failure).await?;
+                        notify::failed(conn, &held, &failure).await?;
                     }
                     Outcome::GiveUp { error } => {
-                        notify::sent(conn, endpoint, org_id, version).await?;
+                        // Another sender took it since: its report counts.
+                        if !notify::sent(conn, &held).await? {
+                            continue;
+                        }
                         let detail = format!(
                             "version {version} ({}) not delivered to {endpoint} after {} attempts: {error}",
                             outgoing.message_id,
@@ -216,6 +241,7 @@ impl Engine {
                 change: FeedChange::from_row(row)?,
                 attempts: 0,
                 failing_since: None,
+                held_until_ms: 0,
             })
         })
         .transpose()

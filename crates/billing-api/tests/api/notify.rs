@@ -214,6 +214,51 @@ async fn message_ids_differ_between_databases(backend: Backend) {
     assert_ne!(ids[0], ids[1]);
 }
 
+/// A sender whose hold on a message ran out reports too late: another one
+/// took the message since and sent it and the next. The late report
+/// changes nothing: no version is sent twice, no failure is noted.
+async fn a_report_after_the_lease_passed_on_changes_nothing(backend: Backend) {
+    use entitlements::notify::Outcome as Sent;
+    let app = TestApp::spawn(backend).await;
+    let engine = billing_api::startup::engine(&app.settings).await.unwrap();
+    engine.notify_start("app").await.unwrap();
+    grant(&app, "acme", 7).await;
+    grant(&app, "acme", 9).await;
+    engine.notify_take_in("app").await.unwrap();
+    let late = engine.notify_due("app", 10, 1).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    for version in [1, 2] {
+        let due = engine.notify_due("app", 10, 60_000).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].change.entitlements.version, version);
+        let reports: Vec<_> = due.into_iter().map(|o| (o, Sent::Sent)).collect();
+        engine.notify_report("app", &reports).await.unwrap();
+    }
+    let error = "timed out".to_owned();
+    let reports: Vec<_> = late
+        .into_iter()
+        .map(|o| {
+            (
+                o,
+                Sent::GiveUp {
+                    error: error.clone(),
+                },
+            )
+        })
+        .collect();
+    assert_eq!(reports.len(), 1);
+    engine.notify_report("app", &reports).await.unwrap();
+    assert!(
+        engine
+            .notify_due("app", 10, 60_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(engine.notify_backlog("app").await.unwrap(), 0);
+    assert_eq!(failure_note(&app).await, None);
+}
+
 async fn a_grant_expiring_is_announced_with_no_read(backend: Backend) {
     let server = receiver(200, 0).await;
     let url = format!("{}/hooks", server.uri());
@@ -623,6 +668,7 @@ async fn two_replicas_send_each_message_once(backend: Backend) {
 
 on_both_backends!(
     message_ids_differ_between_databases,
+    a_report_after_the_lease_passed_on_changes_nothing,
     a_backlog_survives_kill_9,
     two_replicas_send_each_message_once,
     changes_reach_the_endpoint_signed_and_in_order,

@@ -115,16 +115,40 @@ pub(crate) async fn lease(
     Ok(run!(conn, |c| query.execute(c).await)? == 1)
 }
 
-/// `version` was sent (or given up): the next one goes now, unheld.
-pub(crate) async fn sent(
-    conn: &mut Conn<'_>,
-    endpoint: &str,
-    org_id: &str,
-    version: i64,
-) -> Result<(), Error> {
-    let query = diesel::update(progress::table.find((endpoint, org_id)))
+/// A progress row filtered to its holder's version and lease.
+type HeldRow<'a> = diesel::dsl::Filter<
+    diesel::dsl::Filter<
+        diesel::dsl::Find<progress::table, (&'a str, &'a str)>,
+        diesel::dsl::Eq<progress::sent_version, i64>,
+    >,
+    diesel::dsl::Eq<progress::leased_until, i64>,
+>;
+
+/// An organization's next version, as one sender holds it: a report of
+/// its fate changes nothing once the lease passed to another sender.
+pub(crate) struct Held<'a> {
+    pub endpoint: &'a str,
+    pub org_id: &'a str,
+    pub version: i64,
+    pub until_ms: i64,
+}
+
+impl Held<'_> {
+    /// The organization's progress row while it is still held so.
+    fn row(&self) -> HeldRow<'_> {
+        progress::table
+            .find((self.endpoint, self.org_id))
+            .filter(progress::sent_version.eq(self.version - 1))
+            .filter(progress::leased_until.eq(self.until_ms))
+    }
+}
+
+/// The held version was sent (or given up): the next one goes now,
+/// unheld. False when another sender holds it now.
+pub(crate) async fn sent(conn: &mut Conn<'_>, held: &Held<'_>) -> Result<bool, Error> {
+    let query = diesel::update(held.row())
         .set((
-            progress::sent_version.eq(version),
+            progress::sent_version.eq(held.version),
             progress::attempts.eq(0),
             progress::failing_since.eq(None::<i64>),
             progress::last_error.eq(None::<String>),
@@ -132,18 +156,17 @@ pub(crate) async fn sent(
             progress::leased_until.eq(0),
         ))
         .cached();
-    run!(conn, |c| query.execute(c).await)?;
-    Ok(())
+    Ok(run!(conn, |c| query.execute(c).await)? == 1)
 }
 
-/// An attempt at the next version failed: it goes again at `retry_at_ms`.
+/// An attempt at the held version failed: it goes again at `retry_at_ms`
+/// (unless another sender holds it now).
 pub(crate) async fn failed(
     conn: &mut Conn<'_>,
-    endpoint: &str,
-    org_id: &str,
+    held: &Held<'_>,
     failure: &Failure<'_>,
 ) -> Result<(), Error> {
-    let query = diesel::update(progress::table.find((endpoint, org_id)))
+    let query = diesel::update(held.row())
         .set((
             progress::attempts.eq(failure.attempts),
             progress::failing_since.eq(failure.failing_since),
