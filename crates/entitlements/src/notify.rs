@@ -100,26 +100,20 @@ impl Engine {
     ) -> Result<Vec<Outgoing>, Error> {
         let now_ms = clock::now_ms();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let (installation, due) = self
+        let due = self
             .database()
-            .read(async |conn| {
-                let installation = installation::id(conn).await?;
-                Ok((
-                    installation,
-                    notify::due(conn, endpoint, now_ms, limit).await?,
-                ))
-            })
+            .read(async |conn| notify::due(conn, endpoint, now_ms, limit).await)
             .await?;
         if due.is_empty() {
             return Ok(Vec::new());
         }
+        let until_ms = now_ms + lease_ms;
         // One transaction holds them all.
-        let held = self
+        let (installation, held) = self
             .write(async |conn| {
                 let mut held = Vec::with_capacity(due.len());
                 for pending in &due {
                     let (org_id, version) = (pending.org_id.as_str(), pending.sent_version + 1);
-                    let until_ms = now_ms + lease_ms;
                     if !notify::lease(conn, endpoint, pending, now_ms, until_ms).await? {
                         continue;
                     }
@@ -137,10 +131,9 @@ impl Engine {
                         }
                     }
                 }
-                Ok(held)
+                Ok((installation::id(conn).await?, held))
             })
             .await?;
-        let held_until_ms = now_ms + lease_ms;
         let mut outgoing = Vec::with_capacity(held.len());
         for (pending, row) in held {
             let change = FeedChange::from_row(row)?;
@@ -149,7 +142,7 @@ impl Engine {
                 change,
                 attempts: u32::try_from(pending.attempts).unwrap_or_default(),
                 failing_since: pending.failing_since,
-                held_until_ms,
+                held_until_ms: until_ms,
             });
         }
         Ok(outgoing)

@@ -9,6 +9,7 @@ use entitlements::grants::Grant;
 use entitlements::history::{HistoryEntry, HistoryPage};
 use entitlements::{EntitlementView, FeatureValue, Features};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::format::{money, when};
 
@@ -441,18 +442,17 @@ pub(crate) fn org_href(org_id: &str) -> String {
     format!("/admin/orgs/{}", path_segment(org_id))
 }
 
-/// `text` as one path segment: every byte but the unreserved ones
-/// percent-encoded (a form's `+` for a space would be a literal `+` here).
+/// Every byte but the unreserved ones (RFC 3986).
+const RESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `text` as one path segment, percent-encoded (a form's `+` for a space
+/// would be a literal `+` here).
 fn path_segment(text: &str) -> String {
-    let mut segment = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            segment.push(char::from(byte));
-        } else {
-            segment.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    segment
+    utf8_percent_encode(text, RESERVED).to_string()
 }
 
 fn pretty(payload: &str) -> String {
