@@ -174,6 +174,30 @@ fn bearer_token(value: &str) -> Option<&str> {
         .then_some(token.trim())
 }
 
+/// [`Tokens::authorize`], refused unchecked while the client's address has
+/// presented too many unknown tokens; a missing token is no attempt.
+fn authorize_throttled<'a>(
+    req: &HttpRequest,
+    state: &'a AppState,
+    presented: Option<&str>,
+    scope: Scope,
+) -> Result<&'a str, ApiError> {
+    let Some(presented) = presented else {
+        return Err(ApiError::Unauthorized);
+    };
+    let address = state.throttle.address(req);
+    state
+        .throttle
+        .check(address)
+        .map_err(ApiError::too_many_attempts)?;
+    let result = state.tokens.authorize(Some(presented), scope);
+    if let Err(ApiError::Unauthorized) = result {
+        tracing::warn!(address = ?address, "unknown bearer token");
+        state.throttle.failed(address);
+    }
+    result
+}
+
 /// Extracting this proves the request carries a token with scope `S`.
 pub struct Authorized<S> {
     /// The token's configured name, recorded as the author of changes.
@@ -192,7 +216,7 @@ impl<S: RequiredScope> FromRequest for Authorized<S> {
             .and_then(|v| v.to_str().ok())
             .and_then(bearer_token);
         let result = match req.app_data::<web::Data<AppState>>() {
-            Some(state) => state.tokens.authorize(presented, S::SCOPE),
+            Some(state) => authorize_throttled(req, state, presented, S::SCOPE),
             None => Err(ApiError::Unauthorized),
         };
         ready(result.map(|name| Authorized {

@@ -33,6 +33,10 @@ pub enum ApiError {
     /// No bearer token, or one that is not configured.
     #[error("a valid bearer token is required")]
     Unauthorized,
+    /// Too many unknown tokens came from the client's address; it may try
+    /// again after this many seconds.
+    #[error("too many unknown tokens from this address; retry in {0} s")]
+    TooManyAttempts(u64),
     /// The token lacks the scope the route needs.
     #[error("this token lacks the {0} scope")]
     Forbidden(&'static str),
@@ -119,6 +123,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::TooManyAttempts(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
@@ -166,6 +171,21 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The refusal of an address whose allowance comes back after `wait`.
+    pub fn too_many_attempts(wait: std::time::Duration) -> Self {
+        ApiError::TooManyAttempts(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+    }
+
+    /// Seconds after which the client may try again, when it is told.
+    pub(crate) fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::TooManyAttempts(secs) => Some(*secs),
+            _ => None,
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.status_and_code().0
@@ -182,6 +202,9 @@ impl ResponseError for ApiError {
                 response.insert_header(("Allow", allow.as_str()));
             }
             _ => {}
+        }
+        if let Some(secs) = self.retry_after() {
+            response.insert_header(("Retry-After", secs));
         }
         response.json(ErrorBody {
             error: code,

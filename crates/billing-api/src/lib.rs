@@ -24,5 +24,6 @@ pub mod signature;
 pub mod startup;
 pub mod stripe_api;
 pub mod telemetry;
+pub mod throttle;
 pub mod trigger;
 mod wire;

@@ -22,6 +22,7 @@ use crate::routes;
 use crate::settings::{Settings, SyncMode};
 use crate::signature::Verifier;
 use crate::stripe_api::StripeApi;
+use crate::throttle::Throttle;
 
 /// What every handler shares.
 pub struct AppState {
@@ -33,6 +34,8 @@ pub struct AppState {
     pub verifier: Verifier,
     /// Bearer tokens.
     pub tokens: Tokens,
+    /// Failed token attempts per address.
+    pub throttle: Throttle,
     /// The settings the service started with.
     pub settings: Settings,
     /// Request, webhook and Stripe call counts.
@@ -154,6 +157,10 @@ impl Application {
                 settings.stripe.tolerance_secs,
             ),
             tokens: Tokens::new(&settings.auth.tokens),
+            throttle: Throttle::new(
+                settings.auth.failed_tokens_per_minute,
+                settings.auth.trust_forwarded_for,
+            ),
             settings,
             runtime: tokio::runtime::Handle::current(),
             metrics,

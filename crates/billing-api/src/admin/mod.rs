@@ -8,7 +8,8 @@ mod format;
 mod pages;
 mod session;
 
-use actix_web::http::{Method, StatusCode, header::ContentType};
+use actix_web::http::header::{ContentType, RETRY_AFTER};
+use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{NaiveDateTime, Utc};
 use entitlements::admin::Session;
@@ -75,12 +76,16 @@ fn page(status: StatusCode, title: &str, session: Option<&Session>, body: Markup
 /// An error as a page: what the API would say, without internals.
 fn failure(error: &ApiError, session: Option<&Session>) -> HttpResponse {
     let (status, _, message) = error.report();
-    page(
+    let mut answer = page(
         status,
         "Something went wrong",
         session,
         pages::problem(&message),
-    )
+    );
+    if let Some(secs) = error.retry_after() {
+        answer.headers_mut().insert(RETRY_AFTER, secs.into());
+    }
+    answer
 }
 
 /// The signed-in operator, or the answer that sends the browser to sign in.
@@ -153,14 +158,14 @@ async fn sign_in(
     state: web::Data<AppState>,
     form: web::Form<SignIn>,
 ) -> HttpResponse {
+    let address = state.throttle.address(&req);
+    if let Err(wait) = state.throttle.check(address) {
+        return failure(&ApiError::too_many_attempts(wait), None);
+    }
     let Some(access) = state.tokens.admin_access(form.token.trim()) else {
-        let peer = req
-            .connection_info()
-            .realip_remote_addr()
-            .unwrap_or("unknown")
-            .to_owned();
+        state.throttle.failed(address);
         tracing::warn!(
-            peer,
+            address = ?address,
             "admin sign-in refused: not a token with the admin or admin:read scope"
         );
         let refusal = "That token is not accepted here.";

@@ -102,7 +102,7 @@ pub(crate) fn build(settings: &Settings, catalog: &Catalog) -> serde_json::Resul
 
 /// The answers every authenticated operation shares, written here once
 /// rather than on each route: 401 without a valid token, 403 without its
-/// scope, 503 while a dependency is down, and 400 for a bad organization
+/// scope, 429 after too many unknown tokens, 503 while a dependency is down, and 400 for a bad organization
 /// id in the path or a bad JSON body. A route's own row for the same
 /// status wins.
 fn common_answers(doc: &mut serde_json::Value) {
@@ -135,6 +135,15 @@ fn common_answers(doc: &mut serde_json::Value) {
             };
             responses.insert("401".into(), answer("No or unknown bearer token"));
             responses.insert("403".into(), answer("The token lacks the scope"));
+            let mut refused = answer(
+                "Too many unknown tokens from this address; retry after Retry-After seconds",
+            );
+            refused["headers"] = json!({"Retry-After": {
+                "description": "Seconds until this address may try again",
+                "required": true,
+                "schema": {"type": "integer", "minimum": 1}
+            }});
+            responses.insert("429".into(), refused);
             let bad_input = match (org_in_path, json_body) {
                 (_, true) => Some("Invalid input; the message names the field"),
                 (true, false) => Some("Invalid organization id"),

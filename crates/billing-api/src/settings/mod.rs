@@ -230,6 +230,14 @@ pub struct AuthSettings {
     /// proxy's `X-Forwarded-Proto` says). On in production.
     #[serde(default)]
     pub secure_cookie: bool,
+    /// Unknown tokens an address may present a minute (in a burst of as
+    /// many) before its attempts are refused with 429 for a while; 0: no
+    /// limit.
+    pub failed_tokens_per_minute: u32,
+    /// Whether the address a proxy names (`Forwarded`, `X-Forwarded-For`)
+    /// is the client's; only behind a proxy that sets it.
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
 }
 
 /// `[[auth.tokens]]`

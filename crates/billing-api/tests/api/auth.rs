@@ -271,7 +271,101 @@ async fn the_console_replays_an_event_whose_id_needs_encoding(backend: Backend) 
     );
 }
 
+/// A bearer-token request from `client` (as its proxy names it).
+async fn read_from(app: &TestApp, client: &str, token: &str) -> reqwest::Response {
+    let authorization = format!("Bearer {token}");
+    app.get_with_headers(
+        "/v1/entitlements/acme",
+        &[
+            ("Authorization", &authorization),
+            ("X-Forwarded-For", client),
+        ],
+    )
+    .await
+}
+
+/// A console sign-in from `client` (as its proxy names it).
+async fn sign_in_from(app: &TestApp, client: &str, token: &str) -> reqwest::Response {
+    console_client()
+        .post(format!("{}/admin/signin", app.address))
+        .header("X-Forwarded-For", client)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Settings allowing three unknown tokens a minute, per client as the
+/// proxy in front names it.
+fn three_guesses(settings: &mut Settings) {
+    settings.auth.failed_tokens_per_minute = 3;
+    settings.auth.trust_forwarded_for = true;
+}
+
+async fn an_address_guessing_tokens_is_refused_for_a_while(backend: Backend) {
+    let app = TestApp::spawn_with(backend, three_guesses).await;
+    let guesser = "192.0.2.1";
+    for guess in ["a", "b", "c"] {
+        assert_eq!(read_from(&app, guesser, guess).await.status(), 401);
+    }
+    let refused = read_from(&app, guesser, "d").await;
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // A guess's worth (20 s at 3 a minute) comes back first.
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+    let (_, body) = json_of(refused).await;
+    assert_eq!(body["error"], "too_many_attempts");
+    // Refused unchecked: even the right token, and the console's sign-in.
+    assert_eq!(read_from(&app, guesser, READ_TOKEN).await.status(), 429);
+    let sign_in = sign_in_from(&app, guesser, ADMIN_TOKEN).await;
+    assert_eq!(sign_in.status(), 429);
+    assert!(sign_in.headers().contains_key("retry-after"));
+    // Everyone else goes on as before.
+    assert_eq!(read_from(&app, "192.0.2.2", READ_TOKEN).await.status(), 200);
+    assert_eq!(read_from(&app, "192.0.2.2", "e").await.status(), 401);
+}
+
+async fn console_sign_ins_count_against_the_same_allowance(backend: Backend) {
+    let app = TestApp::spawn_with(backend, three_guesses).await;
+    let client = "198.51.100.9";
+    assert_eq!(sign_in_from(&app, client, "x").await.status(), 401);
+    assert_eq!(sign_in_from(&app, client, "y").await.status(), 401);
+    assert_eq!(read_from(&app, client, "z").await.status(), 401);
+    let refused = sign_in_from(&app, client, ADMIN_TOKEN).await;
+    assert_eq!(refused.status(), 429);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("too many unknown tokens")
+    );
+    // A right token and a missing one are no guesses.
+    let other = TestApp::spawn_with(backend, three_guesses).await;
+    for _ in 0..5 {
+        assert_eq!(
+            read_from(&other, "198.51.100.9", READ_TOKEN).await.status(),
+            200
+        );
+        let bare = other
+            .get_with_headers(
+                "/v1/entitlements/acme",
+                &[("X-Forwarded-For", "198.51.100.9")],
+            )
+            .await;
+        assert_eq!(bare.status(), 401);
+    }
+    assert_eq!(read_from(&other, "198.51.100.9", "x").await.status(), 401);
+}
+
 on_both_backends!(
+    an_address_guessing_tokens_is_refused_for_a_while,
+    console_sign_ins_count_against_the_same_allowance,
     the_console_cookie_is_secure_when_configured,
     the_console_replays_an_event_whose_id_needs_encoding,
     routes_need_a_token_with_their_scope,

@@ -123,7 +123,7 @@ async fn every_documented_operation_is_served(backend: Backend) {
         ("/v1/orgs/{org_id}/history", "get"),
         ("/v1/portal/sessions", "post"),
     ] {
-        for status in ["401", "403", "503"] {
+        for status in ["401", "403", "429", "503"] {
             assert!(
                 doc["paths"][path][method]["responses"][status].is_object(),
                 "{method} {path} documents {status}"
