@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use entitlements::Engine;
+use entitlements::{Engine, Retention};
 use tokio::task::JoinHandle;
 
 use crate::cache::AnswerCache;
@@ -34,6 +34,7 @@ impl Background {
             tokio::spawn(sweep_periodically(
                 engine.clone(),
                 Duration::from_millis(settings.sweep.every_ms),
+                settings.retention.retention(),
             )),
         ];
         if settings.cache.max_orgs > 0 {
@@ -87,11 +88,14 @@ async fn follow_rules(engine: Engine) {
 }
 
 /// Applies what time alone changed every `every`: each due answer is
-/// recomputed, versioned and announced with no read to prompt it.
-async fn sweep_periodically(engine: Engine, every: Duration) {
+/// recomputed, versioned and announced with no read to prompt it. Then
+/// deletes what is past its retention.
+async fn sweep_periodically(engine: Engine, every: Duration, retention: Retention) {
     /// Organizations recomputed in one go; a full batch is followed at once
     /// by the next.
     const BATCH: i64 = 100;
+    /// Rows of each kind deleted in one transaction.
+    const PRUNE_BATCH: i64 = 1000;
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -102,6 +106,16 @@ async fn sweep_periodically(engine: Engine, every: Duration) {
                 Ok(_) => break,
                 Err(error) => {
                     tracing::warn!(%error, "applying what time changed failed; retrying at the next interval");
+                    break;
+                }
+            }
+        }
+        loop {
+            match engine.prune(retention, PRUNE_BATCH).await {
+                Ok(0) => break,
+                Ok(pruned) => tracing::debug!(pruned, "deleted what is past its retention"),
+                Err(error) => {
+                    tracing::warn!(%error, "deleting what is past its retention failed; retrying at the next interval");
                     break;
                 }
             }

@@ -43,17 +43,19 @@ impl Engine {
     }
 
     /// Up to `limit` changes after the cursor `after` (0: from the oldest
-    /// change of the last `retention_secs`), positioning first whatever
-    /// has committed. A cursor that names no change, or one older than the
-    /// retention, is [`Error::BadCursor`].
+    /// change of the last `start_secs`), positioning first whatever has
+    /// committed. A cursor past the newest change, or one that changes
+    /// after it were pruned from (see [`Engine::prune`]), is
+    /// [`Error::BadCursor`]; a reader that has kept up never gets one,
+    /// however quiet the feed.
     pub async fn changes(
         &self,
         after: i64,
         limit: usize,
-        retention_secs: i64,
+        start_secs: i64,
     ) -> Result<FeedPage, Error> {
         self.sequence_changes().await?;
-        let since = clock::now().saturating_sub(retention_secs);
+        let since = clock::now().saturating_sub(start_secs);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self
             .database()
@@ -61,16 +63,16 @@ impl Engine {
                 if after == 0 {
                     return feed::after(conn, 0, since, limit).await;
                 }
-                match feed::at_position(conn, after)
-                    .await?
-                    .map(|row| row.changed_at)
-                {
-                    None => Err(Error::BadCursor(format!("no change has cursor {after}"))),
-                    Some(at) if at < since => Err(Error::BadCursor(format!(
-                        "cursor {after} is older than the feed keeps ({retention_secs} s)"
-                    ))),
-                    Some(_) => feed::after(conn, after, i64::MIN, limit).await,
+                if after > feed::newest(conn).await? {
+                    return Err(Error::BadCursor(format!("no change has cursor {after}")));
                 }
+                if after < feed::pruned_upto(conn).await? {
+                    return Err(Error::BadCursor(format!(
+                        "cursor {after} is older than the feed keeps: changes after it \
+                         were deleted (retention.changes_days); read from the start"
+                    )));
+                }
+                feed::after(conn, after, i64::MIN, limit).await
             })
             .await?;
         let changes = rows

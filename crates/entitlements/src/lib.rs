@@ -28,7 +28,7 @@ pub use catalog::{Catalog, FeatureValue, Features, PlanConfig, PlanMode, Terms};
 pub use compute::{Policy, Source, SourceKind};
 pub use counters::Counters;
 pub use db::{Backend, Database, DatabaseOptions};
-pub use engine::{ChangeHook, Engine, Linked, Replay};
+pub use engine::{ChangeHook, Engine, Linked, Replay, Retention};
 pub use error::Error;
 pub use event::Event;
 pub use kinds::{EventKind, SubscriptionStatus};

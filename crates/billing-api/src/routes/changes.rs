@@ -47,13 +47,13 @@ pub(crate) struct ChangesAnswer {
 /// organization's in version order, however transactions commit.
 #[utoipa::path(get, path = "/v1/changes", tag = "entitlements", security(("bearer" = ["entitlements:read"])),
     params(
-        ("after" = Option<String>, Query, description = "`next` of the previous page; without it, the oldest change kept (`notify.feed_retention_days`)"),
+        ("after" = Option<String>, Query, description = "`next` of the previous page; without it, the oldest change of the last `notify.feed_retention_days`"),
         ("limit" = Option<usize>, Query, description = "Changes per page, 1 to 500 (100)"),
         ("wait" = Option<u64>, Query, description = "Seconds to wait for a change when none follows the cursor, 0 to 30 (0)"),
     ),
     responses(
         (status = 200, description = "The changes after the cursor, possibly none", body = ChangesAnswer),
-        (status = 400, description = "Invalid limit or wait, or a cursor that is malformed, names no change or is older than the feed keeps", body = ErrorBody),
+        (status = 400, description = "Invalid limit or wait, or a cursor that is malformed, is past the newest change, or some of whose unread changes were deleted (`retention.changes_days`)", body = ErrorBody),
     ))]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn list(
@@ -80,11 +80,11 @@ pub(crate) async fn list(
             ApiError::InvalidRequest("after: not a cursor this service issued".into())
         })?,
     };
-    let retention = i64::from(state.settings.notify.feed_retention_days) * 86_400;
+    let start = i64::from(state.settings.notify.feed_retention_days) * 86_400;
     let deadline = Instant::now() + Duration::from_secs(wait);
     loop {
         let page = state
-            .with_engine(async move |engine| engine.changes(after, limit, retention).await)
+            .with_engine(async move |engine| engine.changes(after, limit, start).await)
             .await?;
         if !page.changes.is_empty() || Instant::now() >= deadline {
             return Ok(HttpResponse::Ok().json(ChangesAnswer {

@@ -42,6 +42,8 @@ pub struct Settings {
     pub notify: NotifySettings,
     /// Applying what time alone changes.
     pub sweep: SweepSettings,
+    /// How long changes and events are kept.
+    pub retention: RetentionSettings,
     /// The plan catalog.
     #[serde(default)]
     pub plans: BTreeMap<String, PlanConfig>,
@@ -85,11 +87,35 @@ pub struct SweepSettings {
     pub every_ms: u64,
 }
 
+/// `[retention]`: how long what is recorded is kept, in days; 0: for good.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Entitlement changes: the change feed and organizations' history
+    /// (the feed's newest change is always kept).
+    pub changes_days: u32,
+    /// Received webhook events, their payloads with them; at least 31
+    /// (Stripe keeps events 30 days and can send any of them again).
+    pub events_days: u32,
+}
+
+impl RetentionSettings {
+    /// The retention as the engine takes it.
+    pub fn retention(&self) -> entitlements::Retention {
+        let secs = |days: u32| (days > 0).then(|| i64::from(days) * 86_400);
+        entitlements::Retention {
+            changes_secs: secs(self.changes_days),
+            events_secs: secs(self.events_days),
+        }
+    }
+}
+
 /// `[notify]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifySettings {
-    /// How far back the change feed reaches, in days.
+    /// How far back a reader of the change feed without a cursor starts,
+    /// in days (a cursor reaches back as far as changes are kept).
     pub feed_retention_days: u32,
     /// The longest a feed request may wait for a change (`wait`), in
     /// seconds; at most 30.

@@ -108,6 +108,8 @@ fn bad_values_are_reported_by_key() {
     );
     let kept = error(&sources(&[("BILLING__NOTIFY__FEED_RETENTION_DAYS", "0")]));
     assert!(kept.contains("notify.feed_retention_days"), "{kept}");
+    let events = error(&sources(&[("BILLING__RETENTION__EVENTS_DAYS", "30")]));
+    assert!(events.contains("retention.events_days"), "{events}");
 }
 
 #[test]

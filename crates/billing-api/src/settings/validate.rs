@@ -64,6 +64,12 @@ impl Settings {
         if self.cache.poll_ms == 0 {
             return fail("cache.poll_ms", "must be at least 1".into());
         }
+        if (1..31).contains(&self.retention.events_days) {
+            return fail(
+                "retention.events_days",
+                "must be 0 (for good) or at least 31: Stripe can send events of the last 30 days again".into(),
+            );
+        }
         if self.sweep.every_ms == 0 {
             return fail("sweep.every_ms", "must be at least 1".into());
         }

@@ -110,7 +110,7 @@ async fn a_waiting_request_answers_with_the_next_change(backend: Backend) {
 }
 
 async fn bad_cursors_limits_and_waits_are_refused(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |s| s.notify.feed_retention_days = 1).await;
+    let app = TestApp::spawn(backend).await;
     app.post_grant("acme", &json!({"features": {"sso": true}}))
         .await;
     app.post_grant("acme", &json!({"features": {"projects": 9}}))
@@ -127,24 +127,6 @@ async fn bad_cursors_limits_and_waits_are_refused(backend: Backend) {
         let (status, body) = feed(&app, query).await;
         assert_error(status, &body, 400, "invalid_request");
     }
-    let (_, page) = feed(&app, "").await;
-    let first = page["changes"][0]["cursor"].as_str().unwrap().to_owned();
-    // The first change is made older than the feed keeps: its cursor has
-    // expired, and the feed now starts after it.
-    app.db
-        .execute(&format!(
-            "UPDATE entitlement_changes SET changed_at = {} WHERE feed_position = {first}",
-            now() - 2 * 86_400
-        ))
-        .await;
-    let (status, body) = feed(&app, &format!("?after={first}")).await;
-    assert_error(status, &body, 400, "invalid_request");
-    assert!(
-        body["message"].as_str().unwrap().contains("older than"),
-        "{body}"
-    );
-    let (_, kept) = feed(&app, "").await;
-    assert_eq!(versions(&kept), [("acme".into(), 2)]);
     assert_eq!(app.get("/v1/changes", None).await.status().as_u16(), 401);
 }
 

@@ -28,6 +28,7 @@ mod reconcile;
 mod redaction;
 mod refetch;
 mod replicas;
+mod retention;
 mod schema_fuzz;
 mod shutdown;
 mod snapshots;

@@ -200,6 +200,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    feed_start (id) {
+        id -> Integer,
+        pruned_upto -> BigInt,
+    }
+}
+
 diesel::joinable!(subscription_items -> subscriptions (subscription_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -219,4 +226,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     leases,
     rules_in_force,
     installation,
+    feed_start,
 );

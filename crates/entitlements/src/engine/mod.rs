@@ -9,6 +9,7 @@ mod in_force;
 mod link;
 
 pub use link::Linked;
+pub use sweep::Retention;
 mod purchase;
 mod sweep;
 mod transition;

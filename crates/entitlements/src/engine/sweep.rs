@@ -3,11 +3,14 @@
 //! records when it is next due (`recheck_at`); a sweep recomputes the
 //! answers that are due, so each such change gets its version, history
 //! row, feed row and notification with no read to prompt it.
+//!
+//! The sweeper also deletes what is older than its retention: entitlement
+//! changes (the feed and organizations' history) and webhook events.
 
 use super::Engine;
 use crate::Error;
 use crate::clock::{now, now_ms};
-use crate::store::{answers, leases};
+use crate::store::{answers, events, feed, leases};
 
 /// The lease that lets one process at a time sweep.
 const LEASE: &str = "sweep";
@@ -15,6 +18,15 @@ const LEASE: &str = "sweep";
 /// How long a sweeper's lease lasts without renewal: another process
 /// takes over this long after the holder stopped.
 const LEASE_MS: i64 = 10_000;
+
+/// How long what is recorded is kept, in seconds; `None`: for good.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Entitlement changes: the change feed and organizations' history.
+    pub changes_secs: Option<i64>,
+    /// Received webhook events, by when Stripe created them.
+    pub events_secs: Option<i64>,
+}
 
 impl Engine {
     /// Recomputes up to `limit` organizations whose answer time alone has
@@ -50,6 +62,46 @@ impl Engine {
         }
         self.recompute_each(&due).await?;
         Ok(due.len())
+    }
+
+    /// Deletes, under the sweeper's lease, up to `limit` of the oldest
+    /// changes and up to `limit` of the oldest events past their
+    /// retention; returns how many in all. Each organization's history
+    /// and the feed lose them; the feed's newest change is always kept,
+    /// and a feed cursor below what was deleted has expired. With nothing
+    /// past its retention, one read.
+    pub async fn prune(&self, retention: Retention, limit: i64) -> Result<usize, Error> {
+        let now = now();
+        let changes_before = retention.changes_secs.map(|secs| now - secs);
+        let events_before = retention.events_secs.map(|secs| now - secs);
+        let (changes_due, events_due) = self
+            .db
+            .read(async |conn| {
+                let changes = match changes_before {
+                    Some(before) => feed::prunable(conn, before).await?,
+                    None => false,
+                };
+                let events = match events_before {
+                    Some(before) => events::prunable(conn, before).await?,
+                    None => false,
+                };
+                Ok((changes, events))
+            })
+            .await?;
+        if !(changes_due || events_due) || !self.take_lease(LEASE).await? {
+            return Ok(0);
+        }
+        self.write(async |conn| {
+            let mut pruned = 0;
+            if let (true, Some(before)) = (changes_due, changes_before) {
+                pruned += feed::prune(conn, before, limit).await?;
+            }
+            if let (true, Some(before)) = (events_due, events_before) {
+                pruned += events::prune(conn, before, limit).await?;
+            }
+            Ok(pruned)
+        })
+        .await
     }
 
     /// Takes or renews the lease `name` for this engine.

@@ -130,3 +130,24 @@ pub(crate) async fn unlinked_count(conn: &mut Conn<'_>) -> Result<i64, Error> {
     let query = events::table.filter(events::outcome.eq("unlinked")).count();
     Ok(run!(conn, |c| query.get_result(c).await)?)
 }
+
+/// Whether some event was created before `before` (Stripe's clock).
+pub(crate) async fn prunable(conn: &mut Conn<'_>, before: i64) -> Result<bool, Error> {
+    let query = events::table.select(diesel::dsl::min(events::created));
+    let oldest: Option<i64> = run!(conn, |c| query.first(c).await)?;
+    Ok(oldest.is_some_and(|created| created < before))
+}
+
+/// Deletes the oldest events created before `before` (unix seconds), about
+/// `limit` of them (all of the last second they reach); returns how many.
+pub(crate) async fn prune(conn: &mut Conn<'_>, before: i64, limit: i64) -> Result<usize, Error> {
+    let last = events::table
+        .filter(events::created.lt(before))
+        .order(events::created)
+        .offset(limit.saturating_sub(1))
+        .select(events::created);
+    let last: Option<i64> = run!(conn, |c| last.first(c).await.optional())?;
+    let until = last.map_or(before, |last| before.min(last + 1));
+    let query = diesel::delete(events::table.filter(events::created.lt(until))).cached();
+    Ok(run!(conn, |c| query.execute(c).await)?)
+}

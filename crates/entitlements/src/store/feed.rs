@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::Error;
-use crate::db::schema::entitlement_changes as changes;
+use crate::db::schema::{entitlement_changes as changes, feed_start};
 use crate::db::{Conn, Prepared, run};
 
 /// A change as the feed hands it out: the whole answer at its version.
@@ -118,4 +118,59 @@ pub(crate) async fn at_version(
         .filter(changes::feed_position.is_not_null())
         .select(feed_columns());
     Ok(run!(conn, |c| query.first(c).await.optional())?)
+}
+
+/// The position at or below which every change has been pruned (0: none).
+pub(crate) async fn pruned_upto(conn: &mut Conn<'_>) -> Result<i64, Error> {
+    let query = feed_start::table.select(feed_start::pruned_upto);
+    Ok(run!(conn, |c| query.first(c).await)?)
+}
+
+/// Whether [`prune`] would delete a change made before `before`: the
+/// oldest positioned change was, and is not the newest.
+pub(crate) async fn prunable(conn: &mut Conn<'_>, before: i64) -> Result<bool, Error> {
+    let query = changes::table
+        .filter(changes::feed_position.is_not_null())
+        .order(changes::feed_position)
+        .select((
+            changes::feed_position.assume_not_null(),
+            changes::changed_at,
+        ));
+    let oldest: Option<(i64, i64)> = run!(conn, |c| query.first(c).await.optional())?;
+    Ok(match oldest {
+        Some((position, made)) if made < before => position < newest(conn).await?,
+        _ => false,
+    })
+}
+
+/// Deletes the oldest positioned changes, up to `limit`, that were made
+/// before `before` (unix seconds), stopping at the first that was not and
+/// never deleting the newest (whose position the next ones count from);
+/// moves the feed's start past them. Returns how many were deleted.
+pub(crate) async fn prune(conn: &mut Conn<'_>, before: i64, limit: i64) -> Result<usize, Error> {
+    let query = changes::table
+        .filter(changes::feed_position.is_not_null())
+        .order(changes::feed_position)
+        .limit(limit)
+        .select((
+            changes::feed_position.assume_not_null(),
+            changes::changed_at,
+        ));
+    let oldest: Vec<(i64, i64)> = run!(conn, |c| query.load(c).await)?;
+    let newest = newest(conn).await?;
+    let Some(upto) = oldest
+        .iter()
+        .take_while(|&&(position, made)| made < before && position < newest)
+        .last()
+        .map(|&(position, _)| position)
+    else {
+        return Ok(0);
+    };
+    let delete = diesel::delete(changes::table.filter(changes::feed_position.le(upto))).cached();
+    let deleted = run!(conn, |c| delete.execute(c).await)?;
+    let start = diesel::update(feed_start::table.filter(feed_start::pruned_upto.lt(upto)))
+        .set(feed_start::pruned_upto.eq(upto))
+        .cached();
+    run!(conn, |c| start.execute(c).await)?;
+    Ok(deleted)
 }
