@@ -6,7 +6,7 @@
 //! arrive: a linked customer is left as it is, and subscriptions pass the
 //! same stale guards as webhooks.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 
 use entitlements::{Engine, Error};
@@ -96,7 +96,6 @@ pub async fn import(
         dry_run,
         ..Decisions::default()
     };
-    let mut directory = HashMap::new();
     let customers = pages(
         progress("customers"),
         async |after: Option<&str>| api.list_customers(after).await,
@@ -104,16 +103,11 @@ pub async fn import(
         async |records: &[CustomerRecord]| {
             for record in records {
                 report.customers += 1;
-                match engine.org_named_in(&record.metadata) {
-                    Ok(Some(org)) => {
-                        let naming = (&record.id, &org, Naming::Metadata);
-                        adopt(engine, naming, &mut report, &mut decided).await?;
-                    }
-                    // Kept (only these: an account may have millions) for
-                    // the table of what could not be linked.
-                    _ => {
-                        directory.insert(record.id.clone(), record.clone());
-                    }
+                // The others are read again at the end, only those with
+                // subscriptions: an account may have millions.
+                if let Ok(Some(org)) = engine.org_named_in(&record.metadata) {
+                    let naming = (&record.id, &org, Naming::Metadata);
+                    adopt(engine, naming, &mut report, &mut decided).await?;
                 }
             }
             Ok(())
@@ -141,22 +135,19 @@ pub async fn import(
     checkouts.await?;
     let mut summary =
         apply_subscriptions(engine, api, None, dry_run, &mut progress("subscriptions")).await?;
-    if dry_run {
-        // Once their customers were linked, these would apply.
-        for customer in &decided.would_link {
-            if let Some(subscriptions) = summary.unlinked_customers.remove(customer) {
-                report.awaiting_links += subscriptions.len();
-                summary.unlinked -= subscriptions.len();
-            }
+    // Dry: once their customers were linked, these would apply.
+    for customer in &decided.would_link {
+        if let Some(subscriptions) = summary.unlinked_customers.remove(customer) {
+            report.awaiting_links += subscriptions.len();
+            summary.unlinked -= subscriptions.len();
         }
-    } else {
-        link_by_metadata(engine, api, &directory, &mut summary).await?;
     }
+    let records = link_by_metadata(engine, api, dry_run, &mut summary).await?;
     report.unlinked = summary
         .unlinked_customers
         .iter()
         .map(|(customer, subscriptions)| {
-            let record = directory.get(customer);
+            let record = records.get(customer).and_then(Option::as_ref);
             Unlinked {
                 customer: customer.clone(),
                 email: record.and_then(|r| r.email.clone()),
@@ -268,7 +259,7 @@ async fn adopt(
 fn action(engine: &Engine, customer: &str, record: Option<&CustomerRecord>) -> String {
     let link = format!("billing-api link <org_id> {customer}");
     match record.map(|r| engine.org_named_in(&r.metadata)) {
-        None => format!("not among the customers listed (deleted?); if it still pays: {link}"),
+        None => format!("Stripe has no such customer (deleted?); if it still pays: {link}"),
         Some(Err(reason)) => format!("fix its metadata ({reason}), or {link}"),
         Some(Ok(_)) => format!("{link}, or set its metadata org_id and import again"),
     }

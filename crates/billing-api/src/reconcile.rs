@@ -69,31 +69,33 @@ pub async fn reconcile(
 ) -> Result<Summary, ReconcileError> {
     let mut summary = apply_subscriptions(engine, api, only_org, dry_run, progress).await?;
     if !dry_run && only_org.is_none() {
-        link_by_metadata(engine, api, &HashMap::new(), &mut summary).await?;
+        link_by_metadata(engine, api, false, &mut summary).await?;
     }
     Ok(summary)
 }
 
-/// Links the customers of `summary`'s subscriptions without an
-/// organization whose metadata names one, reading from Stripe those not
-/// `known` already; each linked customer leaves `unlinked_customers`.
+/// Reads from Stripe the customers of `summary`'s subscriptions without
+/// an organization, one at a time, and (unless `dry_run`) links those
+/// whose metadata names one: each linked customer leaves
+/// `unlinked_customers`. Returns what was read of the others (`None`: not
+/// found).
 pub(crate) async fn link_by_metadata(
     engine: &Engine,
     api: &StripeApi,
-    known: &HashMap<String, CustomerRecord>,
+    dry_run: bool,
     summary: &mut Summary,
-) -> Result<(), ReconcileError> {
+) -> Result<HashMap<String, Option<CustomerRecord>>, ReconcileError> {
     let customers: Vec<String> = summary.unlinked_customers.keys().cloned().collect();
+    let mut left = HashMap::new();
     for customer in customers {
-        let metadata = match known.get(&customer) {
-            Some(record) => record.metadata.clone(),
-            None => match api.retrieve_customer(&customer).await {
-                Ok(record) => record.map(|r| r.metadata).unwrap_or_default(),
-                Err(failure) if failure.is_permanent() => continue,
-                Err(failure) => return Err(failure.into()),
-            },
+        let record = match api.retrieve_customer(&customer).await {
+            Ok(record) => record,
+            Err(failure) if failure.is_permanent() => None,
+            Err(failure) => return Err(failure.into()),
         };
-        let Ok(Some(org)) = engine.org_named_in(&metadata) else {
+        let named = record.as_ref().map(|r| engine.org_named_in(&r.metadata));
+        let (Some(Ok(Some(org))), false) = (named, dry_run) else {
+            left.insert(customer, record);
             continue;
         };
         match engine.link_customer(&org, &customer, "its metadata").await {
@@ -104,11 +106,13 @@ pub(crate) async fn link_by_metadata(
                 }
             }
             // Linked to another organization since the page was read.
-            Err(Error::CustomerTaken { .. }) => {}
+            Err(Error::CustomerTaken { .. }) => {
+                left.insert(customer, record);
+            }
             Err(error) => return Err(error.into()),
         }
     }
-    Ok(())
+    Ok(left)
 }
 
 /// Applies every listed subscription, as [`reconcile`] describes.

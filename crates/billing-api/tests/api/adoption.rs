@@ -93,6 +93,31 @@ async fn unlinked(app: &TestApp) -> String {
         .to_owned()
 }
 
+/// Events that waited before the upgrade that indexes them by customer
+/// (an id, or the customer expanded) are found when it is linked.
+async fn events_waiting_from_before_the_upgrade_come_with_their_customer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (first, customer) = stray_subscription(&app, "legacy").await;
+    let mut expanded = EventBuilder::new(&app.settings, "customer.subscription.updated", "legacy")
+        .at(crate::helpers::now() + 1)
+        .quantity(9)
+        .build();
+    let object = &mut expanded["data"]["object"];
+    object["metadata"] = json!({});
+    object["customer"] = json!({"id": customer, "object": "customer"});
+    assert_eq!(app.deliver(&expanded).await.0, 200);
+    app.db.reapply_newest_migration().await;
+
+    let (status, answer) = link(&app, "acme", &customer).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["events_applied"],
+        json!([first, expanded["id"]]),
+        "{answer}"
+    );
+    assert_eq!(answer["entitlements"]["features"]["seats"], 9, "{answer}");
+}
+
 async fn a_customer_linked_by_hand_brings_its_waiting_events(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (event_id, customer) = stray_subscription(&app, "legacy").await;
@@ -287,6 +312,7 @@ async fn reconcile_links_a_customer_by_its_metadata(backend: Backend) {
 }
 
 on_both_backends!(
+    events_waiting_from_before_the_upgrade_come_with_their_customer,
     refetch_mode_reads_the_organization_from_the_customer_once,
     reconcile_links_a_customer_by_its_metadata,
     a_failed_payment_that_waited_counts_once_linked,

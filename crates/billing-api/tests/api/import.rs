@@ -95,6 +95,14 @@ async fn stripe_account() -> MockServer {
             customer("cus_guide", "ops@guide.test", json!({})),
         ],
     ];
+    // Each can be read on its own too.
+    for customer in customers.iter().flatten() {
+        let route = format!("/v1/customers/{}", customer["id"].as_str().unwrap());
+        stripe_call("GET", route)
+            .respond_with(answer(200, customer.clone()))
+            .mount(&stripe)
+            .await;
+    }
     mount_pages(&stripe, "/v1/customers", customers).await;
     let guide = json!({"orgId": "guide", "priceId": "price_pro_monthly"});
     let checkouts = vec![

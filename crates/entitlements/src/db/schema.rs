@@ -83,6 +83,7 @@ diesel::table! {
         payload -> Text,
         received_at -> BigInt,
         position -> Nullable<BigInt>,
+        customer_id -> Nullable<Text>,
     }
 }
 

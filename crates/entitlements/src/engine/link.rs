@@ -4,7 +4,7 @@
 use super::Engine;
 use super::apply::valid_org;
 use crate::clock::now;
-use crate::event::{CheckoutSessionObject, Event, Metadata, org_id_in};
+use crate::event::{CheckoutSessionObject, Metadata, org_id_in};
 use crate::receipt::{Outcome, Receipt};
 use crate::store::{Cause, events, notes, organizations, subscriptions};
 use crate::{Error, SourceError};
@@ -47,10 +47,7 @@ impl Engine {
                 let subscriptions = subscriptions::link_customer(conn, customer, org_id).await?;
                 let mut linked = Vec::new();
                 let detail = format!("waited for an organization; customer linked by {by}");
-                for (id, payload) in events::unlinked_of(conn, customer).await? {
-                    if customer_of(&payload).as_deref() != Some(customer) {
-                        continue;
-                    }
+                for id in events::unlinked_of(conn, customer).await? {
                     let position = organizations::next_position(conn, org_id, now).await?;
                     events::link(conn, &id, org_id, position, &detail).await?;
                     linked.push(id);
@@ -146,12 +143,4 @@ impl Engine {
             }
         }
     }
-}
-
-/// The customer a recorded event's object names.
-fn customer_of(payload: &str) -> Option<String> {
-    Event::parse(payload.as_bytes())
-        .ok()?
-        .customer()
-        .map(str::to_owned)
 }

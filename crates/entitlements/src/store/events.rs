@@ -23,6 +23,7 @@ struct NewEvent<'a> {
     payload: &'a str,
     received_at: i64,
     position: Option<i64>,
+    customer_id: Option<&'a str>,
 }
 
 /// Where an event stands in its organization's history, and when it was
@@ -58,6 +59,7 @@ pub(crate) async fn record(
         payload,
         received_at: placement.map_or(received_at, |p| p.at),
         position: placement.map(|p| p.position),
+        customer_id: event.customer(),
     };
     let query = diesel::insert_into(events::table)
         .values(&row)
@@ -88,19 +90,15 @@ pub(crate) async fn newest_created(conn: &mut Conn<'_>) -> Result<Option<i64>, E
     Ok(newest)
 }
 
-/// Events waiting for an organization whose payload mentions `customer`,
-/// oldest first: `(id, payload)`. A superset (the text may appear
-/// elsewhere, and `_` matches any character): the caller checks the
-/// object's customer.
-pub(crate) async fn unlinked_of(
-    conn: &mut Conn<'_>,
-    customer: &str,
-) -> Result<Vec<(String, String)>, Error> {
+/// The ids of the events waiting for an organization whose object names
+/// `customer`, oldest first (an index lookup).
+pub(crate) async fn unlinked_of(conn: &mut Conn<'_>, customer: &str) -> Result<Vec<String>, Error> {
     let query = events::table
         .filter(events::outcome.eq("unlinked"))
-        .filter(events::payload.like(format!("%{customer}%")))
+        .filter(events::customer_id.eq(customer))
         .order((events::created, events::id))
-        .select((events::id, events::payload));
+        .select(events::id)
+        .cached();
     Ok(run!(conn, |c| query.load(c).await)?)
 }
 

@@ -1,0 +1,2 @@
+DROP INDEX webhook_events_unlinked_customer;
+ALTER TABLE webhook_events DROP COLUMN customer_id;
