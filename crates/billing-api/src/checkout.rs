@@ -7,8 +7,8 @@ use entitlements::catalog::Plan;
 use serde::Deserialize;
 
 use crate::error::ApiError;
+use crate::http::AppState;
 use crate::org_id::OrgId;
-use crate::startup::AppState;
 use crate::stripe_api::{Session, SessionRequest, StripeApi};
 
 /// The most units one checkout buys.

@@ -9,6 +9,7 @@ mod checkout;
 pub mod cli;
 mod dispute;
 pub mod error;
+pub mod http;
 pub mod import;
 pub mod metrics;
 pub mod notify;

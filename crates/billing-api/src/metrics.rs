@@ -14,7 +14,7 @@ use std::time::Duration;
 use entitlements::{Counters, Outcome};
 
 use crate::cache::CacheStats;
-use crate::startup::AppState;
+use crate::http::AppState;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
 const BUCKETS: [f64; 12] = [

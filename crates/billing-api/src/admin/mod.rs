@@ -19,9 +19,9 @@ use maud::Markup;
 use serde::Deserialize;
 
 use crate::error::ApiError;
+use crate::http::AppState;
 use crate::org_id::OrgId;
 use crate::routes::{mount, serve};
-use crate::startup::AppState;
 
 /// Days the overview's chart covers.
 const CHART_DAYS: i64 = 30;

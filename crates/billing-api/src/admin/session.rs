@@ -9,7 +9,7 @@ use subtle::ConstantTimeEq;
 
 use crate::auth::AdminAccess;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::http::AppState;
 
 /// The cookie holding the session id.
 pub(crate) const COOKIE: &str = "billing_admin";

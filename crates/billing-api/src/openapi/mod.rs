@@ -9,9 +9,9 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{IntoResponses, Modify, OpenApi};
 
+use crate::http::AppState;
 use crate::routes;
 use crate::settings::Settings;
-use crate::startup::AppState;
 use entitlements::Catalog;
 
 mod constraints;

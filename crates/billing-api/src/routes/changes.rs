@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::auth::{Authorized, ReadScope};
 use crate::error::{ApiError, ErrorBody};
-use crate::startup::AppState;
+use crate::http::AppState;
 use crate::wire::FeedChange;
 
 /// Mounts the route.

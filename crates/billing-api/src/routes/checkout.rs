@@ -7,8 +7,8 @@ use serde::Serialize;
 use crate::auth::{Authorized, CheckoutScope};
 use crate::checkout::{CheckoutRequest, create_session};
 use crate::error::{ApiError, ErrorBody};
+use crate::http::AppState;
 use crate::openapi::StripeAnswers;
-use crate::startup::AppState;
 
 /// Mounts the route.
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{Authorized, ReadScope};
 use crate::cache::Answer;
 use crate::error::{ApiError, ErrorBody};
+use crate::http::AppState;
 use crate::org_id::OrgId;
-use crate::startup::AppState;
 use crate::wire::{Entitlements, FeatureValue};
 
 /// Mounts the routes.

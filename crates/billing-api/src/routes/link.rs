@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{AdminScope, Authorized};
 use crate::error::{ApiError, ErrorBody};
+use crate::http::AppState;
 use crate::org_id::OrgId;
-use crate::startup::AppState;
 use crate::wire::Entitlements;
 
 /// Mounts the route.

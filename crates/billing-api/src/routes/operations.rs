@@ -7,7 +7,7 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::startup::AppState;
+use crate::http::AppState;
 
 /// Mounts the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -9,9 +9,9 @@ use serde_json::json;
 use crate::auth::{Authorized, CheckoutScope};
 use crate::checkout::open_portal;
 use crate::error::{ApiError, ErrorBody};
+use crate::http::AppState;
 use crate::openapi::StripeAnswers;
 use crate::org_id::OrgId;
-use crate::startup::AppState;
 
 /// Mounts the route.
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::startup::AppState;
+use crate::http::AppState;
 
 /// Stripe's events are far smaller; anything larger is refused unread.
 pub const MAX_BODY: usize = 1024 * 1024;

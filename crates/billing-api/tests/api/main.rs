@@ -5,6 +5,7 @@
 )]
 
 mod adoption;
+mod architecture;
 mod auth;
 mod changes;
 mod checkout;

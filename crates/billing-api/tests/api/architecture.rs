@@ -1,0 +1,36 @@
+//! The crate's import rules, read from its sources.
+
+use std::path::{Path, PathBuf};
+
+/// Every `.rs` file under `dir`.
+fn sources(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(sources(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// `startup` is the composition root: it builds the state and mounts the
+/// routes, so nothing it mounts may import it back (no import circle).
+/// Only the entry points (`main.rs`, `lib.rs`) and the command line, which
+/// starts the service, use it.
+#[test]
+fn nothing_startup_mounts_imports_it() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let importers: Vec<String> = sources(&src)
+        .into_iter()
+        .filter(|path| {
+            std::fs::read_to_string(path)
+                .unwrap()
+                .contains("crate::startup")
+        })
+        .map(|path| path.strip_prefix(&src).unwrap().display().to_string())
+        .collect();
+    assert_eq!(importers, ["cli/mod.rs"], "modules importing startup");
+}
