@@ -20,8 +20,8 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::http::AppState;
+use crate::http::{mount, serve};
 use crate::org_id::OrgId;
-use crate::routes::{mount, serve};
 
 /// Days the overview's chart covers.
 const CHART_DAYS: i64 = 30;

@@ -82,7 +82,7 @@ impl IntoResponses for StripeAnswers {
 
 /// Mounts `GET /openapi.json`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    crate::routes::mount(cfg, "/openapi.json", Method::GET, document);
+    crate::http::mount(cfg, "/openapi.json", Method::GET, document);
 }
 
 /// The document, built once at start-up.

@@ -16,7 +16,7 @@ use crate::wire::FeedChange;
 
 /// Mounts the route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    super::mount(cfg, "/v1/changes", Method::GET, list);
+    crate::http::mount(cfg, "/v1/changes", Method::GET, list);
 }
 
 const DEFAULT_LIMIT: usize = 100;

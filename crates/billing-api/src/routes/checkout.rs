@@ -12,7 +12,7 @@ use crate::openapi::StripeAnswers;
 
 /// Mounts the route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    super::mount(cfg, "/v1/checkout/sessions", Method::POST, create);
+    crate::http::mount(cfg, "/v1/checkout/sessions", Method::POST, create);
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -18,9 +18,9 @@ use crate::wire::{Entitlements, FeatureValue};
 
 /// Mounts the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    super::mount(cfg, "/v1/entitlements/{org_id}", Method::GET, get);
-    super::mount(cfg, "/entitlements/{org_id}", Method::GET, get);
-    super::mount(
+    crate::http::mount(cfg, "/v1/entitlements/{org_id}", Method::GET, get);
+    crate::http::mount(cfg, "/entitlements/{org_id}", Method::GET, get);
+    crate::http::mount(
         cfg,
         "/v1/entitlements/{org_id}/features/{feature}",
         Method::GET,

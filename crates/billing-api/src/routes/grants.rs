@@ -14,7 +14,7 @@ use crate::wire::{FeatureValue, values};
 
 /// Mounts the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    super::serve(
+    crate::http::serve(
         cfg,
         "/v1/orgs/{org_id}/grants",
         &[Method::GET, Method::POST],
@@ -24,7 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(create))
         },
     );
-    super::mount(
+    crate::http::mount(
         cfg,
         "/v1/orgs/{org_id}/grants/{grant_id}",
         Method::DELETE,

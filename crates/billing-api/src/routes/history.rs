@@ -14,7 +14,7 @@ use crate::wire::HistoryEntry;
 
 /// Mounts the route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    super::mount(cfg, "/v1/orgs/{org_id}/history", Method::GET, list);
+    crate::http::mount(cfg, "/v1/orgs/{org_id}/history", Method::GET, list);
 }
 
 const DEFAULT_LIMIT: usize = 50;

@@ -13,7 +13,7 @@ use crate::wire::Entitlements;
 
 /// Mounts the route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    super::mount(cfg, "/v1/orgs/{org_id}/customer", Method::POST, link);
+    crate::http::mount(cfg, "/v1/orgs/{org_id}/customer", Method::POST, link);
 }
 
 /// The customer to link.

@@ -11,15 +11,13 @@ pub(crate) mod portal;
 pub(crate) mod webhooks;
 
 use actix_web::error::{JsonPayloadError, QueryPayloadError};
-use actix_web::http::Method;
-use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::error::ApiError;
 
-/// Mounts every route group.
+/// Mounts every group of the JSON API.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.configure(crate::admin::configure)
-        .configure(changes::configure)
+    cfg.configure(changes::configure)
         .configure(checkout::configure)
         .configure(entitlements::configure)
         .configure(grants::configure)
@@ -27,40 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(link::configure)
         .configure(operations::configure)
         .configure(portal::configure)
-        .configure(crate::openapi::configure)
         .configure(webhooks::configure);
-}
-
-/// Mounts `handler` for `method` at `path`; any other method answers 405
-/// with an `Allow` header naming the one the path serves.
-pub(crate) fn mount<F, Args>(cfg: &mut web::ServiceConfig, path: &str, method: Method, handler: F)
-where
-    F: Handler<Args>,
-    Args: FromRequest + 'static,
-    F::Output: Responder + 'static,
-{
-    let allow = [method.clone()];
-    serve(cfg, path, &allow, |resource| {
-        resource.route(web::method(method).to(handler))
-    });
-}
-
-/// Mounts the resource `routes` builds at `path`, serving `methods`; any
-/// other method answers 405 with an `Allow` header naming them.
-pub(crate) fn serve(
-    cfg: &mut web::ServiceConfig,
-    path: &str,
-    methods: &[Method],
-    routes: impl FnOnce(Resource) -> Resource,
-) {
-    let allow: Vec<&str> = methods.iter().map(Method::as_str).collect();
-    let allow = allow.join(", ");
-    cfg.service(
-        routes(web::resource(path)).default_service(web::to(move || {
-            let allow = allow.clone();
-            async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed(allow)) }
-        })),
-    );
 }
 
 /// What a path that no route serves answers.

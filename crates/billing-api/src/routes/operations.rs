@@ -11,9 +11,9 @@ use crate::http::AppState;
 
 /// Mounts the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    super::mount(cfg, "/healthz", Method::GET, health);
-    super::mount(cfg, "/readyz", Method::GET, ready);
-    super::mount(cfg, "/metrics", Method::GET, metrics);
+    crate::http::mount(cfg, "/healthz", Method::GET, health);
+    crate::http::mount(cfg, "/readyz", Method::GET, ready);
+    crate::http::mount(cfg, "/metrics", Method::GET, metrics);
 }
 
 /// The process is up and serving.

@@ -15,7 +15,7 @@ use crate::org_id::OrgId;
 
 /// Mounts the route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    super::mount(cfg, "/v1/portal/sessions", Method::POST, create);
+    crate::http::mount(cfg, "/v1/portal/sessions", Method::POST, create);
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

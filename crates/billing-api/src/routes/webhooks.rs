@@ -21,7 +21,7 @@ const FIRST_BUFFER: usize = 16 * 1024;
 
 /// Mounts the route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    super::mount(cfg, "/webhooks/stripe", Method::POST, receive);
+    crate::http::mount(cfg, "/webhooks/stripe", Method::POST, receive);
 }
 
 /// Stripe's webhooks; the `Stripe-Signature` header is the authentication.

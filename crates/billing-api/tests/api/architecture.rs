@@ -34,3 +34,16 @@ fn nothing_startup_mounts_imports_it() {
         .collect();
     assert_eq!(importers, ["cli/mod.rs"], "modules importing startup");
 }
+
+/// The JSON API and the admin console are mounted side by side by
+/// `startup`; neither imports the other (both mount through `http`).
+#[test]
+fn the_api_and_the_console_do_not_import_each_other() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    for (room, other) in [("routes", "crate::admin"), ("admin", "crate::routes")] {
+        for path in sources(&src.join(room)) {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(!text.contains(other), "{} imports {other}", path.display());
+        }
+    }
+}
