@@ -185,17 +185,14 @@ fn authorize_throttled<'a>(
     let Some(presented) = presented else {
         return Err(ApiError::Unauthorized);
     };
-    let address = state.throttle.address(req);
     state
         .throttle
-        .check(address)
-        .map_err(ApiError::too_many_attempts)?;
-    let result = state.tokens.authorize(Some(presented), scope);
-    if let Err(ApiError::Unauthorized) = result {
-        tracing::warn!(address = ?address, "unknown bearer token");
-        state.throttle.failed(address);
-    }
-    result
+        .attempt(
+            req,
+            || state.tokens.authorize(Some(presented), scope),
+            |result| matches!(result, Err(ApiError::Unauthorized)),
+        )
+        .map_err(ApiError::too_many_attempts)?
 }
 
 /// Extracting this proves the request carries a token with scope `S`.

@@ -52,8 +52,27 @@ impl Throttle {
         }
     }
 
+    /// Runs `attempt` for the request's address, unless that address is
+    /// refused (`Err(wait)`: its allowance is used up for `wait`); counts a
+    /// failure when `failed` says the outcome is one.
+    pub fn attempt<T>(
+        &self,
+        req: &HttpRequest,
+        attempt: impl FnOnce() -> T,
+        failed: impl FnOnce(&T) -> bool,
+    ) -> Result<T, Duration> {
+        let address = self.address(req);
+        self.check(address)?;
+        let outcome = attempt();
+        if failed(&outcome) {
+            tracing::warn!(address = ?address, path = req.path(), "unknown token");
+            self.failed(address);
+        }
+        Ok(outcome)
+    }
+
     /// The address the request's attempt counts against, if known.
-    pub fn address(&self, req: &HttpRequest) -> Option<IpAddr> {
+    fn address(&self, req: &HttpRequest) -> Option<IpAddr> {
         let ip = if self.trust_forwarded {
             let info = req.connection_info();
             parse_address(info.realip_remote_addr()?)?
@@ -71,7 +90,7 @@ impl Throttle {
 
     /// `Err(wait)` while `address` may not try again: its allowance is
     /// used up for `wait`.
-    pub fn check(&self, address: Option<IpAddr>) -> Result<(), Duration> {
+    fn check(&self, address: Option<IpAddr>) -> Result<(), Duration> {
         let (Some(interval), Some(address)) = (self.interval, address) else {
             return Ok(());
         };
@@ -89,7 +108,7 @@ impl Throttle {
     }
 
     /// Counts a failed attempt of `address`.
-    pub fn failed(&self, address: Option<IpAddr>) {
+    fn failed(&self, address: Option<IpAddr>) {
         let (Some(interval), Some(address)) = (self.interval, address) else {
             return;
         };

@@ -158,16 +158,16 @@ async fn sign_in(
     state: web::Data<AppState>,
     form: web::Form<SignIn>,
 ) -> HttpResponse {
-    let address = state.throttle.address(&req);
-    if let Err(wait) = state.throttle.check(address) {
-        return failure(&ApiError::too_many_attempts(wait), None);
-    }
-    let Some(access) = state.tokens.admin_access(form.token.trim()) else {
-        state.throttle.failed(address);
-        tracing::warn!(
-            address = ?address,
-            "admin sign-in refused: not a token with the admin or admin:read scope"
-        );
+    let access = state.throttle.attempt(
+        &req,
+        || state.tokens.admin_access(form.token.trim()),
+        Option::is_none,
+    );
+    let access = match access {
+        Ok(access) => access,
+        Err(wait) => return failure(&ApiError::too_many_attempts(wait), None),
+    };
+    let Some(access) = access else {
         let refusal = "That token is not accepted here.";
         return page(
             StatusCode::UNAUTHORIZED,

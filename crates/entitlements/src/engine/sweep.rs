@@ -72,31 +72,34 @@ impl Engine {
     /// past its retention, one read.
     pub async fn prune(&self, retention: Retention, limit: i64) -> Result<usize, Error> {
         let now = now();
-        let changes_before = retention.changes_secs.map(|secs| now - secs);
-        let events_before = retention.events_secs.map(|secs| now - secs);
-        let (changes_due, events_due) = self
+        // The cutoff of each kind that has something past it.
+        let (changes, events) = self
             .db
             .read(async |conn| {
-                let changes = match changes_before {
-                    Some(before) => feed::prunable(conn, before).await?,
-                    None => false,
-                };
-                let events = match events_before {
-                    Some(before) => events::prunable(conn, before).await?,
-                    None => false,
-                };
+                let mut changes = retention.changes_secs.map(|secs| now - secs);
+                if let Some(before) = changes
+                    && !feed::prunable(conn, before).await?
+                {
+                    changes = None;
+                }
+                let mut events = retention.events_secs.map(|secs| now - secs);
+                if let Some(before) = events
+                    && !events::prunable(conn, before).await?
+                {
+                    events = None;
+                }
                 Ok((changes, events))
             })
             .await?;
-        if !(changes_due || events_due) || !self.take_lease(LEASE).await? {
+        if (changes, events) == (None, None) || !self.take_lease(LEASE).await? {
             return Ok(0);
         }
         self.write(async |conn| {
             let mut pruned = 0;
-            if let (true, Some(before)) = (changes_due, changes_before) {
+            if let Some(before) = changes {
                 pruned += feed::prune(conn, before, limit).await?;
             }
-            if let (true, Some(before)) = (events_due, events_before) {
+            if let Some(before) = events {
                 pruned += events::prune(conn, before, limit).await?;
             }
             Ok(pruned)

@@ -126,28 +126,8 @@ pub(crate) async fn pruned_upto(conn: &mut Conn<'_>) -> Result<i64, Error> {
     Ok(run!(conn, |c| query.first(c).await)?)
 }
 
-/// Whether [`prune`] would delete a change made before `before`: the
-/// oldest positioned change was, and is not the newest.
-pub(crate) async fn prunable(conn: &mut Conn<'_>, before: i64) -> Result<bool, Error> {
-    let query = changes::table
-        .filter(changes::feed_position.is_not_null())
-        .order(changes::feed_position)
-        .select((
-            changes::feed_position.assume_not_null(),
-            changes::changed_at,
-        ));
-    let oldest: Option<(i64, i64)> = run!(conn, |c| query.first(c).await.optional())?;
-    Ok(match oldest {
-        Some((position, made)) if made < before => position < newest(conn).await?,
-        _ => false,
-    })
-}
-
-/// Deletes the oldest positioned changes, up to `limit`, that were made
-/// before `before` (unix seconds), stopping at the first that was not and
-/// never deleting the newest (whose position the next ones count from);
-/// moves the feed's start past them. Returns how many were deleted.
-pub(crate) async fn prune(conn: &mut Conn<'_>, before: i64, limit: i64) -> Result<usize, Error> {
+/// The positions and times of the `limit` oldest positioned changes.
+async fn oldest(conn: &mut Conn<'_>, limit: i64) -> Result<Vec<(i64, i64)>, Error> {
     let query = changes::table
         .filter(changes::feed_position.is_not_null())
         .order(changes::feed_position)
@@ -156,14 +136,36 @@ pub(crate) async fn prune(conn: &mut Conn<'_>, before: i64, limit: i64) -> Resul
             changes::feed_position.assume_not_null(),
             changes::changed_at,
         ));
-    let oldest: Vec<(i64, i64)> = run!(conn, |c| query.load(c).await)?;
+    Ok(run!(conn, |c| query.load(c).await)?)
+}
+
+/// The last of the oldest changes up to `limit` that [`prune`] deletes:
+/// made before `before`, stopping at the first that was not, and never
+/// the newest (whose position the next ones count from).
+async fn prune_upto(conn: &mut Conn<'_>, before: i64, limit: i64) -> Result<Option<i64>, Error> {
+    let oldest = oldest(conn, limit).await?;
+    // Only then is the newest asked for.
+    if !matches!(oldest.as_slice(), [(_, made), ..] if *made < before) {
+        return Ok(None);
+    }
     let newest = newest(conn).await?;
-    let Some(upto) = oldest
+    Ok(oldest
         .iter()
         .take_while(|&&(position, made)| made < before && position < newest)
         .last()
-        .map(|&(position, _)| position)
-    else {
+        .map(|&(position, _)| position))
+}
+
+/// Whether [`prune`] would delete a change made before `before`.
+pub(crate) async fn prunable(conn: &mut Conn<'_>, before: i64) -> Result<bool, Error> {
+    Ok(prune_upto(conn, before, 1).await?.is_some())
+}
+
+/// Deletes the oldest positioned changes, up to `limit`, made before
+/// `before` (unix seconds; see [`prune_upto`]) and moves the feed's start
+/// past them. Returns how many were deleted.
+pub(crate) async fn prune(conn: &mut Conn<'_>, before: i64, limit: i64) -> Result<usize, Error> {
+    let Some(upto) = prune_upto(conn, before, limit).await? else {
         return Ok(0);
     };
     let delete = diesel::delete(changes::table.filter(changes::feed_position.le(upto))).cached();
