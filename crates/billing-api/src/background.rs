@@ -35,6 +35,7 @@ impl Background {
                 engine.clone(),
                 Duration::from_millis(settings.sweep.every_ms),
                 settings.retention.retention(),
+                Duration::from_millis(settings.retention.check_every_ms),
             )),
         ];
         if settings.cache.max_orgs > 0 {
@@ -88,9 +89,15 @@ async fn follow_rules(engine: Engine) {
 }
 
 /// Applies what time alone changed every `every`: each due answer is
-/// recomputed, versioned and announced with no read to prompt it. Then
-/// deletes what is past its retention.
-async fn sweep_periodically(engine: Engine, every: Duration, retention: Retention) {
+/// recomputed, versioned and announced with no read to prompt it. At
+/// start-up and then every `prune_every`, deletes what is past its
+/// retention, batch after batch while there is some.
+async fn sweep_periodically(
+    engine: Engine,
+    every: Duration,
+    retention: Retention,
+    prune_every: Duration,
+) {
     /// Organizations recomputed in one go; a full batch is followed at once
     /// by the next.
     const BATCH: i64 = 100;
@@ -98,6 +105,7 @@ async fn sweep_periodically(engine: Engine, every: Duration, retention: Retentio
     const PRUNE_BATCH: i64 = 1000;
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut prune_at = tokio::time::Instant::now();
     loop {
         ticks.tick().await;
         loop {
@@ -110,6 +118,10 @@ async fn sweep_periodically(engine: Engine, every: Duration, retention: Retentio
                 }
             }
         }
+        if tokio::time::Instant::now() < prune_at {
+            continue;
+        }
+        prune_at = tokio::time::Instant::now() + prune_every;
         loop {
             match engine.prune(retention, PRUNE_BATCH).await {
                 Ok(0) => break,

@@ -97,6 +97,8 @@ pub struct RetentionSettings {
     /// Received webhook events, their payloads with them; at least 31
     /// (Stripe keeps events 30 days and can send any of them again).
     pub events_days: u32,
+    /// How often the sweeper looks for what is past its retention.
+    pub check_every_ms: u64,
 }
 
 impl RetentionSettings {

@@ -70,6 +70,9 @@ impl Settings {
                 "must be 0 (for good) or at least 31: Stripe can send events of the last 30 days again".into(),
             );
         }
+        if self.retention.check_every_ms == 0 {
+            return fail("retention.check_every_ms", "must be at least 1".into());
+        }
         if self.sweep.every_ms == 0 {
             return fail("sweep.every_ms", "must be at least 1".into());
         }

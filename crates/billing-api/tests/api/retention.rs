@@ -42,6 +42,7 @@ async fn a_cursor_expires_only_once_changes_after_it_are_deleted(backend: Backen
     let app = TestApp::spawn_with(backend, |s| {
         s.retention.changes_days = 60;
         s.sweep.every_ms = 50;
+        s.retention.check_every_ms = 50;
     })
     .await;
     app.post_grant("acme", &json!({"features": {"sso": true}}))
@@ -106,6 +107,7 @@ async fn webhook_events_past_their_retention_are_deleted(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| {
         s.retention.events_days = 31;
         s.sweep.every_ms = 50;
+        s.retention.check_every_ms = 50;
     })
     .await;
     let old = app.event("customer.subscription.created", "acme", now());
