@@ -7,5 +7,5 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    Cli::parse().run().await
+    Cli::parse().run(billing_api::startup::serve).await
 }

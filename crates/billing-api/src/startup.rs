@@ -6,7 +6,7 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::middleware;
 use actix_web::{App, HttpServer, web};
-use entitlements::{Database, Engine};
+use entitlements::Engine;
 use secrecy::ExposeSecret;
 use tracing_actix_web::TracingLogger;
 
@@ -60,7 +60,7 @@ pub enum StartError {
 impl Application {
     /// Opens the database, applies migrations and binds the listener.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
-        let mut engine = engine(&settings).await?;
+        let mut engine = settings.engine()?;
         let applied = engine.database().migrate().await?;
         if applied > 0 {
             tracing::info!(applied, "migrations applied");
@@ -197,15 +197,14 @@ impl Application {
     }
 }
 
-/// Opens the database and builds the domain service from settings.
-pub async fn engine(settings: &Settings) -> Result<Engine, StartError> {
-    let db = Database::connect(&settings.database_options())?;
-    let catalog = Arc::new(settings.catalog()?);
-    Ok(
-        Engine::new(db, catalog, settings.policy(), settings.livemode())
-            .with_max_batch(settings.database.max_batch)
-            .with_org_id_keys(&settings.stripe.org_id_keys),
-    )
+/// `billing-api serve`: logs, builds the service and serves until a
+/// signal stops it.
+pub async fn serve(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    crate::telemetry::init(&settings.log);
+    let app = Application::build(settings).await?;
+    tracing::info!(port = app.port(), "listening");
+    app.run_until_signalled().await?;
+    Ok(())
 }
 
 /// Waits for SIGTERM or SIGINT and names it.

@@ -22,9 +22,7 @@ use crate::import::import;
 use crate::progress::Progress;
 use crate::reconcile::reconcile;
 use crate::settings::{Settings, Sources};
-use crate::startup::{Application, engine};
 use crate::stripe_api::StripeApi;
-use crate::telemetry;
 use crate::trigger::{TriggerSpec, build_event, deliver, trigger_types};
 
 /// Turns Stripe subscriptions into per-organization entitlements.
@@ -159,8 +157,9 @@ struct TriggerArgs {
 }
 
 impl Cli {
-    /// Runs the chosen command and returns the process exit code.
-    pub async fn run(self) -> ExitCode {
+    /// Runs the chosen command, `serve` through `serve` (which the
+    /// composition root passes in), and returns the process exit code.
+    pub async fn run(self, serve: impl AsyncFnOnce(Settings) -> CommandResult) -> ExitCode {
         let settings = match Settings::load(&Sources::from_process(self.config)) {
             Ok(settings) => settings,
             Err(error) => {
@@ -199,18 +198,11 @@ impl Cli {
     }
 }
 
-type CommandResult = Result<(), Box<dyn std::error::Error>>;
-
-async fn serve(settings: Settings) -> CommandResult {
-    telemetry::init(&settings.log);
-    let app = Application::build(settings).await?;
-    tracing::info!(port = app.port(), "listening");
-    app.run_until_signalled().await?;
-    Ok(())
-}
+/// What a command ends with.
+pub type CommandResult = Result<(), Box<dyn std::error::Error>>;
 
 async fn migrate(settings: Settings) -> CommandResult {
-    let applied = engine(&settings).await?.database().migrate().await?;
+    let applied = settings.engine()?.database().migrate().await?;
     println!("{applied} migration(s) applied");
     Ok(())
 }
@@ -254,7 +246,7 @@ async fn reconcile_command(settings: Settings, org: Option<&str>, dry_run: bool)
 
 /// The engine over a database brought up to date.
 async fn migrated_engine(settings: &Settings) -> Result<Engine, Box<dyn std::error::Error>> {
-    let engine = engine(settings).await?;
+    let engine = settings.engine()?;
     engine.database().migrate().await?;
     Ok(engine)
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
-use entitlements::{Catalog, DatabaseOptions, PlanConfig, Policy};
+use entitlements::{Catalog, Database, DatabaseOptions, Engine, PlanConfig, Policy};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -406,6 +406,16 @@ impl Settings {
             .map(|origin| regex_escape(origin.trim_end_matches('/')))
             .collect();
         format!(r"^(?:{})(?:[/?#][\x21-\x7E]*)?$", origins.join("|"))
+    }
+
+    /// Opens the database and builds the domain service these settings
+    /// describe (migrations are the caller's to apply).
+    pub fn engine(&self) -> Result<Engine, entitlements::Error> {
+        let db = Database::connect(&self.database_options())?;
+        let catalog = std::sync::Arc::new(Catalog::new(&self.plans)?);
+        Ok(Engine::new(db, catalog, self.policy(), self.livemode())
+            .with_max_batch(self.database.max_batch)
+            .with_org_id_keys(&self.stripe.org_id_keys))
     }
 
     /// The validated plan catalog.

@@ -18,21 +18,22 @@ fn sources(dir: &Path) -> Vec<PathBuf> {
 
 /// `startup` is the composition root: it builds the state and mounts the
 /// routes, so nothing it mounts may import it back (no import circle).
-/// Only the entry points (`main.rs`, `lib.rs`) and the command line, which
-/// starts the service, use it.
+/// Only the entry points (`main.rs`, which hands `startup::serve` to the
+/// command line, and `lib.rs`) name it.
 #[test]
 fn nothing_startup_mounts_imports_it() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let importers: Vec<String> = sources(&src)
         .into_iter()
         .filter(|path| {
-            std::fs::read_to_string(path)
-                .unwrap()
-                .contains("crate::startup")
+            let source = std::fs::read_to_string(path).unwrap();
+            ["crate::startup", "super::startup", "billing_api::startup"]
+                .iter()
+                .any(|name| source.contains(name))
         })
         .map(|path| path.strip_prefix(&src).unwrap().display().to_string())
         .collect();
-    assert_eq!(importers, ["cli/mod.rs"], "modules importing startup");
+    assert_eq!(importers, ["main.rs"], "modules importing startup");
 }
 
 /// The JSON API and the admin console are mounted side by side by

@@ -187,8 +187,9 @@ async fn pages_through_a_burst_of_same_second_changes_never_skip_or_repeat(backe
 /// them, and the other answers it as a redelivery, never an error.
 async fn one_event_on_two_replicas_at_once_is_recorded_once(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let other = billing_api::startup::engine(&app.settings)
-        .await
+    let other = app
+        .settings
+        .engine()
         .expect("a second engine on the same database");
     let t = now() - 60;
     let events: Vec<Value> = (0..20)

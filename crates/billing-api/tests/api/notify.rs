@@ -220,7 +220,7 @@ async fn message_ids_differ_between_databases(backend: Backend) {
 async fn a_report_after_the_lease_passed_on_changes_nothing(backend: Backend) {
     use entitlements::notify::Outcome as Sent;
     let app = TestApp::spawn(backend).await;
-    let engine = billing_api::startup::engine(&app.settings).await.unwrap();
+    let engine = app.settings.engine().unwrap();
     engine.notify_start("app").await.unwrap();
     grant(&app, "acme", 7).await;
     grant(&app, "acme", 9).await;

@@ -200,10 +200,7 @@ async fn an_older_read_with_a_checkout_does_not_revive_a_canceled_subscription(b
     use entitlements::{Outcome, Receipt, SubscriptionRead};
     let app = TestApp::spawn(backend).await;
     let reads = Arc::new(Scripted::default());
-    let engine = billing_api::startup::engine(&app.settings)
-        .await
-        .unwrap()
-        .with_source(reads.clone());
+    let engine = app.settings.engine().unwrap().with_source(reads.clone());
     let receive = async |event: &Value, status: &str, read_at_ms: i64| -> Receipt {
         let object: entitlements::event::SubscriptionObject =
             serde_json::from_value(stripe_state(status, 3)).unwrap();
@@ -280,7 +277,7 @@ async fn a_slow_read_on_another_replica_does_not_overwrite_a_newer_one(backend: 
     let replica = async || {
         let api = StripeApi::new("sk_test_fake", &stripe.uri(), Default::default()).unwrap();
         let refetcher = Refetcher::new(api, std::time::Duration::from_millis(10));
-        let engine = billing_api::startup::engine(&app.settings).await.unwrap();
+        let engine = app.settings.engine().unwrap();
         engine.with_source(Arc::new(refetcher))
     };
     let (first, second) = (replica().await, replica().await);

@@ -1,13 +1,11 @@
 //! Migrations and database outages.
 
-use billing_api::startup::engine;
-
 use crate::helpers::{Backend, TestApp, assert_error, now};
 use crate::on_both_backends;
 
 async fn every_migration_runs_up_down_and_up_again(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let database = engine(&app.settings).await.unwrap().database().clone();
+    let database = app.settings.engine().unwrap().database().clone();
     assert_eq!(database.pending_migrations().await.unwrap(), 0);
     let reverted = database.revert_all_migrations().await.unwrap();
     assert!(reverted >= 1);
