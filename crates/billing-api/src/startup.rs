@@ -35,9 +35,6 @@ pub struct Application {
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// Configuration is invalid.
-    #[error(transparent)]
-    Settings(#[from] crate::settings::SettingsError),
     /// The database could not be opened or migrated.
     #[error(transparent)]
     Database(#[from] entitlements::Error),
