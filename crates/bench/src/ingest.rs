@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use billing_api::settings::Settings;
-use billing_api::signature::sign;
-use billing_api::trigger::{TriggerSpec, build_event};
+use billing_api::stripe::signature::sign;
+use billing_api::stripe::trigger::{TriggerSpec, build_event};
 use bytes::Bytes;
 use secrecy::ExposeSecret;
 

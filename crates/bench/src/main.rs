@@ -117,7 +117,7 @@ async fn measure(args: &Args, settings: &Settings, store: &Store) -> Result<Run,
         .iter()
         .find(|t| {
             t.scopes
-                .contains(&billing_api::auth::Scope::EntitlementsRead)
+                .contains(&billing_api::settings::Scope::EntitlementsRead)
         })
         .map(|t| secrecy::ExposeSecret::expose_secret(&t.token).to_owned())
         .ok_or("no token with the entitlements:read scope")?;

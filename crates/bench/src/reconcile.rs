@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use billing_api::settings::Settings;
-use billing_api::trigger::{TriggerSpec, build_event};
+use billing_api::stripe::trigger::{TriggerSpec, build_event};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::server::conn::http1;

@@ -1,30 +1,23 @@
-//! The billing service: HTTP API, Stripe client, webhook verification,
-//! configuration and command line around the `entitlements` domain.
+//! The billing service around the `entitlements` domain, in four rooms
+//! over shared modules; a room imports the rooms below it, never one
+//! beside it (see `docs/architecture.md`):
+//!
+//! - [`startup`], the composition root: builds the state, mounts the HTTP
+//!   groups and starts the background tasks; only `main.rs` names it.
+//! - [`http`], [`background`] and [`cli`] side by side: requests, work
+//!   done on its own, and subcommands.
+//! - [`stripe`] below them: everything that talks to Stripe.
+//! - Shared by every room, importing none: [`settings`], [`wire`] (the
+//!   JSON the service answers and sends), [`cache`] (the answers in
+//!   memory), [`metrics`] and [`telemetry`].
 
-pub mod admin;
-pub mod auth;
-mod background;
+pub mod background;
 pub mod cache;
-mod checkout;
 pub mod cli;
-mod dispute;
-pub mod error;
 pub mod http;
-pub mod import;
 pub mod metrics;
-pub mod notify;
-pub mod openapi;
-pub mod org_id;
-pub mod progress;
-pub mod rate_limit;
-pub mod reconcile;
-pub mod refetch;
-pub mod routes;
 pub mod settings;
-pub mod signature;
 pub mod startup;
-pub mod stripe_api;
+pub mod stripe;
 pub mod telemetry;
-pub mod throttle;
-pub mod trigger;
 mod wire;

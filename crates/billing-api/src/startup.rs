@@ -12,17 +12,17 @@ use tracing_actix_web::TracingLogger;
 
 use std::time::Duration;
 
-use crate::auth::Tokens;
 use crate::background::Background;
 use crate::cache::AnswerCache;
 use crate::http::AppState;
+use crate::http::auth::Tokens;
+use crate::http::routes;
+use crate::http::throttle::Throttle;
 use crate::metrics::Metrics;
-use crate::refetch::Refetcher;
-use crate::routes;
 use crate::settings::{Settings, SyncMode};
-use crate::signature::Verifier;
-use crate::stripe_api::StripeApi;
-use crate::throttle::Throttle;
+use crate::stripe::api::StripeApi;
+use crate::stripe::refetch::Refetcher;
+use crate::stripe::signature::Verifier;
 
 /// A bound, ready-to-run service.
 pub struct Application {
@@ -40,7 +40,7 @@ pub enum StartError {
     Database(#[from] entitlements::Error),
     /// The Stripe client could not be built.
     #[error(transparent)]
-    Stripe(#[from] crate::stripe_api::StripeFailure),
+    Stripe(#[from] crate::stripe::api::StripeFailure),
     /// The OpenAPI document could not be built.
     #[error("cannot build the OpenAPI document: {0}")]
     OpenApi(String),
@@ -101,7 +101,7 @@ impl Application {
             .port();
         let workers = settings.server.workers;
         let shutdown_timeout = settings.server.shutdown_timeout_secs;
-        let openapi = crate::openapi::build(&settings, engine.catalog())
+        let openapi = crate::http::openapi::build(&settings, engine.catalog())
             .map_err(|e| StartError::OpenApi(e.to_string()))?
             .into();
         let state = web::Data::new(AppState {
@@ -125,14 +125,16 @@ impl Application {
         let shared = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
-                .wrap(middleware::from_fn(crate::metrics::count_request))
+                .wrap(middleware::from_fn(
+                    crate::http::count_request::count_request,
+                ))
                 .wrap(TracingLogger::default())
                 .app_data(shared.clone())
                 .app_data(web::JsonConfig::default().error_handler(routes::json_error))
                 .app_data(web::QueryConfig::default().error_handler(routes::query_error))
-                .configure(crate::admin::configure)
+                .configure(crate::http::admin::configure)
                 .configure(routes::configure)
-                .configure(crate::openapi::configure)
+                .configure(crate::http::openapi::configure)
                 .default_service(web::to(routes::not_found))
         })
         .listen(listener)

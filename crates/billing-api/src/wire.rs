@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use entitlements::grants::Grant;
 use entitlements::history::HistoryEntry as DomainEntry;
 use entitlements::{EntitlementView, Features, Source};
 
@@ -225,5 +226,62 @@ impl From<entitlements::feed::FeedChange> for FeedChange {
             changed_at: DateTime::from_timestamp(change.changed_at, 0),
             entitlements: view.into(),
         }
+    }
+}
+
+/// A grant, active or not.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct GrantAnswer {
+    id: String,
+    org_id: String,
+    plan: Option<String>,
+    features: std::collections::BTreeMap<String, FeatureValue>,
+    quantity: i64,
+    expires_at: Option<DateTime<Utc>>,
+    reason: Option<String>,
+    created_at: Option<DateTime<Utc>>,
+    /// The name of the token (or operator) that gave it.
+    created_by: String,
+    /// Whether it grants now.
+    active: bool,
+    revoked_at: Option<DateTime<Utc>>,
+    revoked_by: Option<String>,
+}
+
+impl GrantAnswer {
+    /// The grant as the API shows it at `now`.
+    pub(crate) fn new(grant: Grant, now: i64) -> Self {
+        let time = |secs: i64| DateTime::from_timestamp(secs, 0);
+        Self {
+            active: grant.is_active(now),
+            features: values(grant.features),
+            id: grant.id,
+            org_id: grant.org_id,
+            plan: grant.plan,
+            quantity: grant.quantity,
+            expires_at: grant.expires_at.and_then(time),
+            reason: grant.reason,
+            created_at: time(grant.created_at),
+            created_by: grant.created_by,
+            revoked_at: grant.revoked_at.and_then(time),
+            revoked_by: grant.revoked_by,
+        }
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct GrantList {
+    /// Newest first, revoked and expired ones too.
+    grants: Vec<GrantAnswer>,
+}
+
+impl GrantList {
+    /// The grants as the API lists them at `now`.
+    pub(crate) fn new(grants: Vec<Grant>, now: i64) -> Self {
+        let grants = grants
+            .into_iter()
+            .map(|g| GrantAnswer::new(g, now))
+            .collect();
+        Self { grants }
     }
 }

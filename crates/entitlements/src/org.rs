@@ -16,6 +16,15 @@ pub fn is_valid_org_id(org_id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:@".contains(&b))
 }
 
+/// `org_id` if it is valid, else the message that says why not.
+pub fn valid_org_id(org_id: &str) -> Result<&str, String> {
+    if is_valid_org_id(org_id) {
+        Ok(org_id)
+    } else {
+        Err(format!("org_id: {ORG_ID_RULE}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,11 +5,11 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use entitlements::Engine;
 use entitlements::grants::GrantRequest;
+use entitlements::org::valid_org_id;
 use serde_json::Value;
 
 use super::CommandResult;
-use crate::org_id::OrgId;
-use crate::routes::grants::{GrantAnswer, GrantList};
+use crate::wire::{GrantAnswer, GrantList};
 
 /// What to do with grants.
 #[derive(Debug, Subcommand)]
@@ -66,7 +66,7 @@ pub(super) async fn run(engine: &Engine, command: GrantCommand) -> CommandResult
     let now = Utc::now();
     match command {
         GrantCommand::Add(args) => {
-            let org = OrgId::parse(&args.org)?;
+            let org = valid_org_id(&args.org)?;
             let request = GrantRequest {
                 plan: args.plan,
                 features: features(&args.feature)?,
@@ -78,16 +78,16 @@ pub(super) async fn run(engine: &Engine, command: GrantCommand) -> CommandResult
                 },
                 reason: args.reason,
             };
-            let grant = engine.grant(&org, request, &author(args.by)).await?;
+            let grant = engine.grant(org, request, &author(args.by)).await?;
             print_json(&GrantAnswer::new(grant, now.timestamp()))
         }
         GrantCommand::List { org } => {
-            let grants = engine.grants(&OrgId::parse(&org)?).await?;
+            let grants = engine.grants(valid_org_id(&org)?).await?;
             print_json(&GrantList::new(grants, now.timestamp()))
         }
         GrantCommand::Revoke { org, grant_id, by } => {
-            let org = OrgId::parse(&org)?;
-            engine.revoke_grant(&org, &grant_id, &author(by)).await?;
+            let org = valid_org_id(&org)?;
+            engine.revoke_grant(org, &grant_id, &author(by)).await?;
             println!("revoked {grant_id} of {org}");
             Ok(())
         }

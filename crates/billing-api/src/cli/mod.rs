@@ -18,12 +18,12 @@ use std::sync::Arc;
 
 use secrecy::ExposeSecret;
 
-use crate::import::import;
-use crate::progress::Progress;
-use crate::reconcile::reconcile;
 use crate::settings::{Settings, Sources};
-use crate::stripe_api::StripeApi;
-use crate::trigger::{TriggerSpec, build_event, deliver, trigger_types};
+use crate::stripe::api::StripeApi;
+use crate::stripe::import::import;
+use crate::stripe::progress::Progress;
+use crate::stripe::reconcile::reconcile;
+use crate::stripe::trigger::{TriggerSpec, build_event, deliver, trigger_types};
 
 /// Turns Stripe subscriptions into per-organization entitlements.
 #[derive(Debug, Parser)]
@@ -260,10 +260,10 @@ async fn grant(settings: Settings, command: GrantCommand) -> CommandResult {
 }
 
 async fn link(settings: Settings, org_id: &str, customer: &str) -> CommandResult {
-    let org = crate::org_id::OrgId::parse(org_id)?;
+    let org = entitlements::org::valid_org_id(org_id)?;
     let engine = migrated_engine(&settings).await?;
-    let linked = engine.link_customer(&org, customer, "cli").await?;
-    let view = engine.entitlements(&org).await?;
+    let linked = engine.link_customer(org, customer, "cli").await?;
+    let view = engine.entitlements(org).await?;
     println!(
         "{customer} linked to {org}: {} subscriptions, {} waiting events applied ({}); plan {} ({}), version {}",
         linked.subscriptions,

@@ -8,7 +8,7 @@ use clap::Subcommand;
 use entitlements::Engine;
 
 use super::CommandResult;
-use crate::notify::Sender;
+use crate::background::notify::Sender;
 use crate::settings::Settings;
 
 /// What to do with notifications.

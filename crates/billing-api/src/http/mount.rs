@@ -3,7 +3,7 @@
 use actix_web::http::Method;
 use actix_web::{FromRequest, Handler, HttpResponse, Resource, Responder, web};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Mounts `handler` for `method` at `path`; any other method answers 405
 /// with an `Allow` header naming the one the path serves.

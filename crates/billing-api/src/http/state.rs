@@ -5,14 +5,14 @@ use std::sync::Arc;
 use actix_web::web;
 use entitlements::Engine;
 
-use crate::auth::Tokens;
 use crate::cache::AnswerCache;
-use crate::error::ApiError;
+use crate::http::auth::Tokens;
+use crate::http::error::ApiError;
+use crate::http::throttle::Throttle;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
-use crate::signature::Verifier;
-use crate::stripe_api::StripeApi;
-use crate::throttle::Throttle;
+use crate::stripe::api::StripeApi;
+use crate::stripe::signature::Verifier;
 
 /// What every handler shares.
 pub struct AppState {

@@ -2,7 +2,9 @@
 //! `config/default.toml`, then `config/<BILLING_ENV>.toml`, then
 //! `--config`/`BILLING_CONFIG`, then `BILLING__<SECTION>__<KEY>`, then the
 //! conventional variables (`DATABASE_URL`, `STRIPE_SECRET_KEY`,
-//! `STRIPE_WEBHOOK_SECRET`, `PORT`).
+//! `STRIPE_WEBHOOK_SECRET`, `PORT`). Shared by every room of the crate,
+//! it imports none of them: what a setting is checked against at load
+//! (token scopes, notification signing keys) lives here.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -13,9 +15,12 @@ use entitlements::{Catalog, Database, DatabaseOptions, Engine, PlanConfig, Polic
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::auth::Scope;
-
+mod scope;
+mod signing_key;
 mod validate;
+
+pub use scope::Scope;
+pub use signing_key::SigningKey;
 
 /// The development defaults, compiled in so the binary runs anywhere.
 pub const DEFAULT_TOML: &str = include_str!("../../../../config/default.toml");
@@ -147,7 +152,7 @@ impl std::fmt::Debug for EndpointSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EndpointSettings")
             .field("name", &self.name)
-            .field("url", &crate::notify::redact(&self.url))
+            .field("url", &redact(&self.url))
             .finish_non_exhaustive()
     }
 }
@@ -455,4 +460,19 @@ fn regex_escape(text: &str) -> String {
         escaped.push(c);
     }
     escaped
+}
+
+/// `url` without its user info, query and fragment, to be logged or
+/// shown: they may hold credentials.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.set_fragment(None);
+            url.to_string()
+        }
+        Err(_) => "(a URL that does not parse)".to_owned(),
+    }
 }

@@ -5,8 +5,8 @@ use entitlements::Catalog;
 use secrecy::ExposeSecret;
 use url::Url;
 
+use super::SigningKey;
 use super::{DEFAULT_TOML, Settings, SettingsError};
-use crate::notify::SigningKey;
 
 impl Settings {
     /// Checks everything that types alone do not: URLs, key formats, the

@@ -6,7 +6,7 @@ use crate::helpers::{
     ADMIN_TOKEN, Backend, CHECKOUT_TOKEN, READ_TOKEN, TestApp, assert_error, json_of, now,
 };
 use crate::on_both_backends;
-use billing_api::auth::Scope;
+use billing_api::settings::Scope;
 use billing_api::settings::{Settings, TokenSettings};
 
 async fn routes_need_a_token_with_their_scope(backend: Backend) {

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use billing_api::settings::{Settings, Sources};
-use billing_api::trigger::{TriggerSpec, build_event, deliver};
+use billing_api::stripe::trigger::{TriggerSpec, build_event, deliver};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 

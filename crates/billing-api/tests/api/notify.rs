@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use billing_api::notify::SigningKey;
+use billing_api::settings::SigningKey;
 use billing_api::settings::{EndpointSettings, Settings};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};

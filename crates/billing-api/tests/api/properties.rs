@@ -221,8 +221,11 @@ fn hostile_input_gets_a_clean_answer(backend: Backend) {
         let secret = "whsec_development_only_do_not_use_in_production";
         let result = runner.run(&(hostile_body(), hostile_header()), |(body, header)| {
             runtime.block_on(async {
-                let signed =
-                    billing_api::signature::sign(secret, chrono::Utc::now().timestamp(), &body);
+                let signed = billing_api::stripe::signature::sign(
+                    secret,
+                    chrono::Utc::now().timestamp(),
+                    &body,
+                );
                 for signature in [signed.into_bytes(), header] {
                     let response = app
                         .client

@@ -5,10 +5,10 @@ use serde_json::{Value, json};
 use wiremock::matchers::{query_param, query_param_is_missing};
 use wiremock::{MockServer, ResponseTemplate};
 
-use billing_api::import::import;
-use billing_api::progress::Progress;
-use billing_api::reconcile::reconcile;
-use billing_api::stripe_api::StripeApi;
+use billing_api::stripe::api::StripeApi;
+use billing_api::stripe::import::import;
+use billing_api::stripe::progress::Progress;
+use billing_api::stripe::reconcile::reconcile;
 
 use crate::helpers::{
     Backend, TestApp, answer, now, run_against_stripe, stripe_call, stripe_subscription,

@@ -82,7 +82,7 @@ async fn logs_and_error_bodies_never_show_secrets() {
     let event =
         json!({"id": "evt_1", "type": "customer.created", "created": 1, "data": {"object": {}}})
             .to_string();
-    let signed = billing_api::signature::sign(
+    let signed = billing_api::stripe::signature::sign(
         SIGNING_SECRET,
         chrono::Utc::now().timestamp(),
         event.as_bytes(),

@@ -9,8 +9,8 @@ use crate::helpers::{
     Backend, TestApp, answer, assert_error, now, stripe_call, stripe_subscription,
 };
 use crate::on_both_backends;
-use billing_api::refetch::Refetcher;
-use billing_api::stripe_api::StripeApi;
+use billing_api::stripe::api::StripeApi;
+use billing_api::stripe::refetch::Refetcher;
 
 /// A subscription source that answers the reads it was given, in order.
 #[derive(Default)]

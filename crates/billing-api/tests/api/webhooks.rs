@@ -92,12 +92,12 @@ async fn bad_signatures_are_refused_and_store_nothing(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let event = app.event("customer.subscription.created", "acme", now());
     let body = event.to_string();
-    let stale = billing_api::signature::sign(
+    let stale = billing_api::stripe::signature::sign(
         "whsec_development_only_do_not_use_in_production",
         now() - 301,
         body.as_bytes(),
     );
-    let forged = billing_api::signature::sign("whsec_someone_else", now(), body.as_bytes());
+    let forged = billing_api::stripe::signature::sign("whsec_someone_else", now(), body.as_bytes());
     let cases = [
         (None, "missing_signature"),
         (Some("t=abc"), "malformed_signature"),
@@ -122,7 +122,7 @@ async fn a_body_signed_with_a_rotated_secret_verifies(backend: Backend) {
     let body = app
         .event("customer.subscription.created", "acme", now())
         .to_string();
-    let signature = billing_api::signature::sign("whsec_old", now(), body.as_bytes());
+    let signature = billing_api::stripe::signature::sign("whsec_old", now(), body.as_bytes());
     assert_eq!(
         app.post_webhook(&body, Some(&signature)).await.status(),
         200

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use billing_api::settings::{Settings, Sources};
-use billing_api::signature::sign;
 use billing_api::startup::Application;
+use billing_api::stripe::signature::sign;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use wiremock::MockServer;

@@ -1,7 +1,7 @@
 //! Realistic Stripe events and objects, and reading answers.
 
 use billing_api::settings::Settings;
-use billing_api::trigger::{TriggerSpec, build_event};
+use billing_api::stripe::trigger::{TriggerSpec, build_event};
 use serde_json::Value;
 
 /// A realistic event built the way `billing-api trigger` builds it: for
