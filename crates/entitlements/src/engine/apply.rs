@@ -6,8 +6,9 @@
 //! (two when a subscription moves, in name order), so that concurrent
 //! events of one organization apply one at a time and never deadlock.
 
+use super::Engine;
+use super::receive::conclude;
 use super::transition::{Input, Next, Refusal, Source, transition};
-use super::{Engine, SubscriptionRead, conclude};
 use crate::Error;
 use crate::db::Conn;
 use crate::event::{CheckoutSessionObject, Event, InvoiceObject, SubscriptionObject, org_id_in};
@@ -15,6 +16,7 @@ use crate::kinds::EventKind;
 use crate::org::{ORG_ID_RULE, is_valid_org_id};
 use crate::receipt::{Outcome, Receipt};
 use crate::snapshot::SubscriptionSnapshot;
+use crate::source::SubscriptionRead;
 use crate::store::subscriptions::SubscriptionRow;
 use crate::store::{Cause, organizations, subscriptions};
 

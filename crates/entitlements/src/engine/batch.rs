@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Engine, Refetched, record};
+use super::Engine;
+use super::receive::{Refetched, record};
 use crate::Error;
 use crate::clock::now;
 use crate::db::{Backend, Conn, on_own_thread};

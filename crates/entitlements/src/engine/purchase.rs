@@ -4,8 +4,9 @@
 //! Lock order: the payment's row (when the event names a payment intent),
 //! then the organization's row.
 
+use super::Engine;
 use super::apply::{link_customer, org_from_payload, session_org};
-use super::{Engine, conclude};
+use super::receive::conclude;
 use crate::Error;
 use crate::catalog::PlanMode;
 use crate::clock;

@@ -7,6 +7,9 @@ mod chart;
 mod format;
 mod pages;
 mod session;
+mod sign_in;
+
+use sign_in::{sign_in, sign_in_form, sign_out, sign_out_everywhere};
 
 use actix_web::http::header::{ContentType, RETRY_AFTER};
 use actix_web::http::{Method, StatusCode};
@@ -141,87 +144,9 @@ fn respond(answer: Answer) -> HttpResponse {
     answer.unwrap_or_else(|page| page)
 }
 
-async fn sign_in_form(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Ok(Some(_)) = session::current(&req, &state).await {
-        return session::see_other("/admin").finish();
-    }
-    page(StatusCode::OK, "Sign in", None, pages::sign_in(None))
-}
-
-#[derive(Deserialize)]
-struct SignIn {
-    token: String,
-}
-
-async fn sign_in(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    form: web::Form<SignIn>,
-) -> HttpResponse {
-    let access = state.throttle.attempt(
-        &req,
-        || state.tokens.admin_access(form.token.trim()),
-        Option::is_none,
-    );
-    let access = match access {
-        Ok(access) => access,
-        Err(wait) => return failure(&ApiError::too_many_attempts(wait), None),
-    };
-    let Some(access) = access else {
-        let refusal = "That token is not accepted here.";
-        return page(
-            StatusCode::UNAUTHORIZED,
-            "Sign in",
-            None,
-            pages::sign_in(Some(refusal)),
-        );
-    };
-    session::open(&req, &state, access)
-        .await
-        .unwrap_or_else(|error| failure(&error, None))
-}
-
 #[derive(Deserialize)]
 struct Csrf {
     csrf_token: String,
-}
-
-async fn sign_out(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    form: web::Form<Csrf>,
-) -> HttpResponse {
-    end_sessions(&req, &state, &form.csrf_token, false).await
-}
-
-/// Ends every session of the operator's token, in every browser (after a
-/// lost laptop, say); read-only operators may too.
-async fn sign_out_everywhere(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    form: web::Form<Csrf>,
-) -> HttpResponse {
-    end_sessions(&req, &state, &form.csrf_token, true).await
-}
-
-async fn end_sessions(
-    req: &HttpRequest,
-    state: &AppState,
-    csrf_token: &str,
-    everywhere: bool,
-) -> HttpResponse {
-    respond(
-        async {
-            let session = operator(req, state).await?;
-            if !session::csrf_matches(&session, csrf_token) {
-                return Err(session::see_other("/admin").finish());
-            }
-            session::close(state, &session, everywhere)
-                .await
-                .map_err(|e| failure(&e, Some(&session)))
-        }
-        .await,
-    )
 }
 
 async fn overview(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
