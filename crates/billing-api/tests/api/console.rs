@@ -116,13 +116,9 @@ fn start_service(db: &TestDb, dir: &Path) -> (Running, String) {
     // Sessions of two hours, so the page says when this one ends.
     let text = format!("[auth]\nadmin_session_secs = 7200\n{text}");
     std::fs::write(&config, text).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_billing-api"));
+    let mut command = crate::helpers::service_command(dir, &db.url);
     command
         .args(["--config", config.to_str().unwrap()])
-        .current_dir(dir)
-        .env("PORT", "0")
-        .env("DATABASE_URL", &db.url)
-        .env("BILLING__LOG__FORMAT", "json")
         .env_remove("RUST_LOG");
     let (child, _logs, port) = crate::helpers::spawn_service(command);
     (Running(child), format!("http://127.0.0.1:{port}"))

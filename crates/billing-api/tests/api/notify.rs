@@ -575,13 +575,8 @@ fn process(db_url: &str, url: &str, dir: &std::path::Path) -> (std::process::Chi
         ),
     )
     .unwrap();
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_billing-api"));
-    command
-        .args(["--config", config.to_str().unwrap()])
-        .current_dir(dir)
-        .env("PORT", "0")
-        .env("DATABASE_URL", db_url)
-        .env("BILLING__LOG__FORMAT", "json");
+    let mut command = crate::helpers::service_command(dir, db_url);
+    command.args(["--config", config.to_str().unwrap()]);
     let (child, _logs, port) = crate::helpers::spawn_service(command);
     (child, port)
 }

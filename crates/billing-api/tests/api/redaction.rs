@@ -39,19 +39,13 @@ async fn logs_and_error_bodies_never_show_secrets() {
         ),
     )
     .unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_billing-api"));
+    let mut command =
+        crate::helpers::service_command(dir.path(), &crate::helpers::sqlite_in(dir.path()));
     command
         .args(["--config", config.to_str().unwrap()])
-        .current_dir(dir.path())
-        .env("PORT", "0")
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}/billing.db", dir.path().display()),
-        )
         .env("STRIPE_SECRET_KEY", API_KEY)
         .env("STRIPE_WEBHOOK_SECRET", SIGNING_SECRET)
         .env("BILLING__STRIPE__API_BASE", stripe.uri())
-        .env("BILLING__LOG__FORMAT", "json")
         .env("RUST_LOG", "debug");
     let (mut child, lines, port) = crate::helpers::spawn_service(command);
     let base = format!("http://127.0.0.1:{port}");

@@ -3,7 +3,7 @@
 //! recheck time, and a replica that cannot follow changes reads from the
 //! database until it can again.
 
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -41,7 +41,7 @@ impl Replica {
     /// A replica reaching the database at `url`, with `config` (TOML)
     /// layered over the development configuration.
     fn start_configured(url: &str, config: Option<&str>) -> Replica {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_billing-api"));
+        let mut command = crate::helpers::service_command(&std::env::temp_dir(), url);
         let dir = config.map(|config| {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("replica.toml");
@@ -49,11 +49,6 @@ impl Replica {
             command.arg("--config").arg(path);
             dir
         });
-        command
-            .current_dir(std::env::temp_dir())
-            .env("PORT", "0")
-            .env("DATABASE_URL", url)
-            .env("BILLING__LOG__FORMAT", "json");
         let (child, _logs, port) = crate::helpers::spawn_service(command);
         Replica {
             child,

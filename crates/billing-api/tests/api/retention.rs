@@ -10,6 +10,12 @@ use crate::on_both_backends;
 
 const DAY: i64 = 86_400;
 
+/// Sweeps and looks for what is past its retention every 50 ms.
+fn sweep_often(s: &mut billing_api::settings::Settings) {
+    s.sweep.every_ms = 50;
+    s.retention.check_every_ms = 50;
+}
+
 /// `GET /v1/changes?after=<after>`: the status and the organizations and
 /// versions of the page, or the refusal's message.
 async fn after(app: &TestApp, after: &str) -> (u16, Value) {
@@ -41,8 +47,7 @@ async fn eventually<F: Future<Output = bool>>(mut done: impl FnMut() -> F) {
 async fn a_cursor_expires_only_once_changes_after_it_are_deleted(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| {
         s.retention.changes_days = 60;
-        s.sweep.every_ms = 50;
-        s.retention.check_every_ms = 50;
+        sweep_often(s);
     })
     .await;
     app.post_grant("acme", &json!({"features": {"sso": true}}))
@@ -106,8 +111,7 @@ async fn a_cursor_expires_only_once_changes_after_it_are_deleted(backend: Backen
 async fn webhook_events_past_their_retention_are_deleted(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| {
         s.retention.events_days = 31;
-        s.sweep.every_ms = 50;
-        s.retention.check_every_ms = 50;
+        sweep_often(s);
     })
     .await;
     let old = app.event("customer.subscription.created", "acme", now());

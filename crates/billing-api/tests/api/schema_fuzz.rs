@@ -89,15 +89,11 @@ async fn schemathesis_finds_no_failure_with_every_check(backend: Backend) {
     std::fs::write(&config, format!(
         "[[auth.tokens]]\nname = \"fuzzer\"\ntoken = \"{TOKEN}\"\nscopes = [\"checkout\", \"entitlements:read\", \"admin\"]\n"
     )).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_billing-api"));
+    let mut command = crate::helpers::service_command(dir.path(), &db.url);
     command
         .args(["--config", config.to_str().unwrap()])
-        .current_dir(dir.path())
-        .env("PORT", "0")
-        .env("DATABASE_URL", &db.url)
         .env("STRIPE_SECRET_KEY", "sk_test_fake")
         .env("BILLING__STRIPE__API_BASE", stripe.uri())
-        .env("BILLING__LOG__FORMAT", "json")
         // A generated `wait` stays well within the request timeout.
         .env("BILLING__NOTIFY__MAX_WAIT_SECS", "1")
         .env_remove("RUST_LOG");

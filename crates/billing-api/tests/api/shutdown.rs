@@ -31,17 +31,11 @@ async fn sigterm_finishes_the_request_in_flight_and_exits() {
         .await;
 
     let dir = tempfile::tempdir().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_billing-api"));
+    let mut command =
+        crate::helpers::service_command(dir.path(), &crate::helpers::sqlite_in(dir.path()));
     command
-        .current_dir(dir.path())
-        .env("PORT", "0")
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}/billing.db", dir.path().display()),
-        )
         .env("STRIPE_SECRET_KEY", "sk_test_fake")
         .env("BILLING__STRIPE__API_BASE", stripe.uri())
-        .env("BILLING__LOG__FORMAT", "json")
         .env("BILLING__SERVER__SHUTDOWN_TIMEOUT_SECS", "10")
         // A periodic reconciliation runs too; stopping stops it.
         .env("BILLING__STRIPE__RECONCILE_EVERY_SECS", "1")

@@ -379,15 +379,9 @@ async fn held_connections_cost_little_and_are_answered_408() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const HELD: usize = 2_000;
     let dir = tempfile::tempdir().unwrap();
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_billing-api"));
+    let mut command =
+        crate::helpers::service_command(dir.path(), &crate::helpers::sqlite_in(dir.path()));
     command
-        .current_dir(dir.path())
-        .env("PORT", "0")
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}/billing.db", dir.path().display()),
-        )
-        .env("BILLING__LOG__FORMAT", "json")
         .env("BILLING__SERVER__BODY_TIMEOUT_MS", "3000")
         .env_remove("RUST_LOG");
     let (mut child, _lines, port) = crate::helpers::spawn_service(command);

@@ -37,6 +37,23 @@ pub fn spawn_service(
     (child, lines, port)
 }
 
+/// The service binary to start in `dir` on `database_url`, listening on a
+/// port of its choosing and logging JSON (as [`spawn_service`] reads it).
+pub fn service_command(dir: &std::path::Path, database_url: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_billing-api"));
+    command
+        .current_dir(dir)
+        .env("PORT", "0")
+        .env("DATABASE_URL", database_url)
+        .env("BILLING__LOG__FORMAT", "json");
+    command
+}
+
+/// A SQLite database file in `dir`.
+pub fn sqlite_in(dir: &std::path::Path) -> String {
+    format!("sqlite://{}/billing.db", dir.display())
+}
+
 /// Runs `billing-api <args>` on `db_url` with `catalog` (TOML) layered over
 /// the development configuration.
 pub fn run_with_catalog(db_url: &str, catalog: &str, args: &[&str]) -> std::process::Output {
