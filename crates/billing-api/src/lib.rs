@@ -7,7 +7,7 @@
 //! - [`http`], [`background`] and [`cli`] side by side: requests, work
 //!   done on its own, and subcommands.
 //! - [`stripe`] below them: everything that talks to Stripe.
-//! - Shared by every room, importing none: [`settings`], [`wire`] (the
+//! - Shared by every room, importing none: [`settings`], `wire` (the
 //!   JSON the service answers and sends), [`cache`] (the answers in
 //!   memory), [`metrics`] and [`telemetry`].
 

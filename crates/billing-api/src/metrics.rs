@@ -35,8 +35,8 @@ struct Histogram {
 }
 
 impl Metrics {
-    /// Counts an HTTP request by method label (see [`method_label`]),
-    /// route pattern and status.
+    /// Counts an HTTP request by method label (from a fixed set, see
+    /// `http::count_request`), route pattern and status.
     pub fn http_request(&self, method: &'static str, route: &str, status: u16, elapsed: Duration) {
         let mut http = lock(&self.http);
         let histogram = http.entry((method, route.to_owned(), status)).or_default();

@@ -1,4 +1,5 @@
-//! The metrics middleware: every request timed into [`Metrics`].
+//! The metrics middleware: every request timed into
+//! [`Metrics`](crate::metrics::Metrics).
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -6,8 +7,6 @@ use actix_web::middleware::Next;
 use actix_web::web;
 
 use super::AppState;
-#[cfg(doc)]
-use crate::metrics::Metrics;
 
 /// Times every request into the metrics, labelled by its route pattern
 /// (not its path, so organization ids do not become labels) and a method
