@@ -9,9 +9,11 @@
 use std::collections::HashSet;
 use std::fmt;
 
+use entitlements::event::CheckoutSessionObject;
 use entitlements::{Engine, Error};
 
-use crate::stripe::api::{CustomerRecord, StripeApi, StripeFailure};
+use crate::stripe::api::{CustomerRecord, StripeApi};
+use crate::stripe::pages::fold_pages;
 use crate::stripe::progress::Progress;
 use crate::stripe::reconcile::{ReconcileError, Summary, apply_subscriptions, link_by_metadata};
 
@@ -88,55 +90,53 @@ pub async fn import(
     dry_run: bool,
     progress: impl Fn(&'static str) -> Progress,
 ) -> Result<ImportReport, ReconcileError> {
-    let mut report = ImportReport {
-        dry_run,
-        ..ImportReport::default()
-    };
-    let mut decided = Decisions {
-        dry_run,
-        ..Decisions::default()
-    };
-    let customers = pages(
-        progress("customers"),
-        async |after: Option<&str>| api.list_customers(after).await,
-        |record: &CustomerRecord| record.id.clone(),
-        async |records: &[CustomerRecord]| {
-            for record in records {
-                report.customers += 1;
-                // The others are read again at the end, only those with
-                // subscriptions: an account may have millions.
-                if let Ok(Some(org)) = engine.org_named_in(&record.metadata) {
-                    let naming = (&record.id, &org, Naming::Metadata);
-                    adopt(engine, naming, &mut report, &mut decided).await?;
-                }
-            }
-            Ok(())
+    let run = Adoption {
+        report: ImportReport {
+            dry_run,
+            ..ImportReport::default()
         },
-    );
-    customers.await?;
-    let checkouts = pages(
-        progress("checkouts"),
-        async |after: Option<&str>| api.list_completed_checkouts(after).await,
-        |session| session.id.clone(),
-        async |sessions| {
-            for session in sessions {
-                report.checkouts += 1;
-                let (Some(customer), Ok(Some(org))) =
-                    (&session.customer, engine.org_named_by_checkout(session))
-                else {
-                    continue;
-                };
-                let naming = (customer, &org, Naming::Checkout(&session.id));
-                adopt(engine, naming, &mut report, &mut decided).await?;
+        ..Adoption::default()
+    };
+    let list =
+        move |after: Option<String>| async move { Ok(api.list_customers(after.as_deref()).await?) };
+    let customers = move |mut run: Adoption, records: Vec<CustomerRecord>| async move {
+        run.report.customers += records.len();
+        // The others are read again at the end, only those with
+        // subscriptions: an account may have millions.
+        for record in &records {
+            if let Ok(Some(org)) = engine.org_named_in(&record.metadata) {
+                run.adopt(engine, &record.id, &org, Naming::Metadata)
+                    .await?;
             }
-            Ok(())
-        },
-    );
-    checkouts.await?;
+        }
+        Ok(run)
+    };
+    let id = |record: &CustomerRecord| record.id.clone();
+    let run = fold_pages(&mut progress("customers"), list, id, run, customers).await?;
+    let list = move |after: Option<String>| async move {
+        Ok(api.list_completed_checkouts(after.as_deref()).await?)
+    };
+    let checkouts = move |mut run: Adoption, sessions: Vec<CheckoutSessionObject>| async move {
+        run.report.checkouts += sessions.len();
+        for session in &sessions {
+            let named = engine.org_named_by_checkout(session);
+            if let (Some(customer), Ok(Some(org))) = (&session.customer, named) {
+                let naming = Naming::Checkout(&session.id);
+                run.adopt(engine, customer, &org, naming).await?;
+            }
+        }
+        Ok(run)
+    };
+    let id = |session: &CheckoutSessionObject| session.id.clone();
+    let Adoption {
+        mut report,
+        would_link,
+        ..
+    } = fold_pages(&mut progress("checkouts"), list, id, run, checkouts).await?;
     let mut summary =
         apply_subscriptions(engine, api, None, dry_run, &mut progress("subscriptions")).await?;
     // Dry: once their customers were linked, these would apply.
-    for customer in &decided.would_link {
+    for customer in &would_link {
         if let Some(subscriptions) = summary.unlinked_customers.remove(customer) {
             report.awaiting_links += subscriptions.len();
             summary.unlinked -= subscriptions.len();
@@ -160,99 +160,72 @@ pub async fn import(
     Ok(report)
 }
 
-/// Reads every page through `read` (given the last id of the page before,
-/// as `id_of` tells it), handing each to `apply` while the next is read,
-/// and tells `progress`.
-async fn pages<T>(
-    mut progress: Progress,
-    read: impl AsyncFn(Option<&str>) -> Result<(Vec<T>, bool), StripeFailure>,
-    id_of: impl Fn(&T) -> String,
-    mut apply: impl AsyncFnMut(&[T]) -> Result<(), Error>,
-) -> Result<(), ReconcileError> {
-    let mut page = read(None).await?;
-    loop {
-        let (items, more) = page;
-        let after = items.last().map(&id_of);
-        let next = async {
-            match (more, &after) {
-                (true, Some(after)) => Some(read(Some(after)).await),
-                _ => None,
-            }
-        };
-        let (next, applied) = tokio::join!(next, apply(&items));
-        applied?;
-        progress.page(items.len());
-        match next {
-            Some(next) => page = next?,
-            None => break,
-        }
-    }
-    progress.finish();
-    Ok(())
-}
-
-/// What a run has decided of customers so far.
+/// What a run has found and decided of customers so far.
 #[derive(Default)]
-struct Decisions {
-    /// Nothing is written.
-    dry_run: bool,
+struct Adoption {
+    /// What it did.
+    report: ImportReport,
     /// Customers decided, whichever way.
     decided: HashSet<String>,
     /// Dry: customers it would link.
     would_link: HashSet<String>,
 }
 
-/// Links `customer` to the organization named for it (dry: notes that it
-/// would), unless this run decided it already or it is linked (to it, or
-/// to another: a conflict).
-async fn adopt(
-    engine: &Engine,
-    (customer, org, naming): (&String, &String, Naming<'_>),
-    report: &mut ImportReport,
-    decisions: &mut Decisions,
-) -> Result<(), Error> {
-    if !decisions.decided.insert(customer.clone()) {
-        return Ok(());
-    }
-    let named_by = match naming {
-        Naming::Metadata => "its metadata".to_owned(),
-        Naming::Checkout(session) => format!("checkout {session}"),
-    };
-    let by = format!("import: {named_by}");
-    let linked = match engine.owner_of_customer(customer).await? {
-        None if decisions.dry_run => {
-            decisions.would_link.insert(customer.clone());
-            Ok(())
-        }
-        None => match engine.link_customer(org, customer, &by).await {
-            Ok(_) => Ok(()),
-            // Linked by a webhook since it was asked.
-            Err(Error::CustomerTaken { owner, .. }) => Err(owner),
-            Err(error) => return Err(error),
-        },
-        Some(owner) => Err(owner),
-    };
-    let owner = match linked {
-        Ok(()) => {
-            match naming {
-                Naming::Metadata => report.linked_by_metadata += 1,
-                Naming::Checkout(_) => report.linked_by_checkout += 1,
-            }
+impl Adoption {
+    /// Links `customer` to `org`, named for it (dry: notes that it
+    /// would), unless this run decided it already or it is linked (to it,
+    /// or to another: a conflict).
+    async fn adopt(
+        &mut self,
+        engine: &Engine,
+        customer: &str,
+        org: &str,
+        naming: Naming<'_>,
+    ) -> Result<(), Error> {
+        if !self.decided.insert(customer.to_owned()) {
             return Ok(());
         }
-        Err(owner) => owner,
-    };
-    if owner == *org {
-        report.already_linked += 1;
-    } else {
-        report.conflicts.push(Conflict {
-            customer: customer.clone(),
-            linked_to: owner,
-            named: org.clone(),
-            named_by,
-        });
+        let named_by = match naming {
+            Naming::Metadata => "its metadata".to_owned(),
+            Naming::Checkout(session) => format!("checkout {session}"),
+        };
+        let by = format!("import: {named_by}");
+        let linked = match engine.owner_of_customer(customer).await? {
+            None if self.report.dry_run => {
+                self.would_link.insert(customer.to_owned());
+                Ok(())
+            }
+            None => match engine.link_customer(org, customer, &by).await {
+                Ok(_) => Ok(()),
+                // Linked by a webhook since it was asked.
+                Err(Error::CustomerTaken { owner, .. }) => Err(owner),
+                Err(error) => return Err(error),
+            },
+            Some(owner) => Err(owner),
+        };
+        let report = &mut self.report;
+        let owner = match linked {
+            Ok(()) => {
+                match naming {
+                    Naming::Metadata => report.linked_by_metadata += 1,
+                    Naming::Checkout(_) => report.linked_by_checkout += 1,
+                }
+                return Ok(());
+            }
+            Err(owner) => owner,
+        };
+        if owner == org {
+            report.already_linked += 1;
+        } else {
+            report.conflicts.push(Conflict {
+                customer: customer.to_owned(),
+                linked_to: owner,
+                named: org.to_owned(),
+                named_by,
+            });
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// What to do about a customer with subscriptions and no organization.

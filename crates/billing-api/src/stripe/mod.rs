@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod import;
+mod pages;
 pub mod progress;
 mod rate_limit;
 pub mod reconcile;

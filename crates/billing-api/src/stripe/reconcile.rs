@@ -7,9 +7,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
-use entitlements::{Change, Engine, Error, Outcome, SubscriptionRead};
+use entitlements::{Change, Engine, Error, Outcome, Receipt, SubscriptionRead};
 
 use crate::stripe::api::{CustomerRecord, StripeApi, StripeFailure};
+use crate::stripe::pages::fold_pages;
 use crate::stripe::progress::Progress;
 
 /// What a reconciliation did (or, dry, would do).
@@ -52,6 +53,49 @@ struct Movement {
     before: Option<bool>,
     after: bool,
     changed: bool,
+}
+
+/// What a run has counted so far.
+#[derive(Default)]
+struct Tally {
+    summary: Summary,
+    orgs: BTreeMap<String, Movement>,
+}
+
+impl Tally {
+    /// Counts one applied subscription of `customer`, and (unless it is
+    /// another's than `only_org`) how its organization moved.
+    fn count(&mut self, receipt: Receipt, customer: Option<String>, only_org: Option<&str>) {
+        let summary = &mut self.summary;
+        summary.subscriptions += 1;
+        summary
+            .unknown_prices
+            .extend(receipt.unknown_prices.iter().cloned());
+        let Some(org) = receipt.org_id else {
+            if receipt.outcome == Outcome::Unlinked {
+                summary.unlinked += 1;
+                if let (Some(customer), Some(sub)) = (customer, receipt.subscription_id) {
+                    let subs = summary.unlinked_customers.entry(customer).or_default();
+                    subs.push(sub);
+                }
+            }
+            return;
+        };
+        if only_org.is_some_and(|only| only != org) {
+            return;
+        }
+        let movement = self.orgs.entry(org).or_default();
+        if let Some(change) = receipt.change {
+            let (was, is) = match change {
+                Change::Granted => (false, true),
+                Change::Revoked => (true, false),
+                Change::Changed => (true, true),
+            };
+            movement.before.get_or_insert(was);
+            movement.after = is;
+            movement.changed = true;
+        }
+    }
 }
 
 /// Lists every subscription (of `only_org`'s customer when it has one) and
@@ -128,63 +172,24 @@ pub(crate) async fn apply_subscriptions(
         None => None,
     };
     progress.expect(engine.stored_subscriptions(only_org).await?);
-    let mut summary = Summary::default();
-    let mut orgs: BTreeMap<String, Movement> = BTreeMap::new();
-    let mut page = read_page(engine, api, customer.as_deref(), None).await?;
-    loop {
-        let (reads, more) = page;
-        let after = reads.last().map(|read| read.subscription.id.clone());
+    let customer = customer.as_deref();
+    let read = move |after: Option<String>| async move {
+        read_page(engine, api, customer, after.as_deref()).await
+    };
+    let apply = move |mut tally: Tally, reads: Vec<SubscriptionRead>| async move {
         let customers: Vec<Option<String>> = reads
             .iter()
             .map(|read| read.subscription.customer.clone())
             .collect();
-        let next = async {
-            match (more, &after) {
-                (true, Some(after)) => {
-                    Some(read_page(engine, api, customer.as_deref(), Some(after)).await)
-                }
-                _ => None,
-            }
-        };
-        let (next, receipts) = tokio::join!(next, engine.reconcile_page(reads, only_org, dry_run));
-        let receipts = receipts?;
-        progress.page(receipts.len());
+        let receipts = engine.reconcile_page(reads, only_org, dry_run).await?;
         for (receipt, customer) in receipts.into_iter().zip(customers) {
-            summary.subscriptions += 1;
-            summary
-                .unknown_prices
-                .extend(receipt.unknown_prices.iter().cloned());
-            let Some(org) = receipt.org_id else {
-                if receipt.outcome == Outcome::Unlinked {
-                    summary.unlinked += 1;
-                    if let (Some(customer), Some(sub)) = (customer, receipt.subscription_id) {
-                        let subs = summary.unlinked_customers.entry(customer).or_default();
-                        subs.push(sub);
-                    }
-                }
-                continue;
-            };
-            if only_org.is_some_and(|only| only != org) {
-                continue;
-            }
-            let movement = orgs.entry(org).or_default();
-            if let Some(change) = receipt.change {
-                let (was, is) = match change {
-                    Change::Granted => (false, true),
-                    Change::Revoked => (true, false),
-                    Change::Changed => (true, true),
-                };
-                movement.before.get_or_insert(was);
-                movement.after = is;
-                movement.changed = true;
-            }
+            tally.count(receipt, customer, only_org);
         }
-        match next {
-            Some(next) => page = next?,
-            None => break,
-        }
-    }
-    progress.finish();
+        Ok(tally)
+    };
+    let id_of = |read: &SubscriptionRead| read.subscription.id.clone();
+    let Tally { mut summary, orgs } =
+        fold_pages(progress, read, id_of, Tally::default(), apply).await?;
     for movement in orgs.values() {
         match (movement.changed, movement.before, movement.after) {
             (false, _, _) => summary.unchanged += 1,
