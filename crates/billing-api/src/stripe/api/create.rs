@@ -140,7 +140,7 @@ impl StripeApi {
             )
             .await?;
         let url = session.url.ok_or_else(|| StripeFailure {
-            what: "returned a checkout session",
+            what: "returned a checkout session".into(),
             message: "without a url".into(),
             request_id: None,
             status: None,

@@ -10,6 +10,7 @@ mod read;
 pub use create::{Session, SessionRequest};
 pub use read::CustomerRecord;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +34,7 @@ pub struct StripeApi {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("Stripe {what}: {message}{}", request_id.as_ref().map(|id| format!(" (request {id})")).unwrap_or_default())]
 pub struct StripeFailure {
-    what: &'static str,
+    what: Cow<'static, str>,
     message: String,
     request_id: Option<String>,
     /// Stripe's HTTP status; none when Stripe was not reached.
@@ -72,7 +73,7 @@ impl StripeApi {
             .url(base)
             .timeout(Duration::from_secs(20))
             .build()
-            .map_err(|e| failure("configuration", e))?;
+            .map_err(|e| failure("configuration".into(), e))?;
         let limiter = Arc::new(RateLimiter::for_key(secret_key));
         Ok(Self {
             client,
@@ -93,17 +94,23 @@ impl StripeApi {
 
 impl StripeApi {
     /// Sends a request that changes nothing, retrying rate limits and
-    /// server errors with backoff.
+    /// server errors with backoff. `operation` names it in the metrics
+    /// and says what failed: `list_customers` "could not list customers",
+    /// `retrieve_charge` "could not be asked for the charge".
     async fn read<R>(
         &self,
         request: &R,
         operation: &'static str,
-        what: &'static str,
     ) -> Result<R::Output, StripeFailure>
     where
         R: StripeRequest,
         R::Output: miniserde::Deserialize,
     {
+        let what = match operation.split_once('_') {
+            Some(("list", things)) => format!("could not list {}", things.replace('_', " ")),
+            Some((_, thing)) => format!("could not be asked for the {}", thing.replace('_', " ")),
+            None => format!("could not {operation}"),
+        };
         let strategy = RequestStrategy::ExponentialBackoff(ATTEMPTS);
         self.send(request, strategy, operation, what).await
     }
@@ -116,7 +123,7 @@ impl StripeApi {
         request: &R,
         strategy: RequestStrategy,
         operation: &'static str,
-        what: &'static str,
+        what: impl Into<Cow<'static, str>>,
     ) -> Result<R::Output, StripeFailure>
     where
         R: StripeRequest,
@@ -129,7 +136,7 @@ impl StripeApi {
             .send(&self.client)
             .await;
         self.metrics.stripe_call(operation, result.is_ok());
-        result.map_err(|e| failure(what, e))
+        result.map_err(|e| failure(what.into(), e))
     }
 }
 
@@ -144,14 +151,14 @@ fn idempotent(key: &str) -> Result<RequestStrategy, StripeFailure> {
     IdempotencyKey::new(key)
         .map(RequestStrategy::Idempotent)
         .map_err(|e| StripeFailure {
-            what: "idempotency key",
+            what: "idempotency key".into(),
             message: e.to_string(),
             request_id: None,
             status: Some(400),
         })
 }
 
-fn failure(what: &'static str, error: StripeError) -> StripeFailure {
+fn failure(what: Cow<'static, str>, error: StripeError) -> StripeFailure {
     match error {
         StripeError::Stripe(api, status) => StripeFailure {
             what,

@@ -51,13 +51,7 @@ impl StripeApi {
         if let Some(after) = starting_after {
             request = request.starting_after(after);
         }
-        let page = self
-            .read(
-                &request,
-                "list_subscriptions",
-                "could not list subscriptions",
-            )
-            .await?;
+        let page = self.read(&request, "list_subscriptions").await?;
         Ok((page.data.into_iter().map(to_read).collect(), page.has_more))
     }
 
@@ -71,9 +65,7 @@ impl StripeApi {
         if let Some(after) = starting_after {
             request = request.starting_after(after);
         }
-        let page = self
-            .read(&request, "list_customers", "could not list customers")
-            .await?;
+        let page = self.read(&request, "list_customers").await?;
         Ok((
             page.data.into_iter().map(CustomerRecord::from).collect(),
             page.has_more,
@@ -93,13 +85,7 @@ impl StripeApi {
         if let Some(after) = starting_after {
             request = request.starting_after(after);
         }
-        let page = self
-            .read(
-                &request,
-                "list_checkout_sessions",
-                "could not list checkout sessions",
-            )
-            .await?;
+        let page = self.read(&request, "list_checkout_sessions").await?;
         let sessions = page.data.into_iter().map(|session| CheckoutSessionObject {
             id: session.id.to_string(),
             mode: Some(session.mode.as_str().to_owned()),
@@ -119,11 +105,7 @@ impl StripeApi {
         id: &str,
     ) -> Result<Option<CustomerRecord>, StripeFailure> {
         let customer = self
-            .read(
-                &RetrieveCustomer::new(id),
-                "retrieve_customer",
-                "could not be asked for the customer",
-            )
+            .read(&RetrieveCustomer::new(id), "retrieve_customer")
             .await?;
         Ok(match customer {
             RetrieveCustomerReturned::Customer(customer) => Some(customer.into()),
@@ -138,11 +120,7 @@ impl StripeApi {
         id: &str,
     ) -> Result<Option<String>, StripeFailure> {
         let charge = self
-            .read(
-                &RetrieveCharge::new(id),
-                "retrieve_charge",
-                "could not be asked for the charge",
-            )
+            .read(&RetrieveCharge::new(id), "retrieve_charge")
             .await?;
         Ok(charge.customer.map(|customer| customer.id().to_string()))
     }
@@ -151,11 +129,7 @@ impl StripeApi {
     /// server errors with backoff.
     pub async fn retrieve_subscription(&self, id: &str) -> Result<SubscriptionRead, StripeFailure> {
         let sub = self
-            .read(
-                &RetrieveSubscription::new(id),
-                "retrieve_subscription",
-                "could not be asked for the subscription",
-            )
+            .read(&RetrieveSubscription::new(id), "retrieve_subscription")
             .await?;
         Ok(to_read(sub))
     }
