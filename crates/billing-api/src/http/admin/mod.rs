@@ -9,12 +9,13 @@ mod pages;
 mod session;
 mod sign_in;
 
-use sign_in::{sign_in, sign_in_form, sign_out, sign_out_everywhere};
+use sign_in::{sign_in, sign_in_form, sign_out};
 
 use actix_web::http::header::{ContentType, RETRY_AFTER};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{NaiveDateTime, Utc};
+use entitlements::Engine;
 use entitlements::admin::Session;
 use entitlements::grants::GrantRequest;
 use entitlements::history::Cursor;
@@ -37,12 +38,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         r.route(web::get().to(sign_in_form))
             .route(web::post().to(sign_in))
     });
-    mount(cfg, "/admin/signout", Method::POST, sign_out);
+    mount(cfg, "/admin/signout", Method::POST, sign_out::<false>);
     mount(
         cfg,
         "/admin/signout/everywhere",
         Method::POST,
-        sign_out_everywhere,
+        sign_out::<true>,
     );
     mount(cfg, "/admin", Method::GET, overview);
     mount(cfg, "/admin/attention", Method::GET, attention);
@@ -108,40 +109,59 @@ async fn changer(
     csrf_token: &str,
 ) -> Result<Session, HttpResponse> {
     let session = operator(req, state).await?;
-    if !session::csrf_matches(&session, csrf_token) {
-        tracing::warn!(
-            operator = session.token_name,
-            path = req.path(),
-            "form refused: wrong CSRF token"
-        );
+    let refusal = if !session::csrf_matches(&session, csrf_token) {
         let message =
             "This form is stale or did not come from this console. Reload the page and try again.";
-        return Err(page(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            Some(&session),
-            pages::problem(message),
-        ));
-    }
-    if session.read_only {
+        Some(("wrong CSRF token", message))
+    } else if session.read_only {
+        let message = "You signed in read-only (admin:read): nothing can be changed.";
+        Some(("read-only operator", message))
+    } else {
+        None
+    };
+    if let Some((why, message)) = refusal {
         tracing::warn!(
             operator = session.token_name,
             path = req.path(),
-            "form refused: read-only operator"
+            "form refused: {why}"
         );
-        let message = "You signed in read-only (admin:read): nothing can be changed.";
-        return Err(page(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            Some(&session),
-            pages::problem(message),
-        ));
+        let body = pages::problem(message);
+        return Err(page(StatusCode::FORBIDDEN, "Refused", Some(&session), body));
     }
     Ok(session)
 }
 
-fn respond(answer: Answer) -> HttpResponse {
-    answer.unwrap_or_else(|page| page)
+/// The page `answer` comes to, whichever way it went.
+async fn console(answer: impl Future<Output = Answer>) -> HttpResponse {
+    answer.await.unwrap_or_else(|page| page)
+}
+
+/// `body` as the page titled `title`, for the signed-in operator.
+fn shown(title: &str, session: &Session, body: Markup) -> HttpResponse {
+    page(StatusCode::OK, title, Some(session), body)
+}
+
+/// Runs `work` with the engine; a failure is shown as a page.
+async fn load<T, F>(
+    state: &AppState,
+    session: &Session,
+    work: impl FnOnce(entitlements::Engine) -> F,
+) -> Result<T, HttpResponse>
+where
+    F: Future<Output = Result<T, entitlements::Error>> + Send + 'static,
+    T: Send + 'static,
+{
+    state.with_engine(work).await.map_err(failed(session))
+}
+
+/// Back to the organization's page after a change.
+fn back_to(org: &str) -> HttpResponse {
+    session::see_other(&pages::org_href(org)).finish()
+}
+
+/// An error shown as a page to the signed-in operator.
+fn failed(session: &Session) -> impl Fn(ApiError) -> HttpResponse + '_ {
+    |error| failure(&error, Some(session))
 }
 
 #[derive(Deserialize)]
@@ -150,37 +170,33 @@ struct Csrf {
 }
 
 async fn overview(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    respond(
-        async {
-            let session = operator(&req, &state).await?;
-            let endpoints: Vec<String> = state
-                .settings
-                .notify
-                .endpoints
-                .iter()
-                .map(|e| e.name.clone())
-                .collect();
-            let loaded = state
-                .with_engine(async move |engine| {
-                    let overview = engine.overview(CHART_DAYS).await?;
-                    let attention = engine.attention(10, 0).await?;
-                    let mut backlog = Vec::new();
-                    for endpoint in endpoints {
-                        let waiting = engine.notify_backlog(&endpoint).await?;
-                        backlog.push((endpoint, waiting));
-                    }
-                    Ok((overview, attention, backlog))
-                })
-                .await;
-            let (overview, attention, backlog) = loaded.map_err(|e| failure(&e, Some(&session)))?;
-            let now = Utc::now().timestamp();
-            let first_day = now / 86_400 - CHART_DAYS + 1;
-            let chart = chart::events_per_day(&overview.per_day, first_day, CHART_DAYS);
-            let body = pages::overview(&overview, chart, &attention, &backlog, now);
-            Ok(page(StatusCode::OK, "Overview", Some(&session), body))
-        }
-        .await,
-    )
+    console(async {
+        let session = operator(&req, &state).await?;
+        let endpoints: Vec<String> = state
+            .settings
+            .notify
+            .endpoints
+            .iter()
+            .map(|e| e.name.clone())
+            .collect();
+        let (overview, attention, backlog) = load(&state, &session, async move |engine| {
+            let overview = engine.overview(CHART_DAYS).await?;
+            let attention = engine.attention(10, 0).await?;
+            let mut backlog = Vec::new();
+            for endpoint in endpoints {
+                let waiting = engine.notify_backlog(&endpoint).await?;
+                backlog.push((endpoint, waiting));
+            }
+            Ok((overview, attention, backlog))
+        })
+        .await?;
+        let now = Utc::now().timestamp();
+        let first_day = now / 86_400 - CHART_DAYS + 1;
+        let chart = chart::events_per_day(&overview.per_day, first_day, CHART_DAYS);
+        let body = pages::overview(&overview, chart, &attention, &backlog, now);
+        Ok(shown("Overview", &session, body))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -193,31 +209,22 @@ async fn attention(
     state: web::Data<AppState>,
     query: web::Query<PageNumber>,
 ) -> HttpResponse {
-    respond(
-        async {
-            let session = operator(&req, &state).await?;
-            let number = query.page.unwrap_or(1).max(1);
-            let offset = (number - 1).saturating_mul(PAGE);
-            let loaded = state
-                .with_engine(async move |engine| {
-                    // One more than shown tells whether another page follows.
-                    let mut events = engine.attention(PAGE + 1, offset).await?;
-                    let more = events.len() > PAGE;
-                    events.truncate(PAGE);
-                    Ok((events, more, engine.notify_failures(PAGE).await?))
-                })
-                .await;
-            let (events, more, failures) = loaded.map_err(|e| failure(&e, Some(&session)))?;
-            let body = pages::attention(&events, number, more, &failures, Utc::now().timestamp());
-            Ok(page(
-                StatusCode::OK,
-                "Needs attention",
-                Some(&session),
-                body,
-            ))
-        }
-        .await,
-    )
+    console(async {
+        let session = operator(&req, &state).await?;
+        let number = query.page.unwrap_or(1).max(1);
+        let offset = (number - 1).saturating_mul(PAGE);
+        let (events, more, failures) = load(&state, &session, async move |engine| {
+            // One more than shown tells whether another page follows.
+            let mut events = engine.attention(PAGE + 1, offset).await?;
+            let more = events.len() > PAGE;
+            events.truncate(PAGE);
+            Ok((events, more, engine.notify_failures(PAGE).await?))
+        })
+        .await?;
+        let body = pages::attention(&events, number, more, &failures, Utc::now().timestamp());
+        Ok(shown("Needs attention", &session, body))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -230,31 +237,24 @@ async fn search(
     state: web::Data<AppState>,
     query: web::Query<Search>,
 ) -> HttpResponse {
-    respond(
-        async {
-            let session = operator(&req, &state).await?;
-            let text = query.q.as_deref().unwrap_or("").trim().to_owned();
-            let wanted = text.clone();
-            let found = state
-                .with_engine(async move |engine| engine.search_orgs(&wanted, PAGE).await)
-                .await
-                .map_err(|e| failure(&e, Some(&session)))?;
-            // One organization named exactly: straight to its page.
-            if let [(org, customer)] = found.as_slice()
-                && (*org == text || customer.as_deref() == Some(text.as_str()))
-            {
-                return Ok(session::see_other(&pages::org_href(org)).finish());
-            }
-            let title = format!("Organizations matching “{text}”");
-            Ok(page(
-                StatusCode::OK,
-                &title,
-                Some(&session),
-                pages::found(&text, &found),
-            ))
+    console(async {
+        let session = operator(&req, &state).await?;
+        let text = query.q.as_deref().unwrap_or("").trim().to_owned();
+        let wanted = text.clone();
+        let found = load(&state, &session, async move |engine| {
+            engine.search_orgs(&wanted, PAGE).await
+        })
+        .await?;
+        // One organization named exactly: straight to its page.
+        if let [(org, customer)] = found.as_slice()
+            && (*org == text || customer.as_deref() == Some(text.as_str()))
+        {
+            return Ok(back_to(org));
         }
-        .await,
-    )
+        let title = format!("Organizations matching “{text}”");
+        Ok(shown(&title, &session, pages::found(&text, &found)))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -268,72 +268,64 @@ async fn organization(
     path: web::Path<String>,
     query: web::Query<Before>,
 ) -> HttpResponse {
-    respond(
-        async {
-            let session = operator(&req, &state).await?;
-            let org = OrgId::parse(&path).map_err(|e| failure(&e, Some(&session)))?;
-            let before = match &query.before {
-                Some(token) => Some(Cursor::decode(token).ok_or_else(|| {
-                    let error =
-                        ApiError::InvalidRequest("before: not a cursor this console made".into());
-                    failure(&error, Some(&session))
-                })?),
-                None => None,
-            };
-            let loaded = state
-                .with_engine(async move |engine| {
-                    let view = engine.entitlements(&org).await?;
-                    let customer = engine.customer_of(&org).await?;
-                    let subscriptions = engine.subscriptions_of(&org).await?;
-                    let grants = engine.grants(&org).await?;
-                    let history = engine.history(&org, before.as_ref(), PAGE).await?;
-                    let ids: Vec<&str> = history
-                        .entries
-                        .iter()
-                        .filter_map(|entry| match entry {
-                            entitlements::history::HistoryEntry::Event(event) => {
-                                Some(event.id.as_str())
-                            }
-                            _ => None,
-                        })
-                        .collect();
-                    let payloads = engine.payloads(&ids).await?;
-                    Ok((view, customer, subscriptions, grants, history, payloads))
+    console(async {
+        let session = operator(&req, &state).await?;
+        let org = OrgId::parse(&path).map_err(failed(&session))?;
+        let before = match &query.before {
+            Some(token) => Some(Cursor::decode(token).ok_or_else(|| {
+                let error =
+                    ApiError::InvalidRequest("before: not a cursor this console made".into());
+                failure(&error, Some(&session))
+            })?),
+            None => None,
+        };
+        let loaded = load(&state, &session, async move |engine| {
+            let view = engine.entitlements(&org).await?;
+            let customer = engine.customer_of(&org).await?;
+            let subscriptions = engine.subscriptions_of(&org).await?;
+            let grants = engine.grants(&org).await?;
+            let history = engine.history(&org, before.as_ref(), PAGE).await?;
+            let ids: Vec<&str> = history
+                .entries
+                .iter()
+                .filter_map(|entry| match entry {
+                    entitlements::history::HistoryEntry::Event(event) => Some(event.id.as_str()),
+                    _ => None,
                 })
-                .await;
-            let (view, customer, subscriptions, grants, history, payloads) =
-                loaded.map_err(|e| failure(&e, Some(&session)))?;
-            let dashboard = if state.settings.livemode() {
-                "https://dashboard.stripe.com/"
-            } else {
-                "https://dashboard.stripe.com/test/"
-            };
-            let org_page = pages::OrgPage {
-                view: &view,
-                customer: customer.as_deref(),
-                subscriptions: &subscriptions,
-                grants: &grants,
-                history: &history,
-                payloads: &payloads,
-                plans: state
-                    .engine
-                    .catalog()
-                    .plans()
-                    .map(|p| p.name.as_str())
-                    .collect(),
-                dashboard,
-                now: Utc::now().timestamp(),
-            };
-            let title = format!("Organization {}", view.org_id);
-            Ok(page(
-                StatusCode::OK,
-                &title,
-                Some(&session),
-                pages::organization(&org_page, &session),
-            ))
-        }
-        .await,
-    )
+                .collect();
+            let payloads = engine.payloads(&ids).await?;
+            Ok((view, customer, subscriptions, grants, history, payloads))
+        });
+        let (view, customer, subscriptions, grants, history, payloads) = loaded.await?;
+        let dashboard = if state.settings.livemode() {
+            "https://dashboard.stripe.com/"
+        } else {
+            "https://dashboard.stripe.com/test/"
+        };
+        let org_page = pages::OrgPage {
+            view: &view,
+            customer: customer.as_deref(),
+            subscriptions: &subscriptions,
+            grants: &grants,
+            history: &history,
+            payloads: &payloads,
+            plans: state
+                .engine
+                .catalog()
+                .plans()
+                .map(|p| p.name.as_str())
+                .collect(),
+            dashboard,
+            now: Utc::now().timestamp(),
+        };
+        let title = format!("Organization {}", view.org_id);
+        Ok(shown(
+            &title,
+            &session,
+            pages::organization(&org_page, &session),
+        ))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -350,31 +342,27 @@ async fn add_grant(
     path: web::Path<String>,
     form: web::Form<NewGrant>,
 ) -> HttpResponse {
-    respond(
-        async {
-            let session = changer(&req, &state, &form.csrf_token).await?;
-            let org = OrgId::parse(&path).map_err(|e| failure(&e, Some(&session)))?;
-            let form = form.into_inner();
-            let expires_at = match form.expires.as_deref().map(str::trim) {
-                None | Some("") => None,
-                Some(text) => Some(parse_local(text).map_err(|e| failure(&e, Some(&session)))?),
-            };
-            let request = GrantRequest {
-                plan: Some(form.plan),
-                features: None,
-                quantity: None,
-                expires_at,
-                reason: form.reason.filter(|r| !r.trim().is_empty()),
-            };
-            let (by, target) = (session.token_name.clone(), org.clone());
-            state
-                .with_engine(async move |engine| engine.grant(&target, request, &by).await)
-                .await
-                .map_err(|e| failure(&e, Some(&session)))?;
-            Ok(session::see_other(&pages::org_href(&org)).finish())
-        }
-        .await,
-    )
+    console(async {
+        let session = changer(&req, &state, &form.csrf_token).await?;
+        let org = OrgId::parse(&path).map_err(failed(&session))?;
+        let form = form.into_inner();
+        let expires_at = match form.expires.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => Some(parse_local(text).map_err(failed(&session))?),
+        };
+        let request = GrantRequest {
+            plan: Some(form.plan),
+            features: None,
+            quantity: None,
+            expires_at,
+            reason: form.reason.filter(|r| !r.trim().is_empty()),
+        };
+        let (by, target) = (session.token_name.clone(), org.clone());
+        let grant = async move |engine: Engine| engine.grant(&target, request, &by).await;
+        load(&state, &session, grant).await?;
+        Ok(back_to(&org))
+    })
+    .await
 }
 
 /// A `datetime-local` value, read as UTC.
@@ -394,20 +382,16 @@ async fn revoke_grant(
     path: web::Path<(String, String)>,
     form: web::Form<Csrf>,
 ) -> HttpResponse {
-    respond(
-        async {
-            let session = changer(&req, &state, &form.csrf_token).await?;
-            let (org, grant) = path.into_inner();
-            let org = OrgId::parse(&org).map_err(|e| failure(&e, Some(&session)))?;
-            let (by, target) = (session.token_name.clone(), org.clone());
-            state
-                .with_engine(async move |engine| engine.revoke_grant(&target, &grant, &by).await)
-                .await
-                .map_err(|e| failure(&e, Some(&session)))?;
-            Ok(session::see_other(&pages::org_href(&org)).finish())
-        }
-        .await,
-    )
+    console(async {
+        let session = changer(&req, &state, &form.csrf_token).await?;
+        let (org, grant) = path.into_inner();
+        let org = OrgId::parse(&org).map_err(failed(&session))?;
+        let (by, target) = (session.token_name.clone(), org.clone());
+        let revoke = async move |engine: Engine| engine.revoke_grant(&target, &grant, &by).await;
+        load(&state, &session, revoke).await?;
+        Ok(back_to(&org))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -422,22 +406,20 @@ async fn replay(
     path: web::Path<String>,
     form: web::Form<ReplayForm>,
 ) -> HttpResponse {
-    respond(
-        async {
-            let session = changer(&req, &state, &form.csrf_token).await?;
-            let event = path.into_inner();
-            let org = OrgId::parse(&form.org_id).map_err(|e| failure(&e, Some(&session)))?;
-            tracing::info!(
-                operator = session.token_name,
-                event_id = event,
-                "replay from the console"
-            );
-            state
-                .with_engine(async move |engine| engine.replay(&event).await)
-                .await
-                .map_err(|e| failure(&e, Some(&session)))?;
-            Ok(session::see_other(&pages::org_href(&org)).finish())
-        }
-        .await,
-    )
+    console(async {
+        let session = changer(&req, &state, &form.csrf_token).await?;
+        let event = path.into_inner();
+        let org = OrgId::parse(&form.org_id).map_err(failed(&session))?;
+        tracing::info!(
+            operator = session.token_name,
+            event_id = event,
+            "replay from the console"
+        );
+        load(&state, &session, async move |engine| {
+            engine.replay(&event).await
+        })
+        .await?;
+        Ok(back_to(&org))
+    })
+    .await
 }

@@ -90,18 +90,12 @@ pub(crate) fn overview(
     html! {
         section aria-labelledby="plans" {
             h2 id="plans" { "Organizations by plan" }
-            @if overview.plans.is_empty() {
-                p { "No organization has entitlements stored yet." }
-            } @else {
-                table {
-                    thead { tr { th scope="col" { "Plan" } th scope="col" { "Status" } th scope="col" class="number" { "Organizations" } } }
-                    tbody {
-                        @for (plan, status, count) in &overview.plans {
-                            tr { td { (plan) } td { (status) } td class="number" { (count) } }
-                        }
-                    }
-                }
-            }
+            (Table::new(&["Plan", "Status", "Organizations"])
+                .numeric(1)
+                .empty("No organization has entitlements stored yet.")
+                .rows(&overview.plans, |(plan, status, count)| html! {
+                    td { (plan) } td { (status) } td class="number" { (count) }
+                }))
         }
         section aria-labelledby="events" {
             h2 id="events" { "Webhook events per day, last 30 days" }
@@ -114,51 +108,41 @@ pub(crate) fn overview(
         }
         section aria-labelledby="backlog" {
             h2 id="backlog" { "Notification backlog" }
-            @if backlog.is_empty() {
-                p { "No notification endpoint is configured." }
-            } @else {
-                table {
-                    thead { tr { th scope="col" { "Endpoint" } th scope="col" class="number" { "Organizations waiting" } } }
-                    tbody {
-                        @for (endpoint, waiting) in backlog {
-                            tr { td { (endpoint) } td class="number" { (waiting) } }
-                        }
-                    }
-                }
-            }
+            (Table::new(&["Endpoint", "Organizations waiting"])
+                .numeric(1)
+                .empty("No notification endpoint is configured.")
+                .rows(backlog, |(endpoint, waiting)| html! {
+                    td { (endpoint) } td class="number" { (waiting) }
+                }))
         }
     }
 }
 
 /// Events as a table, each linked to its organization.
 pub(crate) fn events(events: &[EventSummary], now: i64) -> Markup {
-    html! {
-        @if events.is_empty() {
-            p { "Nothing needs attention." }
-        } @else {
-            table {
-                thead { tr {
-                    th scope="col" { "Received" } th scope="col" { "Event" } th scope="col" { "Type" }
-                    th scope="col" { "Organization" } th scope="col" { "Outcome" } th scope="col" { "Detail" }
-                } }
-                tbody {
-                    @for event in events {
-                        tr {
-                            td { (when(event.received_at, now)) }
-                            td { code { (event.id) } }
-                            td { (event.event_type) }
-                            td {
-                                @if let Some(org) = &event.org_id { a href=(org_href(org)) { (org) } }
-                                @else { "unknown" }
-                            }
-                            td { span class={"outcome " (event.outcome)} { (event.outcome) } }
-                            td { (event.detail.as_deref().unwrap_or("")) }
-                        }
-                    }
+    let head = [
+        "Received",
+        "Event",
+        "Type",
+        "Organization",
+        "Outcome",
+        "Detail",
+    ];
+    Table::new(&head)
+        .empty("Nothing needs attention.")
+        .rows(events, |event| {
+            html! {
+                td { (when(event.received_at, now)) }
+                td { code { (event.id) } }
+                td { (event.event_type) }
+                td {
+                    @if let Some(org) = &event.org_id { a href=(org_href(org)) { (org) } }
+                    @else { "unknown" }
                 }
+                td { span class={"outcome " (event.outcome)} { (event.outcome) } }
+                td { (event.detail.as_deref().unwrap_or("")) }
             }
-        }
-    }
+        })
 }
 
 /// The events needing attention, a page at a time, and notifications
@@ -194,20 +178,16 @@ pub(crate) fn attention(
 
 /// Search results.
 pub(crate) fn found(text: &str, orgs: &[(String, Option<String>)]) -> Markup {
-    html! {
-        @if orgs.is_empty() {
+    if orgs.is_empty() {
+        return html! {
             p { "No organization's id starts with " q { (text) } ", and no organization has it as its Stripe customer." }
-        } @else {
-            table {
-                thead { tr { th scope="col" { "Organization" } th scope="col" { "Stripe customer" } } }
-                tbody {
-                    @for (org, customer) in orgs {
-                        tr { td { a href=(org_href(org)) { (org) } } td { (customer.as_deref().unwrap_or("none")) } }
-                    }
-                }
-            }
-        }
+        };
     }
+    Table::new(&["Organization", "Stripe customer"]).rows(orgs, |(org, customer)| {
+        html! {
+            td { a href=(org_href(org)) { (org) } } td { (customer.as_deref().unwrap_or("none")) }
+        }
+    })
 }
 
 /// What the organization page shows.
@@ -258,28 +238,17 @@ pub(crate) fn organization(page: &OrgPage<'_>, session: &Session) -> Markup {
         }
         section aria-labelledby="subscriptions" {
             h2 id="subscriptions" { "Subscriptions" }
-            @if page.subscriptions.is_empty() {
-                p { "None." }
-            } @else {
-                table {
-                    thead { tr {
-                        th scope="col" { "Subscription" } th scope="col" { "Status" } th scope="col" { "Period ends" } th scope="col" { "Items" }
-                    } }
-                    tbody {
-                        @for sub in page.subscriptions {
-                            tr {
-                                td { a href={(page.dashboard) "subscriptions/" (sub.id)} { (sub.id) } }
-                                td {
-                                    (sub.status.as_ref().map_or("unknown", |s| s.as_str()))
-                                    @if sub.cancel_at_period_end { " (cancels at period end)" }
-                                }
-                                td { @if let Some(end) = sub.current_period_end { (when(end, page.now)) } }
-                                td { @for item in &sub.items { code { (item.price_id) } " × " (item.quantity) br; } }
-                            }
-                        }
+            (Table::new(&["Subscription", "Status", "Period ends", "Items"])
+                .empty("None.")
+                .rows(page.subscriptions, |sub| html! {
+                    td { a href={(page.dashboard) "subscriptions/" (sub.id)} { (sub.id) } }
+                    td {
+                        (sub.status.as_ref().map_or("unknown", |s| s.as_str()))
+                        @if sub.cancel_at_period_end { " (cancels at period end)" }
                     }
-                }
-            }
+                    td { @if let Some(end) = sub.current_period_end { (when(end, page.now)) } }
+                    td { @for item in &sub.items { code { (item.price_id) } " × " (item.quantity) br; } }
+                }))
         }
         section aria-labelledby="grants" {
             h2 id="grants" { "Grants" }
@@ -294,71 +263,51 @@ pub(crate) fn organization(page: &OrgPage<'_>, session: &Session) -> Markup {
 }
 
 fn features(features: &Features) -> Markup {
-    html! {
-        table {
-            thead { tr { th scope="col" { "Feature" } th scope="col" { "Value" } } }
-            tbody {
-                @for (name, value) in features {
-                    tr {
-                        td { (name) }
-                        td {
-                            @match value {
-                                FeatureValue::Flag(true) => "on",
-                                FeatureValue::Flag(false) => "off",
-                                FeatureValue::Limit(n) => (n),
-                            }
-                        }
-                    }
+    Table::new(&["Feature", "Value"]).rows(features, |(name, value)| {
+        html! {
+            td { (name) }
+            td {
+                @match value {
+                    FeatureValue::Flag(true) => "on",
+                    FeatureValue::Flag(false) => "off",
+                    FeatureValue::Limit(n) => (n),
                 }
             }
         }
-    }
+    })
 }
 
 fn grants(page: &OrgPage<'_>, session: &Session) -> Markup {
-    html! {
-        @if page.grants.is_empty() {
-            p { "No grant was ever given." }
-        } @else {
-            table {
-                thead { tr {
-                    th scope="col" { "Grant" } th scope="col" { "Gives" } th scope="col" { "Expires" }
-                    th scope="col" { "Reason" } th scope="col" { "By" } th scope="col" { "State" }
-                } }
-                tbody {
-                    @for grant in page.grants {
-                        tr {
-                            td { code { (grant.id) } br; (when(grant.created_at, page.now)) }
-                            td {
-                                @if let Some(plan) = &grant.plan { "plan " (plan) @if grant.quantity != 1 { " × " (grant.quantity) } }
-                                @for (name, value) in &grant.features {
-                                    br; (name) ": " @match value { FeatureValue::Flag(on) => (on), FeatureValue::Limit(n) => (n) }
-                                }
-                            }
-                            td { @match grant.expires_at { Some(at) => (when(at, page.now)), None => "never" } }
-                            td { (grant.reason.as_deref().unwrap_or("")) }
-                            td { (grant.created_by) }
-                            td {
-                                @if let Some(at) = grant.revoked_at {
-                                    "revoked " (when(at, page.now)) " by " (grant.revoked_by.as_deref().unwrap_or("?"))
-                                } @else if grant.is_active(page.now) {
-                                    "active"
-                                    @if !session.read_only {
-                                        form method="post" action={(org_href(&grant.org_id)) "/grants/" (grant.id) "/revoke"} {
-                                            (csrf(session))
-                                            button type="submit" aria-label={"Revoke " (grant.id)} { "Revoke" }
-                                        }
-                                    }
-                                } @else {
-                                    "expired"
-                                }
-                            }
-                        }
-                    }
+    let head = ["Grant", "Gives", "Expires", "Reason", "By", "State"];
+    Table::new(&head)
+        .empty("No grant was ever given.")
+        .rows(page.grants, |grant| html! {
+            td { code { (grant.id) } br; (when(grant.created_at, page.now)) }
+            td {
+                @if let Some(plan) = &grant.plan { "plan " (plan) @if grant.quantity != 1 { " × " (grant.quantity) } }
+                @for (name, value) in &grant.features {
+                    br; (name) ": " @match value { FeatureValue::Flag(on) => (on), FeatureValue::Limit(n) => (n) }
                 }
             }
-        }
-    }
+            td { @match grant.expires_at { Some(at) => (when(at, page.now)), None => "never" } }
+            td { (grant.reason.as_deref().unwrap_or("")) }
+            td { (grant.created_by) }
+            td {
+                @if let Some(at) = grant.revoked_at {
+                    "revoked " (when(at, page.now)) " by " (grant.revoked_by.as_deref().unwrap_or("?"))
+                } @else if grant.is_active(page.now) {
+                    "active"
+                    @if !session.read_only {
+                        form method="post" action={(org_href(&grant.org_id)) "/grants/" (grant.id) "/revoke"} {
+                            (csrf(session))
+                            button type="submit" aria-label={"Revoke " (grant.id)} { "Revoke" }
+                        }
+                    }
+                } @else {
+                    "expired"
+                }
+            }
+        })
 }
 
 fn grant_form(page: &OrgPage<'_>, session: &Session) -> Markup {
@@ -427,6 +376,59 @@ fn history(page: &OrgPage<'_>, session: &Session) -> Markup {
         @if let Some(next) = &page.history.next {
             nav aria-label="Pages" class="pages" {
                 a href={(org_href(org)) "?before=" (next.encode())} rel="next" { "Older entries" }
+            }
+        }
+    }
+}
+
+/// A table's headings, and what it shows when it has no row.
+struct Table<'a> {
+    head: &'a [&'a str],
+    numeric: usize,
+    empty: Option<&'a str>,
+}
+
+impl<'a> Table<'a> {
+    /// A table under the headings `head`.
+    fn new(head: &'a [&'a str]) -> Self {
+        Table {
+            head,
+            numeric: 0,
+            empty: None,
+        }
+    }
+
+    /// The last `columns` hold numbers (aligned right).
+    fn numeric(self, columns: usize) -> Self {
+        Table {
+            numeric: columns,
+            ..self
+        }
+    }
+
+    /// Shown instead of an empty table.
+    fn empty(self, text: &'a str) -> Self {
+        Table {
+            empty: Some(text),
+            ..self
+        }
+    }
+
+    /// The table of `rows`, each row's cells made by `cells`.
+    fn rows<I: IntoIterator>(self, rows: I, cells: impl Fn(I::Item) -> Markup) -> Markup {
+        let mut rows = rows.into_iter().peekable();
+        if let (Some(text), None) = (self.empty, rows.peek()) {
+            return html! { p { (text) } };
+        }
+        let first_number = self.head.len().saturating_sub(self.numeric);
+        html! {
+            table {
+                thead { tr {
+                    @for (column, name) in self.head.iter().enumerate() {
+                        th scope="col" class=[(column >= first_number).then_some("number")] { (name) }
+                    }
+                } }
+                tbody { @for row in rows { tr { (cells(row)) } } }
             }
         }
     }

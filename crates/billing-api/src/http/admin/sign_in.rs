@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::{Csrf, failure, operator, page, pages, respond, session};
+use super::{Csrf, console, failure, operator, page, pages, session};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 
@@ -49,40 +49,23 @@ pub(super) async fn sign_in(
         .unwrap_or_else(|error| failure(&error, None))
 }
 
-pub(super) async fn sign_out(
+/// Ends the operator's session; with `EVERYWHERE`, every session of its
+/// token, in every browser (after a lost laptop, say); read-only
+/// operators may too.
+pub(super) async fn sign_out<const EVERYWHERE: bool>(
     req: HttpRequest,
     state: web::Data<AppState>,
     form: web::Form<Csrf>,
 ) -> HttpResponse {
-    end_sessions(&req, &state, &form.csrf_token, false).await
-}
-
-/// Ends every session of the operator's token, in every browser (after a
-/// lost laptop, say); read-only operators may too.
-pub(super) async fn sign_out_everywhere(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    form: web::Form<Csrf>,
-) -> HttpResponse {
-    end_sessions(&req, &state, &form.csrf_token, true).await
-}
-
-async fn end_sessions(
-    req: &HttpRequest,
-    state: &AppState,
-    csrf_token: &str,
-    everywhere: bool,
-) -> HttpResponse {
-    respond(
-        async {
-            let session = operator(req, state).await?;
-            if !session::csrf_matches(&session, csrf_token) {
-                return Err(session::see_other("/admin").finish());
-            }
-            session::close(state, &session, everywhere)
-                .await
-                .map_err(|e| failure(&e, Some(&session)))
+    let csrf_token = &form.csrf_token;
+    console(async {
+        let session = operator(&req, &state).await?;
+        if !session::csrf_matches(&session, csrf_token) {
+            return Err(session::see_other("/admin").finish());
         }
-        .await,
-    )
+        session::close(&state, &session, EVERYWHERE)
+            .await
+            .map_err(|e| failure(&e, Some(&session)))
+    })
+    .await
 }
