@@ -15,6 +15,7 @@ pub(crate) mod dispute;
 pub mod error;
 mod mount;
 pub mod openapi;
+pub(crate) mod org_call;
 pub mod org_id;
 pub mod routes;
 mod state;

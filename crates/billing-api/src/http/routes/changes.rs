@@ -61,12 +61,7 @@ pub(crate) async fn list(
     state: web::Data<AppState>,
     query: web::Query<FeedQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::InvalidRequest(format!(
-            "limit: must be between 1 and {MAX_LIMIT}"
-        )));
-    }
+    let limit = super::limit(query.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let max_wait = state.settings.notify.max_wait_secs;
     let wait = query.wait.unwrap_or(0);
     if wait > max_wait {

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::Answer;
 use crate::http::AppState;
-use crate::http::auth::{Authorized, ReadScope};
+use crate::http::auth::ReadScope;
 use crate::http::error::{ApiError, ErrorBody};
+use crate::http::org_call::OrgCall;
 use crate::http::org_id::OrgId;
 use crate::wire::{Entitlements, FeatureValue};
 
@@ -36,14 +37,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         (status = 304, description = "Unchanged since the `If-None-Match` ETag"),
         (status = 404, description = "Nothing grants and the catalog has no default plan", body = ErrorBody),
     ))]
-#[tracing::instrument(level = "debug", skip_all, fields(org_id = %org))]
+#[tracing::instrument(level = "debug", skip_all, fields(org_id = %call.org))]
 pub(crate) async fn get(
-    _: Authorized<ReadScope>,
-    org: OrgId,
-    state: web::Data<AppState>,
+    call: OrgCall<ReadScope>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let answer = current(&state, &org).await?;
+    let answer = current(&call.state, &call.org).await?;
     if matches_etag(&req, &answer.etag) {
         return Ok(HttpResponse::NotModified()
             .insert_header((header::ETAG, answer.etag.clone()))
@@ -77,25 +76,23 @@ pub(crate) struct FeatureAnswer<'a> {
         (status = 200, description = "The value", body = FeatureAnswer),
         (status = 404, description = "No plan defines the feature, or nothing grants and the catalog has no default plan", body = ErrorBody),
     ))]
-#[tracing::instrument(level = "debug", skip_all, fields(org_id = %org, feature = %path.feature))]
+#[tracing::instrument(level = "debug", skip_all, fields(org_id = %call.org, feature = %path.feature))]
 pub(crate) async fn feature(
-    _: Authorized<ReadScope>,
-    org: OrgId,
-    state: web::Data<AppState>,
+    call: OrgCall<ReadScope>,
     path: web::Path<FeaturePath>,
 ) -> Result<HttpResponse, ApiError> {
     let feature = &path.feature;
-    let names = state.engine.catalog().zero_features();
+    let names = call.state.engine.catalog().zero_features();
     let Some(index) = names.keys().position(|name| name == feature) else {
         return Err(ApiError::NotFound {
             code: "unknown_feature",
             message: format!("no plan defines a feature named {feature:?}"),
         });
     };
-    let answer = current(&state, &org).await?;
+    let answer = current(&call.state, &call.org).await?;
     let value = answer.features[index].into();
     Ok(HttpResponse::Ok().json(FeatureAnswer {
-        org_id: org.as_str(),
+        org_id: call.org.as_str(),
         feature,
         value,
     }))

@@ -6,10 +6,9 @@ use chrono::{DateTime, Utc};
 use entitlements::grants::GrantRequest;
 use serde::Deserialize;
 
-use crate::http::AppState;
-use crate::http::auth::{AdminScope, Authorized};
+use crate::http::auth::AdminScope;
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::org_id::OrgId;
+use crate::http::org_call::OrgCall;
 use crate::wire::{GrantAnswer, GrantList};
 
 /// Mounts the routes.
@@ -54,11 +53,9 @@ pub(crate) struct NewGrant {
     params(("org_id" = String, Path, description = "The organization")),
     request_body = NewGrant,
     responses((status = 201, description = "The grant", body = GrantAnswer)))]
-#[tracing::instrument(skip_all, fields(org_id = %org))]
+#[tracing::instrument(skip_all, fields(org_id = %call.org))]
 pub(crate) async fn create(
-    token: Authorized<AdminScope>,
-    org: OrgId,
-    state: web::Data<AppState>,
+    call: OrgCall<AdminScope>,
     body: web::Json<NewGrant>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
@@ -69,8 +66,9 @@ pub(crate) async fn create(
         expires_at: body.expires_at.map(|at| at.timestamp()),
         reason: body.reason,
     };
-    let grant = state
-        .with_engine(async move |engine| engine.grant(&org, request, &token.name).await)
+    let by = call.token.name.clone();
+    let grant = call
+        .run(async move |engine, org| engine.grant(&org, request, &by).await)
         .await?;
     let now = Utc::now().timestamp();
     Ok(HttpResponse::Created().json(GrantAnswer::new(grant, now)))
@@ -80,14 +78,10 @@ pub(crate) async fn create(
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/grants", tag = "grants", security(("bearer" = ["admin"])),
     params(("org_id" = String, Path, description = "The organization")),
     responses((status = 200, description = "Newest first", body = GrantList)))]
-#[tracing::instrument(skip_all, fields(org_id = %org))]
-pub(crate) async fn list(
-    _: Authorized<AdminScope>,
-    org: OrgId,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let grants = state
-        .with_engine(async move |engine| engine.grants(&org).await)
+#[tracing::instrument(skip_all, fields(org_id = %call.org))]
+pub(crate) async fn list(call: OrgCall<AdminScope>) -> Result<HttpResponse, ApiError> {
+    let grants = call
+        .run(async move |engine, org| engine.grants(&org).await)
         .await?;
     Ok(HttpResponse::Ok().json(GrantList::new(grants, Utc::now().timestamp())))
 }
@@ -106,16 +100,13 @@ pub(crate) struct GrantPath {
         (status = 404, description = "The organization has no such grant", body = ErrorBody),
         (status = 409, description = "Already revoked", body = ErrorBody),
     ))]
-#[tracing::instrument(skip_all, fields(org_id = %org, grant_id = %path.grant_id))]
+#[tracing::instrument(skip_all, fields(org_id = %call.org, grant_id = %path.grant_id))]
 pub(crate) async fn revoke(
-    token: Authorized<AdminScope>,
-    org: OrgId,
-    state: web::Data<AppState>,
+    call: OrgCall<AdminScope>,
     path: web::Path<GrantPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner().grant_id;
-    state
-        .with_engine(async move |engine| engine.revoke_grant(&org, &id, &token.name).await)
+    let (id, by) = (path.into_inner().grant_id, call.token.name.clone());
+    call.run(async move |engine, org| engine.revoke_grant(&org, &id, &by).await)
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

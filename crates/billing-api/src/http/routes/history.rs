@@ -6,10 +6,9 @@ use actix_web::{HttpResponse, web};
 use entitlements::history::Cursor;
 use serde::{Deserialize, Serialize};
 
-use crate::http::AppState;
-use crate::http::auth::{AdminScope, Authorized};
+use crate::http::auth::AdminScope;
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::org_id::OrgId;
+use crate::http::org_call::OrgCall;
 use crate::wire::HistoryEntry;
 
 /// Mounts the route.
@@ -46,35 +45,23 @@ pub(crate) struct HistoryAnswer<'a> {
         (status = 200, description = "One page", body = HistoryAnswer),
         (status = 400, description = "Invalid organization id, limit or cursor", body = ErrorBody),
     ))]
-#[tracing::instrument(skip_all, fields(org_id = %org))]
+#[tracing::instrument(skip_all, fields(org_id = %call.org))]
 pub(crate) async fn list(
-    _: Authorized<AdminScope>,
-    org: OrgId,
-    state: web::Data<AppState>,
+    call: OrgCall<AdminScope>,
     page: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = page.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::InvalidRequest(format!(
-            "limit: must be between 1 and {MAX_LIMIT}"
-        )));
-    }
+    let limit = super::limit(page.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let before = match &page.before {
         Some(token) => Some(Cursor::decode(token).ok_or_else(|| {
             ApiError::InvalidRequest("before: not a cursor this service issued".into())
         })?),
         None => None,
     };
-    let org_id = org.clone();
-    let history = state
-        .with_engine(async move |engine| {
-            engine
-                .history(org_id.as_str(), before.as_ref(), limit)
-                .await
-        })
+    let history = call
+        .run(async move |engine, org| engine.history(&org, before.as_ref(), limit).await)
         .await?;
     Ok(HttpResponse::Ok().json(HistoryAnswer {
-        org_id: org.as_str(),
+        org_id: call.org.as_str(),
         entries: history
             .entries
             .into_iter()

@@ -5,10 +5,9 @@ use actix_web::http::Method;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use crate::http::AppState;
-use crate::http::auth::{AdminScope, Authorized};
+use crate::http::auth::AdminScope;
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::org_id::OrgId;
+use crate::http::org_call::OrgCall;
 use crate::wire::Entitlements;
 
 /// Mounts the route.
@@ -49,11 +48,9 @@ pub(crate) struct LinkAnswer {
         (status = 400, description = "Not a customer id", body = ErrorBody),
         (status = 409, description = "The customer belongs to another organization", body = ErrorBody),
     ))]
-#[tracing::instrument(skip_all, fields(org_id = %org))]
+#[tracing::instrument(skip_all, fields(org_id = %call.org))]
 pub(crate) async fn link(
-    token: Authorized<AdminScope>,
-    org: OrgId,
-    state: web::Data<AppState>,
+    call: OrgCall<AdminScope>,
     body: web::Json<LinkRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let customer = body.into_inner().customer_id;
@@ -65,15 +62,15 @@ pub(crate) async fn link(
             "customer_id: a Stripe customer id (cus_...)".into(),
         ));
     }
-    let (target, wanted) = (org.clone(), customer.clone());
-    let (linked, view) = state
-        .with_engine(async move |engine| {
-            let linked = engine.link_customer(&target, &wanted, &token.name).await?;
-            Ok((linked, engine.entitlements(&target).await?))
+    let (wanted, by) = (customer.clone(), call.token.name.clone());
+    let (linked, view) = call
+        .run(async move |engine, org| {
+            let linked = engine.link_customer(&org, &wanted, &by).await?;
+            Ok((linked, engine.entitlements(&org).await?))
         })
         .await?;
     Ok(HttpResponse::Ok().json(LinkAnswer {
-        org_id: org.to_string(),
+        org_id: call.org.to_string(),
         customer_id: customer,
         subscriptions_linked: linked.subscriptions,
         events_applied: linked.events,

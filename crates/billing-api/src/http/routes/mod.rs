@@ -36,6 +36,18 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     })
 }
 
+/// The page size asked for, `default` when none was, refused unless
+/// between 1 and `max`.
+fn limit(asked: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
+    let limit = asked.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::InvalidRequest(format!(
+            "limit: must be between 1 and {max}"
+        )));
+    }
+    Ok(limit)
+}
+
 /// Turns a query string the extractor refused into our error shape.
 pub fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
     ApiError::InvalidRequest(format!("invalid query string: {error}")).into()
