@@ -116,95 +116,76 @@ impl Metrics {
                 h.count,
             );
         }
-        out.family(
-            "billing_webhook_events_total",
-            "counter",
-            "Webhook events by type and outcome.",
-        );
-        for ((kind, outcome), count) in lock(&self.webhooks).iter() {
-            let labels = [("type", kind.as_str()), ("outcome", *outcome)];
-            out.sample("billing_webhook_events_total", &labels, count);
-        }
-        out.family(
-            "billing_stripe_requests_total",
-            "counter",
-            "Calls to Stripe's API by operation and result.",
-        );
-        for ((operation, ok), count) in lock(&self.stripe).iter() {
+        let webhooks = lock(&self.webhooks);
+        let webhooks = webhooks.iter().map(|((kind, outcome), count)| {
+            ([("type", kind.as_str()), ("outcome", *outcome)], count)
+        });
+        let help = "Webhook events by type and outcome.";
+        out.labelled("billing_webhook_events_total", "counter", help, webhooks);
+        let stripe = lock(&self.stripe);
+        let stripe = stripe.iter().map(|((operation, ok), count)| {
             let result = if *ok { "ok" } else { "error" };
-            let labels = [("operation", *operation), ("result", result)];
-            out.sample("billing_stripe_requests_total", &labels, count);
-        }
-        out.family(
-            "billing_notify_messages_total",
-            "counter",
-            "Attempts at notifying internal services, by endpoint and result.",
-        );
-        for ((endpoint, result), count) in lock(&self.notify).iter() {
-            let labels = [("endpoint", endpoint.as_str()), ("result", *result)];
-            out.sample("billing_notify_messages_total", &labels, count);
-        }
-        out.family(
-            "billing_notify_backlog",
-            "gauge",
-            "Organizations with a notification waiting, by endpoint.",
-        );
-        for (endpoint, organizations) in lock(&self.notify_backlog).iter() {
-            let labels = [("endpoint", endpoint.as_str())];
-            out.sample("billing_notify_backlog", &labels, organizations);
-        }
-        out.family(
-            "billing_notify_endpoint_down",
-            "gauge",
-            "1 while an endpoint refuses every attempt (its sender pauses), by endpoint.",
-        );
-        for (endpoint, down) in lock(&self.notify_down).iter() {
-            let labels = [("endpoint", endpoint.as_str())];
-            out.sample("billing_notify_endpoint_down", &labels, u8::from(*down));
-        }
-        out.family(
+            ([("operation", *operation), ("result", result)], count)
+        });
+        let help = "Calls to Stripe's API by operation and result.";
+        out.labelled("billing_stripe_requests_total", "counter", help, stripe);
+        let notify = lock(&self.notify);
+        let notify = notify.iter().map(|((endpoint, result), count)| {
+            (
+                [("endpoint", endpoint.as_str()), ("result", *result)],
+                count,
+            )
+        });
+        let help = "Attempts at notifying internal services, by endpoint and result.";
+        out.labelled("billing_notify_messages_total", "counter", help, notify);
+        let backlog = lock(&self.notify_backlog);
+        let backlog = backlog
+            .iter()
+            .map(|(endpoint, organizations)| ([("endpoint", endpoint.as_str())], organizations));
+        let help = "Organizations with a notification waiting, by endpoint.";
+        out.labelled("billing_notify_backlog", "gauge", help, backlog);
+        let down = lock(&self.notify_down);
+        let down = down
+            .iter()
+            .map(|(endpoint, down)| ([("endpoint", endpoint.as_str())], u8::from(*down)));
+        let help = "1 while an endpoint refuses every attempt (its sender pauses), by endpoint.";
+        out.labelled("billing_notify_endpoint_down", "gauge", help, down);
+        let changes = engine
+            .entitlement_changes()
+            .map(|(source, count)| ([("source", source)], count));
+        let help = "Changes of organizations' entitlements, by the kind of source that changed.";
+        out.labelled(
             "billing_entitlement_changes_total",
             "counter",
-            "Changes of organizations' entitlements, by the kind of source that changed.",
+            help,
+            changes,
         );
-        for (source, count) in engine.entitlement_changes() {
-            let labels = [("source", source)];
-            out.sample("billing_entitlement_changes_total", &labels, count);
-        }
-        let engine_counters = [
+        let (batches, batched) = engine.batches();
+        let unlabelled = [
             (
                 "billing_unknown_price_events_total",
+                "counter",
                 "Events whose prices no plan lists.",
                 engine.unknown_price_events(),
             ),
             (
                 "billing_duplicate_events_total",
+                "counter",
                 "Redeliveries of recorded events.",
                 engine.duplicates(),
             ),
-        ];
-        for (name, help, value) in engine_counters {
-            out.family(name, "counter", help);
-            out.sample(name, &[], value);
-        }
-        let (batches, batched) = engine.batches();
-        let ingest_samples = [
             (
                 "billing_ingest_transactions_total",
+                "counter",
                 "Transactions that committed webhook deliveries (group commit).",
                 batches,
             ),
             (
                 "billing_ingest_deliveries_total",
+                "counter",
                 "Webhook deliveries those transactions committed.",
                 batched,
             ),
-        ];
-        for (name, help, value) in ingest_samples {
-            out.family(name, "counter", help);
-            out.sample(name, &[], value);
-        }
-        let cache_samples = [
             (
                 "billing_cache_hits_total",
                 "counter",
@@ -242,23 +223,14 @@ impl Metrics {
                 u64::from(cache.following),
             ),
         ];
-        for (name, kind, help, value) in cache_samples {
+        for (name, kind, help, value) in unlabelled {
             out.family(name, kind, help);
             out.sample(name, &[], value);
         }
-        out.family(
-            "billing_events_recorded_total",
-            "counter",
-            "Events recorded by the engine, by outcome.",
-        );
-        for outcome in Outcome::ALL {
-            let labels = [("outcome", outcome.as_str())];
-            out.sample(
-                "billing_events_recorded_total",
-                &labels,
-                engine.events(outcome),
-            );
-        }
+        let events =
+            Outcome::ALL.map(|outcome| ([("outcome", outcome.as_str())], engine.events(outcome)));
+        let help = "Events recorded by the engine, by outcome.";
+        out.labelled("billing_events_recorded_total", "counter", help, events);
         out.0
     }
 }
@@ -284,6 +256,20 @@ impl Exposition {
             let _ = write!(self.0, "{{{}}}", pairs.join(","));
         }
         let _ = writeln!(self.0, " {value}");
+    }
+
+    /// A family of samples, each with its labels.
+    fn labelled<'a, const N: usize, V: std::fmt::Display>(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = ([(&'a str, &'a str); N], V)>,
+    ) {
+        self.family(name, kind, help);
+        for (labels, value) in samples {
+            self.sample(name, &labels, value);
+        }
     }
 
     /// One bucket of the request histogram.

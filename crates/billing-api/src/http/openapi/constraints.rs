@@ -42,31 +42,44 @@ pub(crate) fn constrain(doc: &mut Value, settings: &Settings, catalog: &Catalog)
     }
 
     let features: Vec<&String> = catalog.zero_features().keys().collect();
-    let feature_route = "/v1/entitlements/{org_id}/features/{feature}";
-    set_param(
-        doc,
-        feature_route,
-        "feature",
-        json!({"type": "string", "enum": features}),
-    );
-    let history = "/v1/orgs/{org_id}/history";
-    let limit = json!({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT});
-    set_param(doc, history, "limit", limit);
-    let cursor = format!("^[1-9][0-9]{{0,{}}}$", CURSOR_DIGITS - 1);
-    set_param(
-        doc,
-        history,
-        "before",
-        json!({"type": "string", "pattern": cursor}),
-    );
-
-    let changes = "/v1/changes";
-    let limit = json!({"type": "integer", "minimum": 1, "maximum": changes::MAX_LIMIT});
-    set_param(doc, changes, "limit", limit);
-    let wait = json!({"type": "integer", "minimum": 0, "maximum": settings.notify.max_wait_secs});
-    set_param(doc, changes, "wait", wait);
-    let cursor = json!({"type": "string", "pattern": changes::CURSOR_PATTERN});
-    set_param(doc, changes, "after", cursor);
+    let before = format!("^[1-9][0-9]{{0,{}}}$", CURSOR_DIGITS - 1);
+    let (history, changes_route) = ("/v1/orgs/{org_id}/history", "/v1/changes");
+    let max_wait = settings.notify.max_wait_secs;
+    let params = [
+        (
+            "/v1/entitlements/{org_id}/features/{feature}",
+            "feature",
+            json!({"type": "string", "enum": features}),
+        ),
+        (
+            history,
+            "limit",
+            json!({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
+        ),
+        (
+            history,
+            "before",
+            json!({"type": "string", "pattern": before}),
+        ),
+        (
+            changes_route,
+            "limit",
+            json!({"type": "integer", "minimum": 1, "maximum": changes::MAX_LIMIT}),
+        ),
+        (
+            changes_route,
+            "wait",
+            json!({"type": "integer", "minimum": 0, "maximum": max_wait}),
+        ),
+        (
+            changes_route,
+            "after",
+            json!({"type": "string", "pattern": changes::CURSOR_PATTERN}),
+        ),
+    ];
+    for (path, name, schema) in params {
+        set_param(doc, path, name, schema);
+    }
 
     let schemas = &mut doc["components"]["schemas"];
     let checkout = &mut schemas["CheckoutRequest"];
