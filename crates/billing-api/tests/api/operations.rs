@@ -118,8 +118,7 @@ async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_probes_reuse_pooled_connections() {
     use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-    if !crate::helpers::postgres_configured() {
-        eprintln!("TEST_DATABASE_URL is not set: skipped");
+    if !crate::helpers::postgres_or_skip() {
         return;
     }
     #[derive(diesel::QueryableByName)]

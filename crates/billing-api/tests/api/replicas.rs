@@ -151,8 +151,7 @@ async fn a_change_on_one_replica_reaches_the_others_memory(backend: Backend) {
 /// nothing to cut.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_cannot_follow_reads_from_the_database() {
-    if !crate::helpers::postgres_configured() {
-        eprintln!("TEST_DATABASE_URL is not set: skipped");
+    if !crate::helpers::postgres_or_skip() {
         return;
     }
     let app = TestApp::spawn(Backend::Postgres).await;
@@ -196,8 +195,7 @@ async fn a_replica_that_cannot_follow_reads_from_the_database() {
 /// answers from the database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_hears_no_notifications_reads_from_the_database() {
-    if !crate::helpers::postgres_configured() {
-        eprintln!("TEST_DATABASE_URL is not set: skipped");
+    if !crate::helpers::postgres_or_skip() {
         return;
     }
     let app = TestApp::spawn(Backend::Postgres).await;

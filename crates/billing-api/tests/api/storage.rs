@@ -45,8 +45,7 @@ async fn a_locked_sqlite_database_answers_503_and_a_redelivery_applies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_outage_answers_503_and_a_redelivery_applies() {
-    if !crate::helpers::postgres_configured() {
-        eprintln!("TEST_DATABASE_URL is not set: skipped");
+    if !crate::helpers::postgres_or_skip() {
         return;
     }
     let app = TestApp::spawn_with(Backend::Postgres, |s| s.database.acquire_timeout_secs = 2).await;

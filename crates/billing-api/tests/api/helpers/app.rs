@@ -77,6 +77,16 @@ pub fn postgres_configured() -> bool {
     std::env::var(PG_VAR).is_ok_and(|v| !v.is_empty())
 }
 
+/// Whether PostgreSQL is configured; when not, says that the test calling
+/// it is skipped.
+pub fn postgres_or_skip() -> bool {
+    let configured = postgres_configured();
+    if !configured {
+        eprintln!("{PG_VAR} is not set: skipped");
+    }
+    configured
+}
+
 /// The development settings, as `cargo run` would load them.
 pub fn default_settings() -> Settings {
     Settings::load(&Sources {
