@@ -131,6 +131,29 @@ macro_rules! run {
 }
 pub(crate) use run;
 
+/// Inserts every row of `$rows` (a slice of insertable values) into
+/// `$table`: one statement on PostgreSQL; on SQLite, which cannot take
+/// diesel's batch insert through diesel-async, one per row, each run in
+/// place.
+macro_rules! insert_all {
+    ($conn:expr, $table:expr, $rows:expr) => {
+        match $conn {
+            $crate::db::Conn::Postgres(c) if !$rows.is_empty() => {
+                let insert = diesel::insert_into($table).values($rows).cached();
+                insert.execute(&mut **c).await?;
+            }
+            $crate::db::Conn::Postgres(_) => {}
+            $crate::db::Conn::Sqlite(c) => {
+                for row in $rows.iter() {
+                    let insert = diesel::insert_into($table).values(row).cached();
+                    insert.execute(&mut **c).await?;
+                }
+            }
+        }
+    };
+}
+pub(crate) use insert_all;
+
 impl Database {
     /// Opens a pool for the backend the URL's scheme names. Nothing is
     /// connected yet; SQLite's file and folder are created on first use.

@@ -8,14 +8,13 @@
 
 use super::Engine;
 use super::receive::conclude;
-use super::transition::{Input, Next, Refusal, Source, transition};
+use super::transition::{Input, Refusal, Source, transition};
 use crate::Error;
 use crate::db::Conn;
-use crate::event::{CheckoutSessionObject, Event, InvoiceObject, SubscriptionObject, org_id_in};
+use crate::event::{CheckoutSessionObject, Event, InvoiceObject, SubscriptionObject};
 use crate::kinds::EventKind;
 use crate::org::{ORG_ID_RULE, is_valid_org_id};
 use crate::receipt::{Outcome, Receipt};
-use crate::snapshot::SubscriptionSnapshot;
 use crate::source::SubscriptionRead;
 use crate::store::subscriptions::SubscriptionRow;
 use crate::store::{Cause, organizations, subscriptions};
@@ -30,7 +29,7 @@ pub(super) struct Arrival<'a> {
 }
 
 impl<'a> Source<'a> {
-    fn of(event: &'a Event) -> Self {
+    pub(super) fn of(event: &'a Event) -> Self {
         Self {
             id: Some(&event.id),
             created: event.created,
@@ -64,13 +63,9 @@ impl Engine {
         conn: &mut Conn<'_>,
         arrival: Arrival<'_>,
     ) -> Result<Receipt, Error> {
-        let Arrival { event, fresh, now } = arrival;
-        if event.livemode != self.livemode {
-            return Ok(Receipt::new(Outcome::Rejected).detail(format!(
-                "event livemode is {} but the service runs in {} mode",
-                event.livemode,
-                if self.livemode { "live" } else { "test" }
-            )));
+        let Arrival { event, now, .. } = arrival;
+        if let Some(rejected) = self.other_mode(event) {
+            return Ok(rejected);
         }
         match &event.kind {
             EventKind::CheckoutSessionCompleted
@@ -78,24 +73,15 @@ impl Engine {
             | EventKind::CheckoutSessionAsyncPaymentFailed => {
                 self.apply_checkout(conn, arrival).await
             }
+            // Applied set-wise (see `setwise`), never here.
             EventKind::SubscriptionCreated
             | EventKind::SubscriptionUpdated
             | EventKind::SubscriptionDeleted
             | EventKind::SubscriptionPaused
-            | EventKind::SubscriptionResumed => {
-                let source = Source::of(event);
-                match (fresh, event.object::<SubscriptionObject>()) {
-                    (Some(fresh), _) => {
-                        self.apply_subscription(conn, source, &fresh.subscription, Some(fresh), now)
-                            .await
-                    }
-                    (None, Ok(sub)) => {
-                        let sub = SubscriptionSnapshot::from(sub);
-                        self.apply_subscription(conn, source, &sub, None, now).await
-                    }
-                    (None, Err(reason)) => Ok(Receipt::invalid(reason)),
-                }
-            }
+            | EventKind::SubscriptionResumed => Err(Error::Corrupt(format!(
+                "{} applies set-wise, not event by event",
+                event.kind
+            ))),
             EventKind::InvoicePaid | EventKind::InvoicePaymentFailed => {
                 self.apply_invoice(conn, event, now).await
             }
@@ -104,6 +90,18 @@ impl Engine {
             | EventKind::ChargeDisputeClosed => self.apply_payment(conn, event, now).await,
             EventKind::Other(_) => Ok(Receipt::new(Outcome::Ignored)),
         }
+    }
+
+    /// The receipt of an event of the other mode (live or test) than the
+    /// service's: `rejected`.
+    pub(super) fn other_mode(&self, event: &Event) -> Option<Receipt> {
+        (event.livemode != self.livemode).then(|| {
+            Receipt::new(Outcome::Rejected).detail(format!(
+                "event livemode is {} but the service runs in {} mode",
+                event.livemode,
+                if self.livemode { "live" } else { "test" }
+            ))
+        })
     }
 
     async fn apply_checkout(
@@ -167,61 +165,6 @@ impl Engine {
         let recomputed = self
             .recompute(conn, &org_id, Cause::Event(&event.id), now)
             .await?;
-        Ok(conclude(receipt, recomputed))
-    }
-
-    pub(super) async fn apply_subscription(
-        &self,
-        conn: &mut Conn<'_>,
-        source: Source<'_>,
-        sub: &SubscriptionSnapshot,
-        fresh: Option<&SubscriptionRead>,
-        now: i64,
-    ) -> Result<Receipt, Error> {
-        let named_org = match org_from_payload(org_id_in(&sub.metadata, &self.org_id_keys)) {
-            Ok(org) => org,
-            Err(invalid) => return Ok(invalid.subscription(&sub.id)),
-        };
-        let row = subscriptions::lock(conn, &sub.id, sub.customer.as_deref(), now).await?;
-        let org_id = match named_org {
-            Some(org) => Some(org),
-            None => self.org_of(conn, &row, sub.customer.as_deref()).await?,
-        };
-        let input = Input::State {
-            state: sub,
-            source,
-            read_at_ms: fresh.map(|f| f.read_at_ms),
-            org_id: org_id.as_deref(),
-        };
-        let Next { mut row, left } = match transition(&row, input) {
-            Ok(next) => next,
-            Err(refusal) => return Ok(stale(row, &sub.id, refusal)),
-        };
-        let mut orgs: Vec<&String> = row.org_id.iter().chain(&left).collect();
-        orgs.sort();
-        let mut now = now;
-        for org in orgs {
-            now = organizations::lock(conn, org, now).await?;
-        }
-        row.updated_at = now;
-        subscriptions::save(conn, &row).await?;
-        subscriptions::replace_items(conn, &sub.id, &sub.items).await?;
-
-        let mut receipt = Receipt::new(Outcome::Applied)
-            .org(row.org_id.clone())
-            .subscription(&sub.id);
-        if let Some(left) = &left {
-            self.recompute(conn, left, source.id.into(), now).await?;
-            receipt = receipt.note(format!("moved from organization {left}"));
-        }
-        let Some(org_id) = row.org_id else {
-            return Ok(Receipt {
-                outcome: Outcome::Unlinked,
-                ..receipt
-            }
-            .detail("no organization known yet; the checkout event will link it"));
-        };
-        let recomputed = self.recompute(conn, &org_id, source.id.into(), now).await?;
         Ok(conclude(receipt, recomputed))
     }
 
@@ -329,7 +272,7 @@ pub(super) async fn link_customer(
 }
 
 /// The receipt of an input the state machine refused.
-fn stale(row: SubscriptionRow, sub_id: &str, Refusal(reason): Refusal) -> Receipt {
+pub(super) fn stale(row: SubscriptionRow, sub_id: &str, Refusal(reason): Refusal) -> Receipt {
     Receipt::new(Outcome::Stale)
         .org(row.org_id)
         .subscription(sub_id)

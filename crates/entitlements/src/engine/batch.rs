@@ -12,17 +12,16 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Engine;
+use super::apply::Arrival;
 use super::receive::{Refetched, record};
+use super::setwise::brings_state;
 use crate::Error;
 use crate::clock::now;
 use crate::db::{Backend, Conn, on_own_thread};
 use crate::event::{Event, PaymentObject};
 use crate::receipt::{Delivery, Receipt};
-use crate::store::events;
-
-use super::apply::Arrival;
-use super::transition::Source;
 use crate::source::SubscriptionRead;
+use crate::store::events;
 
 /// Work waiting for its transaction, and where its result goes.
 pub(super) struct Job {
@@ -136,14 +135,7 @@ impl Engine {
         }
         let shared = self
             .write_if(
-                async |conn| {
-                    let mut recorded = HashSet::new();
-                    let mut results = Vec::with_capacity(batch.len());
-                    for job in &batch {
-                        results.push(self.apply_job(conn, job, &mut recorded).await?);
-                    }
-                    Ok(results)
-                },
+                async |conn| self.apply_jobs(conn, &batch).await,
                 |results| {
                     results
                         .iter()
@@ -176,7 +168,12 @@ impl Engine {
         for job in batch {
             let result = self
                 .write_if(
-                    async |conn| self.apply_job(conn, &job, &mut HashSet::new()).await,
+                    async |conn| {
+                        let mut applied = self.apply_jobs(conn, std::slice::from_ref(&job)).await?;
+                        applied
+                            .pop()
+                            .ok_or_else(|| Error::Corrupt("a job came to nothing".into()))
+                    },
                     |applied| matches!(applied, Applied::Done(Delivery::Recorded(_))),
                 )
                 .await;
@@ -187,43 +184,60 @@ impl Engine {
         }
     }
 
-    /// Applies one job. A delivery of an event recorded before, or in
-    /// `recorded` (earlier in this transaction), is a redelivery and
-    /// changes nothing; any other is applied, then recorded once with its
-    /// outcome.
-    async fn apply_job(
+    /// Applies the jobs in order, each with its own outcome: runs of jobs
+    /// that bring a subscription's state set-wise (see `setwise`), others
+    /// one at a time.
+    async fn apply_jobs(&self, conn: &mut Conn<'_>, jobs: &[Job]) -> Result<Vec<Applied>, Error> {
+        let mut recorded = HashSet::new();
+        let mut results = Vec::with_capacity(jobs.len());
+        for run in jobs.chunk_by(|a, b| brings_state(&a.work) == brings_state(&b.work)) {
+            if run.first().is_some_and(|job| brings_state(&job.work)) {
+                let works: Vec<&Work> = run.iter().map(|job| &job.work).collect();
+                results.extend(self.apply_states(conn, &works, &mut recorded).await?);
+                continue;
+            }
+            for job in run {
+                results.push(self.apply_event(conn, &job.work, &mut recorded).await?);
+            }
+        }
+        Ok(results)
+    }
+
+    /// Applies one delivery that brings no subscription state. One of an
+    /// event recorded before, or in `recorded` (earlier in this
+    /// transaction), is a redelivery and changes nothing; any other is
+    /// applied, then recorded once with its outcome.
+    async fn apply_event(
         &self,
         conn: &mut Conn<'_>,
-        job: &Job,
+        work: &Work,
         recorded: &mut HashSet<String>,
     ) -> Result<Applied, Error> {
         let now = now();
-        let (event, payload, refetched) = match &job.work {
-            Work::Delivery {
-                event,
-                payload,
-                refetched,
-            } => (event, payload, refetched),
-            Work::Listed(fresh) => {
-                let (source, sub) = (Source::listed(fresh), &fresh.subscription);
-                let receipt = self
-                    .apply_subscription(conn, source, sub, Some(fresh), now)
-                    .await?;
-                return Ok(Applied::Done(Delivery::Recorded(receipt)));
-            }
+        let Work::Delivery {
+            event,
+            payload,
+            refetched,
+        } = work
+        else {
+            return Err(Error::Corrupt(
+                "a listed subscription applies set-wise".into(),
+            ));
         };
         if recorded.contains(&event.id) || events::exists(conn, &event.id).await? {
             return Ok(Applied::Done(Delivery::Duplicate));
         }
         recorded.insert(event.id.clone());
-        let fresh = match refetched {
-            Some(Refetched::Unreadable(reason)) => Err(reason),
-            Some(Refetched::State(fresh)) => Ok(Some(fresh)),
-            None => Ok(None),
-        };
-        let receipt = match fresh {
-            Err(reason) => Receipt::invalid(reason.clone()),
-            Ok(fresh) => self.apply(conn, Arrival { event, fresh, now }).await?,
+        let receipt = match refetched {
+            Some(Refetched::Unreadable(reason)) => Receipt::invalid(reason.clone()),
+            Some(Refetched::State(fresh)) => {
+                let fresh = Some(fresh);
+                self.apply(conn, Arrival { event, fresh, now }).await?
+            }
+            None => {
+                let fresh = None;
+                self.apply(conn, Arrival { event, fresh, now }).await?
+            }
         };
         if !record(conn, event, payload, &receipt, now).await? {
             return Ok(Applied::Raced);
@@ -233,7 +247,7 @@ impl Engine {
 }
 
 /// What applying a job came to.
-enum Applied {
+pub(super) enum Applied {
     Done(Delivery),
     /// A concurrent delivery of the same event (on another replica)
     /// recorded it first: what this one applied must be rolled back, and

@@ -6,7 +6,9 @@
 //! - `receive`: a Stripe event, recorded once and applied (refetched
 //!   first in refetch mode), and `replay` of a recorded one; `batch` shares
 //!   transactions between deliveries, `apply` is the shell around the pure
-//!   state machine in `transition`, `purchase` handles one-time payments.
+//!   state machine in `transition`, `setwise` applies runs of subscription
+//!   states with a few statements for the whole run, `purchase` handles
+//!   one-time payments.
 //! - `recompute`: an organization's entitlements computed again and
 //!   stored as a new version when they changed; `in_force` decides whose
 //!   rules are current, `sweep` applies what time alone changed and prunes
@@ -25,6 +27,7 @@ mod read;
 mod receive;
 mod recompute;
 mod reconcile;
+mod setwise;
 mod sweep;
 mod transition;
 

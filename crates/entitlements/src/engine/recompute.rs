@@ -82,16 +82,9 @@ impl Engine {
             grants,
         };
         for (grant_id, expired_at) in &expired {
-            let detail = format!("expired at {}", rfc3339(*expired_at));
-            notes::add(
-                conn,
-                org_id,
-                "grant_expired",
-                Cause::Grant(grant_id),
-                &detail,
-                now,
-            )
-            .await?;
+            let detail = expiry_detail(*expired_at);
+            let about = Cause::Grant(grant_id);
+            notes::add(conn, org_id, GRANT_EXPIRED, about, &detail, now).await?;
         }
         if !expired.is_empty() {
             let ids: Vec<&str> = expired.iter().map(|(id, _)| id.as_str()).collect();
@@ -99,7 +92,32 @@ impl Engine {
         }
         let computed = compute(&self.catalog, &sources, now, self.policy);
         let current = answers::get(conn, org_id).await?;
-        let (before, version) = match &current {
+        let decision = self.decide(org_id, current.as_ref(), &computed, now)?;
+        match &decision.store {
+            Some(Stored::Changed(row)) => {
+                answers::save_change(conn, row, cause).await?;
+                answers::announce(conn, &[(org_id, row.version)]).await?;
+            }
+            Some(Stored::Settled { recheck_at }) => {
+                answers::settle(conn, org_id, &self.rules, *recheck_at).await?;
+            }
+            None => {}
+        }
+        Ok(self.recomputed(org_id, computed, &decision))
+    }
+
+    /// What a computed answer means against the stored one (`current`):
+    /// a new version when it differs (counted, and told to the change hook
+    /// once the write commits), else the rules and recheck time to record
+    /// if they moved.
+    pub(super) fn decide(
+        &self,
+        org_id: &str,
+        current: Option<&EntitlementRow>,
+        computed: &Computed,
+        now: i64,
+    ) -> Result<Decision, Error> {
+        let (before, version) = match current {
             Some(row) => (row.entitlement()?, row.version),
             None => (default_entitlement(&self.catalog), 0),
         };
@@ -110,36 +128,49 @@ impl Engine {
             (true, false) => Some(Change::Revoked),
             _ => Some(Change::Changed),
         };
-        let version = match (change, &current) {
+        let (version, store) = match (change, current) {
             (Some(_), _) => {
-                let row = EntitlementRow::new(org_id, &computed, version + 1, now, &self.rules)?;
-                answers::save_change(conn, &row, cause).await?;
-                answers::announce(conn, org_id, version + 1).await?;
+                let row = EntitlementRow::new(org_id, computed, version + 1, now, &self.rules)?;
                 // Outside a write (never, today) there is no one to tell.
                 let _ = WRITTEN.try_with(|w| w.borrow_mut().push((org_id.to_owned(), version + 1)));
                 self.counters
                     .entitlement_change(&changed_kinds(&before.sources, &after.sources));
-                version + 1
+                (version + 1, Some(Stored::Changed(row)))
             }
             (None, Some(row))
                 if row.rules.as_deref() != Some(&*self.rules)
                     || row.recheck_at != computed.recheck_at =>
             {
-                answers::settle(conn, org_id, &self.rules, computed.recheck_at).await?;
-                version
+                let recheck_at = computed.recheck_at;
+                (version, Some(Stored::Settled { recheck_at }))
             }
-            (None, _) => version,
+            (None, _) => (version, None),
         };
+        Ok(Decision {
+            change,
+            version,
+            store,
+        })
+    }
+
+    /// What a recomputation found; prices in no plan are counted and
+    /// logged.
+    pub(super) fn recomputed(
+        &self,
+        org_id: &str,
+        computed: Computed,
+        decision: &Decision,
+    ) -> Recomputed {
         if !computed.unknown_prices.is_empty() {
             self.counters.unknown_prices();
             tracing::warn!(org_id, prices = ?computed.unknown_prices, "prices in no plan grant nothing");
         }
-        Ok(Recomputed {
+        Recomputed {
             unknown_prices: computed.unknown_prices,
-            change,
-            version,
+            change: decision.change,
+            version: decision.version,
             deferred: false,
-        })
+        }
     }
 
     /// Leaves an organization to a process whose rules are in force (see
@@ -151,6 +182,13 @@ impl Engine {
         org_id: &str,
         now: i64,
     ) -> Result<Recomputed, Error> {
+        let version = answers::defer(conn, &self.deferred_default(org_id, now)?, now).await?;
+        Ok(Recomputed::deferred(version))
+    }
+
+    /// The answer a deferred organization without one is stored with:
+    /// the default plan at version 0, due at once, under no rules.
+    pub(super) fn deferred_default(&self, org_id: &str, now: i64) -> Result<EntitlementRow, Error> {
         let nothing = Computed {
             entitlement: default_entitlement(&self.catalog),
             recheck_at: Some(now),
@@ -158,13 +196,36 @@ impl Engine {
         };
         let mut row = EntitlementRow::new(org_id, &nothing, 0, now, &self.rules)?;
         row.rules = None;
-        Ok(Recomputed {
-            unknown_prices: Vec::new(),
-            change: None,
-            version: answers::defer(conn, &row, now).await?,
-            deferred: true,
-        })
+        Ok(row)
     }
+}
+
+/// What recomputing decided to store.
+pub(super) struct Decision {
+    change: Option<Change>,
+    version: i64,
+    pub(super) store: Option<Stored>,
+}
+
+/// An answer to store.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per recomputation, moved once into the store"
+)]
+pub(super) enum Stored {
+    /// A new version.
+    Changed(EntitlementRow),
+    /// The same answer, computed under the rules in force, holding until
+    /// `recheck_at`.
+    Settled { recheck_at: Option<i64> },
+}
+
+/// The history's action for a grant that expired.
+pub(super) const GRANT_EXPIRED: &str = "grant_expired";
+
+/// The history's detail of a grant that expired at `at`.
+pub(super) fn expiry_detail(at: i64) -> String {
+    format!("expired at {}", rfc3339(at))
 }
 
 /// The kinds of source whose grants differ between two answers.
@@ -193,4 +254,16 @@ pub(crate) struct Recomputed {
     pub(super) version: i64,
     /// Left to a process whose rules are in force.
     pub(super) deferred: bool,
+}
+
+impl Recomputed {
+    /// Left to a process whose rules are in force, at `version`.
+    pub(super) fn deferred(version: i64) -> Self {
+        Self {
+            unknown_prices: Vec::new(),
+            change: None,
+            version,
+            deferred: true,
+        }
+    }
 }

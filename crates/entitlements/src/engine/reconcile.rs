@@ -1,9 +1,10 @@
 //! Subscriptions as Stripe's API lists them, applied through the same
 //! code as their events, to repair what missed webhooks left behind.
 
-use super::{Engine, batch, detached, transition};
+use std::collections::HashSet;
+
+use super::{Engine, batch, detached};
 use crate::Error;
-use crate::clock::now;
 use crate::receipt::{Delivery, Receipt};
 use crate::source::SubscriptionRead;
 
@@ -23,14 +24,19 @@ impl Engine {
         let (engine, fresh) = (self.clone(), fresh.clone());
         let only_org = only_org.map(str::to_owned);
         detached(async move {
-            let (now, source) = (now(), transition::Source::listed(&fresh));
+            let work = batch::Work::Listed(fresh);
             engine
                 .write_if(
                     async |conn| {
-                        let sub = &fresh.subscription;
-                        engine
-                            .apply_subscription(conn, source, sub, Some(&fresh), now)
-                            .await
+                        let applied = engine
+                            .apply_states(conn, &[&work], &mut HashSet::new())
+                            .await?;
+                        match applied.into_iter().next() {
+                            Some(batch::Applied::Done(Delivery::Recorded(receipt))) => Ok(receipt),
+                            _ => Err(Error::Corrupt(
+                                "a listed subscription was not applied".into(),
+                            )),
+                        }
                     },
                     |receipt| {
                         !dry_run

@@ -8,7 +8,7 @@ use crate::Error;
 use crate::catalog::Features;
 use crate::compute::{Computed, Entitlement, Source};
 use crate::db::schema::{entitlement_changes as changes, entitlements as ents};
-use crate::db::{Conn, Prepared, run};
+use crate::db::{Conn, Prepared, insert_all, run};
 use crate::store::{Cause, organizations};
 
 /// An `entitlements` row.
@@ -92,6 +92,60 @@ pub(crate) async fn get(
     Ok(run!(conn, |c| query.first(c).await.optional())?)
 }
 
+/// The stored answers of these organizations (those that have one).
+pub(crate) async fn of_orgs(
+    conn: &mut Conn<'_>,
+    org_ids: &[&str],
+) -> Result<Vec<EntitlementRow>, Error> {
+    let query = ents::table
+        .filter(ents::org_id.eq_any(org_ids))
+        .select(ents::all_columns);
+    Ok(run!(conn, |c| query.load(c).await)?)
+}
+
+/// Stores each row (of distinct organizations) whole: one statement on
+/// PostgreSQL.
+pub(crate) async fn save_many(conn: &mut Conn<'_>, rows: &[EntitlementRow]) -> Result<(), Error> {
+    use diesel::upsert::excluded;
+    let Conn::Postgres(c) = conn else {
+        for row in rows {
+            let upsert = diesel::insert_into(ents::table)
+                .values(row)
+                .on_conflict(ents::org_id)
+                .do_update()
+                .set(row)
+                .cached();
+            run!(conn, |c| upsert.execute(c).await)?;
+        }
+        return Ok(());
+    };
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let upsert = diesel::insert_into(ents::table)
+        .values(rows)
+        .on_conflict(ents::org_id)
+        .do_update()
+        .set((
+            ents::plan.eq(excluded(ents::plan)),
+            ents::status.eq(excluded(ents::status)),
+            ents::features.eq(excluded(ents::features)),
+            ents::subscription_id.eq(excluded(ents::subscription_id)),
+            ents::current_period_end.eq(excluded(ents::current_period_end)),
+            ents::cancel_at_period_end.eq(excluded(ents::cancel_at_period_end)),
+            ents::grace_until.eq(excluded(ents::grace_until)),
+            ents::valid_until.eq(excluded(ents::valid_until)),
+            ents::version.eq(excluded(ents::version)),
+            ents::updated_at.eq(excluded(ents::updated_at)),
+            ents::rules.eq(excluded(ents::rules)),
+            ents::recheck_at.eq(excluded(ents::recheck_at)),
+            ents::sources.eq(excluded(ents::sources)),
+        ))
+        .cached();
+    upsert.execute(&mut **c).await?;
+    Ok(())
+}
+
 /// Records that the organization's unchanged answer was computed under
 /// `rules` and holds until `recheck_at`.
 pub(crate) async fn settle(
@@ -160,19 +214,71 @@ pub(crate) async fn due_by(
 /// `<version> <org_id>`.
 pub(crate) const CHANGES_CHANNEL: &str = "billing_entitlements";
 
-/// Announces the organization's new version to other replicas: on
-/// PostgreSQL a `NOTIFY`, delivered when the transaction commits; SQLite
-/// has no such thing (its watchers read the history instead).
-pub(crate) async fn announce(conn: &mut Conn<'_>, org_id: &str, version: i64) -> Result<(), Error> {
-    if let Conn::Postgres(c) = conn {
-        diesel::sql_query("SELECT pg_notify($1, $2)")
+/// Announces each organization's new version to other replicas: on
+/// PostgreSQL one `NOTIFY` each, delivered when the transaction commits,
+/// sent by one statement; SQLite has no such thing (its watchers read the
+/// history instead).
+pub(crate) async fn announce(conn: &mut Conn<'_>, versions: &[(&str, i64)]) -> Result<(), Error> {
+    if let Conn::Postgres(c) = conn
+        && !versions.is_empty()
+    {
+        let payloads: Vec<String> = versions
+            .iter()
+            .map(|(org_id, version)| format!("{version} {org_id}"))
+            .collect();
+        diesel::sql_query("SELECT pg_notify($1, payload) FROM unnest($2) AS payload")
             .bind::<diesel::sql_types::Text, _>(CHANGES_CHANNEL)
-            .bind::<diesel::sql_types::Text, _>(format!("{version} {org_id}"))
+            .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(payloads)
             .cached()
             .execute(&mut **c)
             .await?;
     }
     Ok(())
+}
+
+/// A history row: an organization's answer at a new version, and what
+/// caused it.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = changes, treat_none_as_null = true)]
+pub(crate) struct NewChange {
+    org_id: String,
+    version: i64,
+    event_id: Option<String>,
+    grant_id: Option<String>,
+    plan: String,
+    status: String,
+    features: String,
+    changed_at: i64,
+    position: i64,
+    answer: Option<String>,
+}
+
+impl NewChange {
+    /// The version it records.
+    pub(crate) fn version(&self) -> i64 {
+        self.version
+    }
+
+    /// The history row of `row`, caused by `cause`, at `position`.
+    pub(crate) fn new(
+        row: &EntitlementRow,
+        cause: Cause<'_>,
+        position: i64,
+    ) -> Result<Self, Error> {
+        let (event_id, grant_id) = cause.ids();
+        Ok(Self {
+            org_id: row.org_id.clone(),
+            version: row.version,
+            event_id: event_id.map(str::to_owned),
+            grant_id: grant_id.map(str::to_owned),
+            plan: row.plan.clone(),
+            status: row.status.clone(),
+            features: row.features.clone(),
+            changed_at: row.updated_at,
+            position,
+            answer: Some(serde_json::to_string(&row.entitlement()?)?),
+        })
+    }
 }
 
 /// Stores the row and a history entry naming what caused it, at
@@ -183,30 +289,14 @@ pub(crate) async fn save_change(
     row: &EntitlementRow,
     cause: Cause<'_>,
 ) -> Result<(), Error> {
-    let (event_id, grant_id) = cause.ids();
-    let upsert = diesel::insert_into(ents::table)
-        .values(row)
-        .on_conflict(ents::org_id)
-        .do_update()
-        .set(row)
-        .cached();
-    run!(conn, |c| upsert.execute(c).await)?;
+    save_many(conn, std::slice::from_ref(row)).await?;
     let position = organizations::next_position(conn, &row.org_id, row.updated_at).await?;
-    let history = diesel::insert_into(changes::table)
-        .values((
-            changes::org_id.eq(&row.org_id),
-            changes::version.eq(row.version),
-            changes::event_id.eq(event_id),
-            changes::grant_id.eq(grant_id),
-            changes::plan.eq(&row.plan),
-            changes::status.eq(&row.status),
-            changes::features.eq(&row.features),
-            changes::changed_at.eq(row.updated_at),
-            changes::position.eq(position),
-            changes::answer.eq(serde_json::to_string(&row.entitlement()?)?),
-        ))
-        .cached();
-    run!(conn, |c| history.execute(c).await)?;
+    record_changes(conn, &[NewChange::new(row, cause, position)?]).await
+}
+
+/// Stores history rows: one statement on PostgreSQL.
+pub(crate) async fn record_changes(conn: &mut Conn<'_>, rows: &[NewChange]) -> Result<(), Error> {
+    insert_all!(conn, changes::table, rows);
     Ok(())
 }
 

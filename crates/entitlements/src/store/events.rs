@@ -9,9 +9,10 @@ use crate::db::{Conn, Prepared, run};
 use crate::event::Event;
 use crate::receipt::Receipt;
 
+/// A `webhook_events` row to record.
 #[derive(Insertable)]
 #[diesel(table_name = events, treat_none_as_null = true)]
-struct NewEvent<'a> {
+pub(crate) struct NewEvent<'a> {
     id: &'a str,
     event_type: &'a str,
     created: i64,
@@ -34,11 +35,37 @@ pub(crate) struct Placement {
     pub at: i64,
 }
 
-/// Records the event with what applying it did, and its place in its
-/// organization's history when given; stamped `received_at` otherwise.
-/// Returns whether it was new: `false` when a concurrent delivery of the
-/// same event recorded it first (this one waited on the primary key), and
-/// then the caller must roll back what it applied.
+impl<'a> NewEvent<'a> {
+    /// The event with what applying it did, and its place in its
+    /// organization's history when given; stamped `received_at` otherwise.
+    pub(crate) fn new(
+        event: &'a Event,
+        payload: &'a str,
+        receipt: &'a Receipt,
+        placement: Option<Placement>,
+        received_at: i64,
+    ) -> Self {
+        Self {
+            id: &event.id,
+            event_type: event.kind.as_str(),
+            created: event.created,
+            livemode: event.livemode,
+            org_id: receipt.org_id.as_deref(),
+            subscription_id: receipt.subscription_id.as_deref(),
+            outcome: receipt.outcome.as_str(),
+            detail: receipt.detail.as_deref(),
+            payload,
+            received_at: placement.map_or(received_at, |p| p.at),
+            position: placement.map(|p| p.position),
+            customer_id: event.customer(),
+        }
+    }
+}
+
+/// Records the event (see [`NewEvent::new`]). Returns whether it was new:
+/// `false` when a concurrent delivery of the same event recorded it first
+/// (this one waited on the primary key), and then the caller must roll
+/// back what it applied.
 pub(crate) async fn record(
     conn: &mut Conn<'_>,
     event: &Event,
@@ -47,26 +74,52 @@ pub(crate) async fn record(
     placement: Option<Placement>,
     received_at: i64,
 ) -> Result<bool, Error> {
-    let row = NewEvent {
-        id: &event.id,
-        event_type: event.kind.as_str(),
-        created: event.created,
-        livemode: event.livemode,
-        org_id: receipt.org_id.as_deref(),
-        subscription_id: receipt.subscription_id.as_deref(),
-        outcome: receipt.outcome.as_str(),
-        detail: receipt.detail.as_deref(),
-        payload,
-        received_at: placement.map_or(received_at, |p| p.at),
-        position: placement.map(|p| p.position),
-        customer_id: event.customer(),
+    let row = NewEvent::new(event, payload, receipt, placement, received_at);
+    Ok(!record_many(conn, &[row]).await?.is_empty())
+}
+
+/// Records each event (of distinct ids) unless one with its id is
+/// recorded already (see [`record`]); answers the ids recorded. One
+/// statement on PostgreSQL.
+pub(crate) async fn record_many(
+    conn: &mut Conn<'_>,
+    rows: &[NewEvent<'_>],
+) -> Result<Vec<String>, Error> {
+    let Conn::Postgres(c) = conn else {
+        let mut recorded = Vec::with_capacity(rows.len());
+        for row in rows {
+            let query = diesel::insert_into(events::table)
+                .values(row)
+                .on_conflict(events::id)
+                .do_nothing()
+                .cached();
+            if run!(conn, |c| query.execute(c).await)? == 1 {
+                recorded.push(row.id.to_owned());
+            }
+        }
+        return Ok(recorded);
     };
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
     let query = diesel::insert_into(events::table)
-        .values(&row)
+        .values(rows)
         .on_conflict(events::id)
         .do_nothing()
+        .returning(events::id)
         .cached();
-    Ok(run!(conn, |c| query.execute(c).await)? == 1)
+    Ok(query.get_results(&mut **c).await?)
+}
+
+/// Which of these event ids are recorded.
+pub(crate) async fn existing(conn: &mut Conn<'_>, ids: &[&str]) -> Result<Vec<String>, Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let query = events::table
+        .filter(events::id.eq_any(ids))
+        .select(events::id);
+    Ok(run!(conn, |c| query.load(c).await)?)
 }
 
 /// The organization a recorded event concerns: `None` when no event has

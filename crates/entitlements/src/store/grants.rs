@@ -114,29 +114,59 @@ pub(crate) async fn unrevoked(
     org_id: &str,
     now: i64,
 ) -> Result<(Vec<GrantState>, Vec<(String, i64)>), Error> {
+    let mut states = Vec::new();
+    let mut unnoted = Vec::new();
+    for Unrevoked { state, noted, .. } in unrevoked_of(conn, &[org_id]).await? {
+        if let Some(at) = expired_unnoted(&state, noted, now) {
+            unnoted.push((state.id.clone(), at));
+        }
+        states.push(state);
+    }
+    Ok((states, unnoted))
+}
+
+/// A grant not revoked, of one organization.
+pub(crate) struct Unrevoked {
+    pub org_id: String,
+    pub state: GrantState,
+    /// The history says it expired.
+    pub noted: bool,
+}
+
+/// When the grant expired, if it did by `now` and the history does not
+/// say so yet.
+pub(crate) fn expired_unnoted(grant: &GrantState, noted: bool, now: i64) -> Option<i64> {
+    grant.expires_at.filter(|at| *at <= now && !noted)
+}
+
+/// The grants of these organizations that are not revoked, in id order.
+pub(crate) async fn unrevoked_of(
+    conn: &mut Conn<'_>,
+    org_ids: &[&str],
+) -> Result<Vec<Unrevoked>, Error> {
     let query = grants::table
-        .filter(grants::org_id.eq(org_id))
+        .filter(grants::org_id.eq_any(org_ids))
         .filter(grants::revoked_at.is_null())
         .order(grants::id)
         .select(grants::all_columns);
     let rows: Vec<Loaded> = run!(conn, |c| query.load(c).await)?;
-    let mut states = Vec::with_capacity(rows.len());
-    let mut unnoted = Vec::new();
-    for row in rows {
-        let expiry_noted = row.11;
-        let grant = read(row)?;
-        if let Some(at) = grant.expires_at.filter(|at| *at <= now && !expiry_noted) {
-            unnoted.push((grant.id.clone(), at));
-        }
-        states.push(GrantState {
-            id: grant.id,
-            plan: grant.plan,
-            features: grant.features,
-            quantity: grant.quantity,
-            expires_at: grant.expires_at,
-        });
-    }
-    Ok((states, unnoted))
+    rows.into_iter()
+        .map(|row| {
+            let noted = row.11;
+            let grant = read(row)?;
+            Ok(Unrevoked {
+                org_id: grant.org_id,
+                noted,
+                state: GrantState {
+                    id: grant.id,
+                    plan: grant.plan,
+                    features: grant.features,
+                    quantity: grant.quantity,
+                    expires_at: grant.expires_at,
+                },
+            })
+        })
+        .collect()
 }
 
 /// Records that the history says these grants expired.

@@ -18,8 +18,21 @@ pub(crate) async fn add(
     detail: &str,
     now: i64,
 ) -> Result<(), Error> {
-    let (event_id, grant_id) = about.ids();
     let position = organizations::next_position(conn, org_id, now).await?;
+    add_at(conn, org_id, position, action, about, detail, now).await
+}
+
+/// Adds a note at a history position the caller took.
+pub(crate) async fn add_at(
+    conn: &mut Conn<'_>,
+    org_id: &str,
+    position: i64,
+    action: &str,
+    about: Cause<'_>,
+    detail: &str,
+    now: i64,
+) -> Result<(), Error> {
+    let (event_id, grant_id) = about.ids();
     let query = diesel::insert_into(notes::table)
         .values((
             notes::org_id.eq(org_id),

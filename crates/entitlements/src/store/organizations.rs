@@ -13,6 +13,12 @@ use crate::{Error, clock};
 /// Returns the time read once the lock is held: stamps taken after it
 /// order like the organization's versions, whoever waited longest.
 pub(crate) async fn lock(conn: &mut Conn<'_>, org_id: &str, now: i64) -> Result<i64, Error> {
+    lock_at(conn, org_id, now).await?;
+    Ok(clock::now())
+}
+
+/// [`lock`], answering the organization's last history position taken.
+async fn lock_at(conn: &mut Conn<'_>, org_id: &str, now: i64) -> Result<(String, i64), Error> {
     let query = diesel::insert_into(orgs::table)
         .values((
             orgs::id.eq(org_id),
@@ -22,9 +28,86 @@ pub(crate) async fn lock(conn: &mut Conn<'_>, org_id: &str, now: i64) -> Result<
         .on_conflict(orgs::id)
         .do_update()
         .set(orgs::updated_at.eq(now))
+        .returning((orgs::id, orgs::history_position))
         .cached();
-    run!(conn, |c| query.execute(c).await)?;
-    Ok(clock::now())
+    Ok(run!(conn, |c| query.get_result(c).await)?)
+}
+
+/// [`lock`] for each of the (distinct) organizations, in id order (so two
+/// transactions lock shared rows in the same order): one statement on
+/// PostgreSQL. Answers each one's last history position taken.
+pub(crate) async fn lock_many(
+    conn: &mut Conn<'_>,
+    org_ids: &[&str],
+    now: i64,
+) -> Result<Vec<(String, i64)>, Error> {
+    let mut org_ids = org_ids.to_vec();
+    org_ids.sort_unstable();
+    let Conn::Postgres(c) = conn else {
+        let mut locked = Vec::with_capacity(org_ids.len());
+        for org_id in org_ids {
+            locked.push(lock_at(conn, org_id, now).await?);
+        }
+        return Ok(locked);
+    };
+    let values: Vec<_> = org_ids
+        .iter()
+        .map(|org_id| {
+            (
+                orgs::id.eq(*org_id),
+                orgs::created_at.eq(now),
+                orgs::updated_at.eq(now),
+            )
+        })
+        .collect();
+    let query = diesel::insert_into(orgs::table)
+        .values(values)
+        .on_conflict(orgs::id)
+        .do_update()
+        .set(orgs::updated_at.eq(now))
+        .returning((orgs::id, orgs::history_position))
+        .cached();
+    Ok(query.get_results(&mut **c).await?)
+}
+
+/// Stores each (locked) organization's last history position taken, as
+/// taken in memory since [`lock_many`] answered it.
+pub(crate) async fn set_positions(
+    conn: &mut Conn<'_>,
+    positions: &[(&str, i64)],
+) -> Result<(), Error> {
+    use diesel::upsert::excluded;
+    let Conn::Postgres(c) = conn else {
+        for (org_id, position) in positions {
+            let query = diesel::update(orgs::table.find(org_id))
+                .set(orgs::history_position.eq(position))
+                .cached();
+            run!(conn, |c| query.execute(c).await)?;
+        }
+        return Ok(());
+    };
+    if positions.is_empty() {
+        return Ok(());
+    }
+    let values: Vec<_> = positions
+        .iter()
+        .map(|(org_id, position)| {
+            (
+                orgs::id.eq(*org_id),
+                orgs::created_at.eq(0),
+                orgs::updated_at.eq(0),
+                orgs::history_position.eq(*position),
+            )
+        })
+        .collect();
+    let query = diesel::insert_into(orgs::table)
+        .values(values)
+        .on_conflict(orgs::id)
+        .do_update()
+        .set(orgs::history_position.eq(excluded(orgs::history_position)))
+        .cached();
+    query.execute(&mut **c).await?;
+    Ok(())
 }
 
 /// Adds one to a counter of the organization's row and returns it,
@@ -91,12 +174,29 @@ pub(crate) async fn org_of_customer(
     conn: &mut Conn<'_>,
     customer: &str,
 ) -> Result<Option<String>, Error> {
+    match owner_of_customer(conn, customer).await? {
+        Some(org) => Ok(Some(org)),
+        None => linked_org_of_customer(conn, customer).await,
+    }
+}
+
+/// The organization a Stripe customer was created for (or linked to).
+pub(crate) async fn owner_of_customer(
+    conn: &mut Conn<'_>,
+    customer: &str,
+) -> Result<Option<String>, Error> {
     let own = orgs::table
         .filter(orgs::stripe_customer_id.eq(customer))
         .select(orgs::id);
-    if let Some(org) = run!(conn, |c| own.first(c).await.optional())? {
-        return Ok(Some(org));
-    }
+    Ok(run!(conn, |c| own.first(c).await.optional())?)
+}
+
+/// The organization the customer's most recently updated linked
+/// subscription belongs to.
+pub(crate) async fn linked_org_of_customer(
+    conn: &mut Conn<'_>,
+    customer: &str,
+) -> Result<Option<String>, Error> {
     let linked = subs::table
         .filter(subs::customer_id.eq(customer))
         .filter(subs::org_id.is_not_null())

@@ -106,13 +106,24 @@ pub(crate) async fn save(conn: &mut Conn<'_>, row: &PurchaseRow) -> Result<(), E
 
 /// Every purchase of an organization, with what its payment suffered.
 pub(crate) async fn of_org(conn: &mut Conn<'_>, org_id: &str) -> Result<Vec<PurchaseState>, Error> {
+    let purchases = of_orgs(conn, &[org_id]).await?;
+    Ok(purchases.into_iter().map(|(_, state)| state).collect())
+}
+
+/// Every purchase of these organizations (in id order), with its
+/// organization and what its payment suffered.
+pub(crate) async fn of_orgs(
+    conn: &mut Conn<'_>,
+    org_ids: &[&str],
+) -> Result<Vec<(String, PurchaseState)>, Error> {
     let query = purchases::table
         .left_join(
             pays::table.on(purchases::payment_intent_id.eq(pays::payment_intent_id.nullable())),
         )
-        .filter(purchases::org_id.eq(org_id))
+        .filter(purchases::org_id.eq_any(org_ids))
         .order(purchases::id)
         .select((
+            purchases::org_id,
             purchases::id,
             purchases::plan,
             purchases::quantity,
@@ -125,6 +136,7 @@ pub(crate) async fn of_org(conn: &mut Conn<'_>, org_id: &str) -> Result<Vec<Purc
     type Loaded = (
         String,
         String,
+        String,
         i64,
         String,
         Option<i64>,
@@ -135,15 +147,16 @@ pub(crate) async fn of_org(conn: &mut Conn<'_>, org_id: &str) -> Result<Vec<Purc
     let rows: Vec<Loaded> = run!(conn, |c| query.load(c).await)?;
     rows.into_iter()
         .map(
-            |(id, plan, quantity, status, paid_at, refunded, disputed, terms)| {
-                Ok(PurchaseState {
+            |(org_id, id, plan, quantity, status, paid_at, refunded, disputed, terms)| {
+                let state = PurchaseState {
                     terms: terms.as_deref().map(read_terms).transpose()?,
                     id,
                     plan,
                     quantity,
                     paid_at: paid_at.filter(|_| status == PAID),
                     withdrawn: refunded.unwrap_or(false) || disputed.unwrap_or(false),
-                })
+                };
+                Ok((org_id, state))
             },
         )
         .collect()
