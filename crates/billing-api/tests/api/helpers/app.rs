@@ -107,8 +107,9 @@ pub struct TestApp {
     pub engine: entitlements::Engine,
     /// Stops the app.
     server: actix_web::dev::ServerHandle,
-    /// Kept last so it is dropped after the app's pool.
-    pub db: TestDb,
+    /// Kept last so it is dropped after the app's pool (shared with the
+    /// instances started [`TestApp::beside`] it).
+    pub db: std::sync::Arc<TestDb>,
 }
 
 impl TestApp {
@@ -119,7 +120,14 @@ impl TestApp {
 
     /// The app with settings changed by `configure`.
     pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
-        Self::spawn_on(TestDb::create(backend).await, configure).await
+        Self::spawn_on(TestDb::create(backend).await.into(), configure).await
+    }
+
+    /// Another instance on this app's database, running beside it (a
+    /// second replica), with the development settings changed by
+    /// `configure`.
+    pub async fn beside(&self, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::spawn_on(self.db.clone(), configure).await
     }
 
     /// The app talking to `stripe` (a fake Stripe) with a test-mode key,
@@ -158,7 +166,10 @@ impl TestApp {
         Self::spawn_on(self.db, configure).await
     }
 
-    async fn spawn_on(db: TestDb, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    async fn spawn_on(
+        db: std::sync::Arc<TestDb>,
+        configure: impl FnOnce(&mut Settings),
+    ) -> TestApp {
         let mut settings = default_settings();
         settings.server.host = "127.0.0.1".into();
         settings.server.port = 0;
